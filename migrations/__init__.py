@@ -1,0 +1,1 @@
+"""Forward-only numbered SQL migrations and the runner that applies them."""

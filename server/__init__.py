@@ -1,0 +1,1 @@
+"""Colabel server: HTTP API, WebSocket endpoints, auth, projects and the CLI."""

@@ -1,0 +1,20 @@
+"""The HTTP API under /api/v1, one module per resource."""
+
+from __future__ import annotations
+
+from ..routing import Endpoint
+from . import auth, dataset, labels, members, meta, projects, tokens, users
+
+
+def endpoints() -> list[Endpoint]:
+    """Every endpoint the server answers, in the order the OpenAPI document lists them."""
+    return [
+        *meta.ENDPOINTS,
+        *auth.ENDPOINTS,
+        *users.ENDPOINTS,
+        *tokens.ENDPOINTS,
+        *projects.ENDPOINTS,
+        *members.ENDPOINTS,
+        *labels.ENDPOINTS,
+        *dataset.ENDPOINTS,
+    ]

@@ -1,0 +1,67 @@
+"""Sign-in and sign-out with a session cookie; who am I."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from starlette.responses import JSONResponse, Response
+
+from .. import auth, csrf
+from ..errors import Unauthorized
+from ..passwords import MAX_LENGTH, verify_password
+from ..ratelimit import LoginThrottle
+from ..routing import Access, Call, Endpoint
+from ..users import SELECT_BY_EMAIL, User
+from ..validation import Strict
+
+
+class LoginBody(Strict):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+
+def client_address(call: Call) -> str:
+    client = call.request.client
+    return client.host if client else "unknown"
+
+
+async def login(call: Call) -> Response:
+    body: LoginBody = call.body
+    services = call.services
+    # A login form posted from another site would sign the victim into our account
+    # (login CSRF), so a browser's Origin must be ours even though no cookie exists yet.
+    if call.request.headers.get("origin") is not None:
+        csrf.check(services.settings, call.request)
+    throttle = LoginThrottle(services)
+    address = client_address(call)
+    await throttle.check(body.email, address)
+    row = await services.db.fetchrow(SELECT_BY_EMAIL, body.email)
+    ok = verify_password(row["password_hash"] if row else None, body.password)
+    if not ok or row is None or not row["is_active"]:
+        await throttle.failed(body.email, address)
+        raise Unauthorized("wrong email or password", code="invalid_credentials")
+    await throttle.succeeded(body.email)
+    user = User.from_row(row)
+    response = JSONResponse({"user": user.to_json()})
+    await auth.start_session(services, user, response)
+    return response
+
+
+async def logout(call: Call) -> Response:
+    response = Response(status_code=204)
+    await auth.end_session(call.services, call.identity, response)
+    return response
+
+
+async def me(call: Call) -> dict[str, Any]:
+    return {"user": call.me.to_json(), "via_token": call.via_token}
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/api/v1/auth/login", login, "Sign in; sets the session cookie",
+             access=Access.PUBLIC, body=LoginBody, tag="auth", errors=(401, 403, 422, 429)),
+    Endpoint("POST", "/api/v1/auth/logout", logout, "Sign out and end the session",
+             access=Access.PUBLIC, status=204, tag="auth", errors=(403,)),
+    Endpoint("GET", "/api/v1/me", me, "The signed-in user", tag="auth", errors=(401,)),
+]

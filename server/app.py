@@ -1,0 +1,101 @@
+"""The Starlette application: routes, error handling and the services' lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from migrations.runner import migrate
+
+from . import api, openapi
+from .api.meta import app_version
+from .errors import ApiError
+from .routing import build_routes, error_response
+from .services import Services
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+CLIENT_DIST = Path(__file__).resolve().parent.parent / "client" / "dist"
+_WELCOME = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Colabel</title>
+<style>body{font:16px system-ui,sans-serif;max-width:40rem;margin:4rem auto;color:#223}
+code{background:#eef;padding:.1rem .3rem;border-radius:3px}</style></head><body>
+<h1>Colabel</h1><p>The server is running. The browser app has not been built into
+<code>client/dist</code>; the API is at <code>/api/v1</code> and described by
+<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</p></body></html>"""
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail), "details": None}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        {"error": {"code": "internal", "message": "internal server error", "details": None}},
+        status_code=500,
+    )
+
+
+def _client_routes(client_dist: Path) -> list[BaseRoute]:
+    if (client_dist / "index.html").exists():
+        return [Mount("/", StaticFiles(directory=client_dist, html=True), name="client")]
+
+    async def welcome(request: Request) -> Response:
+        return Response(_WELCOME, media_type="text/html")
+
+    return [Route("/", welcome)]
+
+
+def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette:
+    """Build the app; URLs in `settings` must already point at running Postgres and Redis."""
+    endpoints = api.endpoints()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert settings.database_url
+        applied = await migrate(settings.database_url)
+        if applied:
+            log.info("migrated: %s", ", ".join(applied))
+        services = await Services.open(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = Starlette(
+        routes=[*build_routes(endpoints), *_client_routes(client_dist)],
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+    )
+    app.state.settings = settings
+    app.state.openapi = openapi.document(endpoints, app_version())
+    return app
+
+
+__all__ = ["create_app"]

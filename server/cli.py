@@ -1,0 +1,139 @@
+"""The `colabel` command: serve, migrate, createuser."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from migrations.runner import MigrationError, migrate
+
+from .errors import ApiError, ConfigError
+from .settings import Settings
+
+log = logging.getLogger("colabel")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colabel", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="where embedded engines and files live "
+                        "(default: $COLABEL_DATA_DIR or ~/.local/share/colabel)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", parents=[common], help="run the server")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument("--demo", action="store_true",
+                       help="create a demo admin and a demo project with generated images")
+    serve.add_argument("--log-level", default="info")
+    sub.add_parser("migrate", parents=[common], help="apply database migrations")
+    cu = sub.add_parser("createuser", parents=[common], help="create a user")
+    cu.add_argument("--email", required=True)
+    cu.add_argument("--password", required=True)
+    cu.add_argument("--name", default="")
+    cu.add_argument("--admin", action="store_true", help="make the user an instance admin")
+    return parser
+
+
+def _serve(settings: Settings, demo: bool, log_level: str) -> None:
+    import uvicorn
+
+    from .app import create_app
+    from .demo import ensure_demo
+    from .engines import engines
+
+    with engines(settings) as s:
+        assert s.database_url
+        asyncio.run(migrate(s.database_url))
+        info = asyncio.run(ensure_demo(s)) if demo else None
+        url = f"http://{s.host}:{s.port}"
+        print(f"Colabel listening on {url}  (data: {s.data_dir})", flush=True)
+        if info:
+            print(f"Sign in as {info.email} / {info.password}  "
+                  f"(demo project {info.project_id})", flush=True)
+        else:
+            print("Create an admin with: colabel createuser --email E --password P --admin",
+                  flush=True)
+        # uvicorn re-raises SIGTERM after a graceful shutdown; turning it into SystemExit
+        # lets the embedded engines stop cleanly instead of dying with the process.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=log_level,
+                    proxy_headers=True)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _migrate(settings: Settings) -> None:
+    from .engines import engines
+
+    with engines(settings, need_redis=False) as s:
+        assert s.database_url
+        applied = asyncio.run(migrate(s.database_url))
+        print("applied: " + ", ".join(applied) if applied else "nothing to apply")
+
+
+def _createuser(settings: Settings, email: str, password: str, name: str, admin: bool) -> None:
+    import asyncpg
+    from pydantic import ValidationError
+
+    from .api.users import UserCreate
+    from .engines import engines
+    from .users import create_user
+    from .validation import unprocessable_from
+
+    try:
+        body = UserCreate(email=email, password=password, name=name, is_admin=admin)
+    except ValidationError as exc:
+        raise unprocessable_from(exc) from None
+
+    async def run(dsn: str) -> int:
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            user = await create_user(conn, email=body.email, password=body.password,
+                                     name=body.name, is_admin=body.is_admin)
+            return user.id
+        finally:
+            await conn.close()
+
+    with engines(settings, need_redis=False) as s:
+        assert s.database_url
+        uid = asyncio.run(run(s.database_url))
+        print(f"created user {uid} <{email}>{' (admin)' if admin else ''}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # pgserver narrates every pg_ctl call at INFO; only its problems are worth showing.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env(
+            data_dir=args.data_dir,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        ).with_secret()
+        if args.command == "serve":
+            _serve(settings, args.demo, args.log_level)
+        elif args.command == "migrate":
+            _migrate(settings)
+        else:
+            _createuser(settings, args.email, args.password, args.name, args.admin)
+    except (ConfigError, MigrationError) as exc:
+        print(f"colabel: {exc}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f"colabel: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

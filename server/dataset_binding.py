@@ -1,0 +1,177 @@
+"""Binding a project to its data: which datastore, which files, and incremental refresh.
+
+The binding (datastore identity and pattern) is fixed once the project starts; the
+refresh settings and a datastore's credential (a rotated SAS token, say) stay editable.
+Credentials are kept server-side and never returned by the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+
+from .errors import field_error
+from .settings import Settings
+from .validation import Strict
+
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_METADATA_HOSTS = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.azure.com", "instance-data"}
+)
+_SECRET_FIELDS = ("sas_token", "account_key", "connection_string")
+
+
+class LocalStore(Strict):
+    kind: Literal["local"]
+    path: str = Field(min_length=1, max_length=4096, description="absolute folder on the server")
+
+
+class UploadStore(Strict):
+    kind: Literal["upload"]
+
+
+class AzureBlobStore(Strict):
+    kind: Literal["azure_blob"]
+    account_url: str = Field(min_length=1, max_length=2048)
+    container: str
+    prefix: str = Field("", max_length=1024)
+    sas_token: str | None = Field(None, max_length=8192)
+    account_key: str | None = Field(None, max_length=512)
+    connection_string: str | None = Field(None, max_length=8192)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> AzureBlobStore:
+        given = [f for f in _SECRET_FIELDS if getattr(self, f)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of sas_token, account_key or connection_string"
+                f" (got {', '.join(given) or 'none'})"
+            )
+        if not _CONTAINER.match(self.container):
+            raise ValueError(
+                "container must be 3-63 lowercase letters, digits and single hyphens"
+            )
+        return self
+
+
+Datastore = Annotated[LocalStore | UploadStore | AzureBlobStore, Field(discriminator="kind")]
+
+
+class RefreshSettings(Strict):
+    enabled: bool = False
+    interval_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+
+
+class DatasetBody(Strict):
+    datastore: Datastore
+    pattern: str = Field("**/*.*", min_length=1, max_length=1024)
+    refresh: RefreshSettings = Field(default_factory=RefreshSettings)
+
+
+def check_pattern(pattern: str) -> None:
+    parts = pattern.split("/")
+    if pattern.startswith("/") or "\\" in pattern or "\x00" in pattern or ".." in parts:
+        raise field_error(
+            "pattern", "patterns are relative to the datastore and cannot contain '..' or '\\'"
+        )
+
+
+def resolve_local(settings: Settings, raw: str) -> Path:
+    """The real folder for a `local` datastore, which must lie inside an allowed root."""
+    if not os.path.isabs(raw):
+        raise field_error("datastore.path", "must be an absolute path")
+    real = Path(os.path.realpath(raw))
+    roots = [Path(os.path.realpath(r)) for r in settings.effective_local_roots]
+    if not any(real == r or r in real.parents for r in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise field_error(
+            "datastore.path",
+            f"folder is outside the allowed roots ({allowed}); an instance admin sets "
+            "COLABEL_LOCAL_ROOTS",
+            code="path_not_allowed",
+        )
+    if not real.is_dir():
+        raise field_error("datastore.path", "folder does not exist", code="path_not_found")
+    return real
+
+
+def _bad_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:
+    if ip.is_loopback:
+        return not allow_loopback
+    return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+
+
+async def check_account_url(settings: Settings, url: str) -> None:
+    """Refuse non-https URLs and hosts that point at link-local or metadata services."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback_ok = settings.azure_allow_emulator
+    if not host:
+        raise field_error("datastore.account_url", "must be a URL with a host")
+    is_loopback_name = host in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (
+        loopback_ok and parts.scheme == "http" and is_loopback_name
+    ):
+        raise field_error("datastore.account_url", "must be an https:// URL")
+    if host in _METADATA_HOSTS or host.endswith(".internal"):
+        raise field_error("datastore.account_url", "metadata hosts are not allowed",
+                          code="address_not_allowed")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    addresses = [literal] if literal else []
+    if literal is None:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
+        except OSError:
+            # An unresolvable host is reported when the listing runs; nothing to protect here.
+            addresses = []
+    for ip in addresses:
+        if _bad_address(ip, loopback_ok):
+            raise field_error(
+                "datastore.account_url",
+                f"{host} resolves to {ip}, which is not an allowed storage address",
+                code="address_not_allowed",
+            )
+
+
+async def validate(settings: Settings, body: DatasetBody) -> dict[str, Any]:
+    """Check a binding and return the form stored in the project (secrets included)."""
+    check_pattern(body.pattern)
+    store = body.datastore
+    stored = store.model_dump()
+    if isinstance(store, LocalStore):
+        stored["path"] = str(resolve_local(settings, store.path))
+    elif isinstance(store, AzureBlobStore):
+        await check_account_url(settings, store.account_url)
+        stored["account_url"] = store.account_url.rstrip("/")
+        stored["prefix"] = store.prefix.strip("/")
+        stored = {k: v for k, v in stored.items() if v is not None}
+    return {"datastore": stored, "pattern": body.pattern}
+
+
+def identity(binding: dict[str, Any]) -> dict[str, Any]:
+    """The part of a binding that cannot change after start: everything but secrets."""
+    store = {k: v for k, v in binding["datastore"].items() if k not in _SECRET_FIELDS}
+    return {"datastore": store, "pattern": binding["pattern"]}
+
+
+def public(binding: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The binding as the API shows it: credentials replaced by which kind is set."""
+    if binding is None:
+        return None
+    shown = identity(binding)
+    secret = next((f for f in _SECRET_FIELDS if f in binding["datastore"]), None)
+    if secret is not None:
+        shown["datastore"]["credential"] = secret
+    return shown

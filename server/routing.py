@@ -1,0 +1,152 @@
+"""Declarative endpoints: one description per route drives dispatch, auth and OpenAPI.
+
+Each API module lists its `Endpoint`s; `build_routes` turns them into Starlette routes
+whose wrapper authenticates the caller, checks CSRF, validates the body and shapes the
+response. The same list feeds `openapi.py`, so the document covers every route.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import auth, csrf
+from .errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from .services import Services
+from .users import User
+from .validation import unprocessable_from
+
+MAX_JSON_BODY = 2 * 1024 * 1024
+
+
+class Access(enum.Enum):
+    PUBLIC = "public"      # anyone, signed in or not
+    USER = "user"          # any signed-in user (project routes check membership inside)
+    ADMIN = "admin"        # instance admins only
+
+
+@dataclass
+class Call:
+    """What a handler gets: the request, the services, the caller and the parsed body."""
+
+    request: Request
+    services: Services
+    identity: auth.Identity
+    body: Any
+
+    @property
+    def user(self) -> User | None:
+        return self.identity.user
+
+    @property
+    def via_token(self) -> bool:
+        return self.identity.via_token
+
+    @property
+    def me(self) -> User:
+        assert self.user is not None, "only for endpoints that require a user"
+        return self.user
+
+    def path_int(self, name: str) -> int:
+        value: int = self.request.path_params[name]
+        return value
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    access: Access = Access.USER
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    tag: str = ""
+    # Statuses this route can answer besides the happy one, for the OpenAPI document.
+    errors: tuple[int, ...] = field(default=())
+
+
+async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.body()
+    if len(raw) > MAX_JSON_BODY:
+        raise PayloadTooLarge(f"request body is larger than {MAX_JSON_BODY} bytes")
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise unprocessable_from(exc) from None
+
+
+def _respond(result: Any, status: int) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status_code=204)
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    return JSONResponse(result, status_code=status)
+
+
+def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.app.state.services
+        identity = await auth.identify(services, request)
+        if ep.access is not Access.PUBLIC and identity.user is None:
+            raise Unauthorized("sign in or send an API token")
+        if identity.via_cookie:
+            csrf.check(services.settings, request)
+        if ep.access is Access.ADMIN and not (identity.user and identity.user.is_admin):
+            raise Forbidden("this needs an instance admin")
+        body = await _read_body(request, ep.body) if ep.body is not None else None
+        call = Call(request, services, identity, body)
+        return _respond(await ep.handler(call), ep.status)
+
+    endpoint.__name__ = ep.handler.__name__
+    return endpoint
+
+
+def build_routes(endpoints: list[Endpoint]) -> list[Route]:
+    """Group endpoints by path so one Starlette route answers all its methods."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for ep in endpoints:
+        methods = by_path.setdefault(ep.path, {})
+        assert ep.method not in methods, f"duplicate endpoint {ep.method} {ep.path}"
+        methods[ep.method] = ep
+    routes = []
+    for path, methods in by_path.items():
+        handlers = {m: _wrap(ep) for m, ep in methods.items()}
+
+        def make(handlers: dict[str, Callable[[Request], Awaitable[Response]]]) -> Any:
+            async def dispatch(request: Request) -> Response:
+                method = "GET" if request.method == "HEAD" else request.method
+                return await handlers[method](request)
+
+            return dispatch
+
+        routes.append(Route(path, make(handlers), methods=list(methods)))
+    return routes
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)

@@ -1,0 +1,119 @@
+"""One settings object, read from COLABEL_* environment variables and passed to constructors."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "colabel"
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be a boolean, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about one Colabel process."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # None means "start the embedded engine under data_dir".
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "colabel:"
+    # Signs session cookies; every replica behind one proxy must share it.
+    secret_key: str = ""
+    # Public origin (scheme://host[:port]) browsers use; the CSRF check compares Origin
+    # against it. Empty means "same host as the request".
+    public_url: str = ""
+    session_ttl_s: int = 14 * 24 * 3600
+    login_max_failures_account: int = 10
+    login_max_failures_address: int = 50
+    login_window_s: int = 900
+    # Folders a `local` datastore may point into (os.pathsep-separated in the env var).
+    local_roots: tuple[Path, ...] = ()
+    max_items_per_project: int = 500_000
+    # Allow http:// Azure account URLs on loopback (the Azurite emulator in tests).
+    azure_allow_emulator: bool = False
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Read the COLABEL_* variables; keyword overrides (e.g. from CLI flags) win."""
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("COLABEL_DATA_DIR") or default_data_dir())
+        roots_raw = env.get("COLABEL_LOCAL_ROOTS", "")
+        settings = cls(
+            data_dir=data_dir,
+            host=env.get("COLABEL_HOST", "127.0.0.1"),
+            port=_int(env, "COLABEL_PORT", 8000),
+            database_url=env.get("COLABEL_DATABASE_URL") or None,
+            redis_url=env.get("COLABEL_REDIS_URL") or None,
+            redis_prefix=env.get("COLABEL_REDIS_PREFIX", "colabel:"),
+            secret_key=env.get("COLABEL_SECRET_KEY", ""),
+            public_url=env.get("COLABEL_PUBLIC_URL", "").rstrip("/"),
+            session_ttl_s=_int(env, "COLABEL_SESSION_TTL_S", 14 * 24 * 3600),
+            login_max_failures_account=_int(env, "COLABEL_LOGIN_MAX_FAILURES_ACCOUNT", 10),
+            login_max_failures_address=_int(env, "COLABEL_LOGIN_MAX_FAILURES_ADDRESS", 50),
+            login_window_s=_int(env, "COLABEL_LOGIN_WINDOW_S", 900),
+            local_roots=tuple(Path(p) for p in roots_raw.split(os.pathsep) if p),
+            max_items_per_project=_int(env, "COLABEL_MAX_ITEMS_PER_PROJECT", 500_000),
+            azure_allow_emulator=_bool(env, "COLABEL_AZURE_ALLOW_EMULATOR", False),
+            db_pool_min=_int(env, "COLABEL_DB_POOL_MIN", 2),
+            db_pool_max=_int(env, "COLABEL_DB_POOL_MAX", 20),
+        )
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        if "data_dir" in clean:
+            clean["data_dir"] = Path(str(clean["data_dir"]))
+        return replace(settings, **clean)  # type: ignore[arg-type]
+
+    @property
+    def effective_local_roots(self) -> tuple[Path, ...]:
+        """Configured roots, or the data directory's `datasets/` folder by default."""
+        return self.local_roots or (self.data_dir / "datasets",)
+
+    def with_secret(self) -> Settings:
+        """Fill in the secret key from the data directory when none is configured.
+
+        The key is generated once and kept in `data_dir/secret_key` so sessions survive a
+        restart of a single-node install.
+        """
+        if self.secret_key:
+            return self
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            key = path.read_text().strip()
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_hex(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key)
+        return replace(self, secret_key=key)
