@@ -1,0 +1,191 @@
+"""Session fixtures: one database, one Redis prefix and one server process per run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis
+
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from tests.infra import ROOT, Api, run_server, server_env, tcp_open, unique
+
+
+
+ADMIN_EMAIL = "admin@colabel.test"
+PASSWORD = "correct horse battery"
+
+
+def run_sync(make_coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a coroutine to completion from sync or async test code (its own thread)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(make_coro())).result()
+
+
+@pytest.fixture(scope="session")
+def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engines")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(engine_dir: Path) -> Iterator[str]:
+    """A URL with the right to create databases."""
+    url = os.environ.get("COLABEL_TEST_DATABASE_URL")
+    if url:
+        yield url
+    elif tcp_open("127.0.0.1", 5432):
+        yield "postgresql://postgres@127.0.0.1:5432/postgres"
+    else:
+        pg = EmbeddedPostgres(engine_dir / "pg")
+        yield pg.start()
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(engine_dir: Path) -> Iterator[str]:
+    url = os.environ.get("COLABEL_TEST_REDIS_URL")
+    if url:
+        yield url
+    elif tcp_open("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+    else:
+        rd = EmbeddedRedis(engine_dir / "redis")
+        yield rd.start()
+        rd.stop()
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    """The admin URL pointed at database `name` (works for TCP and socket URLs)."""
+    head, _, query = admin_url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def fresh_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of brand-new, empty databases, all dropped at the end of the run."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"colabel_test_{uuid.uuid4().hex[:12]}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(pg_admin_url)
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        run_sync(create)
+        created.append(name)
+        return _with_database(pg_admin_url, name)
+
+    yield make
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_admin_url)
+        try:
+            for name in created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    run_sync(drop)
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database: Callable[[], str]) -> str:
+    return fresh_database()
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    prefix = f"colabel-test-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) -> dict[str, str]:
+    return server_env(database_url, redis_url, redis_prefix, data_dir,
+                      COLABEL_LOGIN_MAX_FAILURES_ACCOUNT="5",
+                      COLABEL_LOGIN_MAX_FAILURES_ADDRESS="1000")
+
+
+@pytest.fixture(scope="session")
+def server(env: dict[str, str], data_dir: Path) -> Iterator[str]:
+    """Base URL of a real uvicorn running the app on this run's database and Redis."""
+    # createuser before the first serve must just work (and migrates on its own).
+    subprocess.run(
+        [sys.executable, "-m", "server", "createuser", "--email", ADMIN_EMAIL,
+         "--password", PASSWORD, "--name", "Admin", "--admin"],
+        env=env, cwd=ROOT, check=True, capture_output=True,
+    )
+    with run_server(env, [], data_dir / "server.log") as (base, _proc, _took):
+        yield base
+
+
+@pytest.fixture(scope="session")
+def admin(server: str) -> Api:
+    return Api(server).login(ADMIN_EMAIL, PASSWORD)
+
+
+@pytest.fixture
+def anon(server: str) -> Api:
+    return Api(server)
+
+
+@pytest.fixture
+def make_user(server: str, admin: Api) -> Callable[..., Api]:
+    """Create a user through the admin API and return a signed-in client for them."""
+
+    def make(name: str = "user", is_admin: bool = False) -> Api:
+        email = f"{unique(name)}@colabel.test"
+        r = admin.post("/api/v1/users", {"email": email, "password": PASSWORD,
+                                         "name": name, "is_admin": is_admin})
+        assert r.status_code == 201, r.text
+        return Api(server).login(email, PASSWORD)
+
+    return make
+
+
+def project_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": unique("project"),
+        "task_type": "multiclass",
+        "labels": [{"name": "Animal", "children": [{"name": "Cat"}, {"name": "Dog"}]},
+                   {"name": "Color", "children": [{"name": "Black"}, {"name": "White"}]}],
+        "instructions": {"text": "Label the **animal**.", "url": "https://example.org/guide"},
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def make_project(make_user: Callable[..., Api]) -> Callable[..., tuple[Api, dict[str, Any]]]:
+    """A fresh owner and a project they created; returns (owner client, project json)."""
+
+    def make(**overrides: Any) -> tuple[Api, dict[str, Any]]:
+        owner = make_user("owner")
+        r = owner.post("/api/v1/projects", project_body(**overrides))
+        assert r.status_code == 201, r.text
+        return owner, r.json()["project"]
+
+    return make

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from server.errors import ConfigError
+from server.settings import Settings
+
+
+def test_env_is_read_and_overrides_win(tmp_path: Path) -> None:
+    env = {
+        "COLABEL_DATA_DIR": str(tmp_path),
+        "COLABEL_PORT": "9001",
+        "COLABEL_DATABASE_URL": "postgresql://db/x",
+        "COLABEL_LOCAL_ROOTS": os.pathsep.join(["/a", "/b"]),
+        "COLABEL_AZURE_ALLOW_EMULATOR": "yes",
+        "COLABEL_PUBLIC_URL": "https://label.example.org/",
+    }
+    s = Settings.from_env(env, port=9002)
+    assert s.port == 9002 and s.data_dir == tmp_path
+    assert s.database_url == "postgresql://db/x" and s.redis_url is None
+    assert s.local_roots == (Path("/a"), Path("/b"))
+    assert s.azure_allow_emulator is True
+    assert s.public_url == "https://label.example.org"
+
+
+def test_default_local_root_is_inside_the_data_dir(tmp_path: Path) -> None:
+    s = Settings.from_env({"COLABEL_DATA_DIR": str(tmp_path)})
+    assert s.effective_local_roots == (tmp_path / "datasets",)
+
+
+@pytest.mark.parametrize("env", [{"COLABEL_PORT": "eighty"},
+                                 {"COLABEL_AZURE_ALLOW_EMULATOR": "maybe"}])
+def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env(env)
+
+
+def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    s = Settings.from_env({"COLABEL_DATA_DIR": str(tmp_path)})
+    first = s.with_secret().secret_key
+    assert len(first) == 64
+    assert s.with_secret().secret_key == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    assert Settings.from_env({"COLABEL_SECRET_KEY": "k"}).with_secret().secret_key == "k"
