@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from itsdangerous import BadSignature, TimestampSigner
@@ -108,7 +108,7 @@ async def start_session(services: Services, user: User, response: Response) -> N
     """Create a server-side session and set its signed cookie on `response`."""
     settings = services.settings
     session_id = secrets.token_urlsafe(32)
-    expires = datetime.now(timezone.utc) + timedelta(seconds=settings.session_ttl_s)
+    expires = datetime.now(UTC) + timedelta(seconds=settings.session_ttl_s)
     await services.db.execute(_DELETE_EXPIRED, user.id)
     await services.db.execute(_INSERT_SESSION, _sha256(session_id), user.id, expires)
     response.set_cookie(

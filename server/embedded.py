@@ -66,9 +66,9 @@ class EmbeddedPostgres:
             # pgserver asks platformdirs for a runtime dir at import; without
             # XDG_RUNTIME_DIR that warns, and falling back to /tmp is what we want.
             warnings.simplefilter("ignore")
-            import pgserver
+            from pgserver.postgres_server import get_server
 
-            self._server = pgserver.get_server(self.path, cleanup_mode="stop")
+            self._server = get_server(self.path, cleanup_mode="stop")
         url: str = self._server.get_uri()
         log.info("embedded PostgreSQL at %s", self.path)
         return url
@@ -134,7 +134,7 @@ class EmbeddedRedis:
             except (redis.ConnectionError, FileNotFoundError):
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError("embedded redis did not answer within %.0fs" % timeout_s)
+        raise RuntimeError(f"embedded redis did not answer within {timeout_s:.0f}s")
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -79,9 +79,17 @@ class Endpoint:
 
 
 async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
-    raw = await request.body()
-    if len(raw) > MAX_JSON_BODY:
-        raise PayloadTooLarge(f"request body is larger than {MAX_JSON_BODY} bytes")
+    too_large = PayloadTooLarge(f"request body is larger than {MAX_JSON_BODY} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_JSON_BODY:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         raw = b"{}"
     try:

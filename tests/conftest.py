@@ -19,8 +19,6 @@ import redis
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from tests.infra import ROOT, Api, run_server, server_env, tcp_open, unique
 
-
-
 ADMIN_EMAIL = "admin@colabel.test"
 PASSWORD = "correct horse battery"
 

@@ -28,7 +28,7 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
     try:
         await asyncio.wait_for(probe, READY_TIMEOUT_S)
         return name, {"ok": True}
-    except Exception as exc:  # any failure means "not ready"; say which and why
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; say why
         return name, {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 

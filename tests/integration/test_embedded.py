@@ -1,0 +1,102 @@
+"""The zero-configuration path: embedded PostgreSQL and Redis under a data directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PROJECT
+from tests.infra import ROOT, Api, run_server
+
+
+def engine_pids(data_dir: Path) -> list[int]:
+    """Processes (postgres, redis-server) whose command line names `data_dir`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(data_dir) in cmd and ("postgres" in cmd or "redis-server" in cmd):
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_gone(data_dir: Path, timeout_s: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and engine_pids(data_dir):
+        time.sleep(0.2)
+    return engine_pids(data_dir)
+
+
+@pytest.mark.timeout(240)
+def test_createuser_then_serve_demo_on_embedded_engines(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABEL_")}
+    env["COLABEL_DATA_DIR"] = str(data_dir)
+    cli = [sys.executable, "-m", "server"]
+    # createuser before the first serve just works, and stops what it started.
+    out = subprocess.run([*cli, "createuser", "--email", "first@colabel.test",
+                          "--password", "first-password", "--admin"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "created user" in out.stdout
+    assert wait_gone(data_dir) == []
+    dup = subprocess.run([*cli, "createuser", "--email", "FIRST@colabel.test",
+                          "--password", "first-password"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    migrated = subprocess.run([*cli, "migrate"], env=env, cwd=ROOT, capture_output=True, check=False,
+                              text=True, timeout=120)
+    assert migrated.returncode == 0 and "nothing to apply" in migrated.stdout
+
+    with run_server(env, ["--demo"], tmp_path / "serve.log", timeout_s=60) as (base, proc, took):
+        assert took < 60
+        log = (tmp_path / "serve.log").read_text()
+        assert f"listening on {base}" in log and DEMO_EMAIL in log
+        demo = Api(base).login(DEMO_EMAIL, DEMO_PASSWORD)
+        names = [p["name"] for p in demo.get("/api/v1/projects").json()["projects"]]
+        assert DEMO_PROJECT in names
+        project = next(p for p in demo.get("/api/v1/projects").json()["projects"]
+                       if p["name"] == DEMO_PROJECT)
+        assert project["status"] == "running" and project["label_count"] == 4
+        images = list(Path(project["dataset"]["datastore"]["path"]).glob("*.png"))
+        assert len(images) == 12
+        Api(base).login("first@colabel.test", "first-password")
+        assert len(engine_pids(data_dir)) >= 2
+        # Readiness reports a dead Redis instead of pretending.
+        redis_pid = next(p for p in engine_pids(data_dir)
+                         if b"redis-server" in Path(f"/proc/{p}/cmdline").read_bytes())
+        os.kill(redis_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        r = httpx.get(base + "/readyz")
+        while r.status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = httpx.get(base + "/readyz")
+        assert r.status_code == 503
+        assert r.json()["checks"]["redis"]["ok"] is False
+        assert r.json()["checks"]["postgres"]["ok"] is True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert wait_gone(data_dir) == []
+
+
+@pytest.mark.timeout(240)
+def test_demo_is_idempotent_across_restarts(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABEL_")}
+    env["COLABEL_DATA_DIR"] = str(tmp_path / "data")
+    for round_ in range(2):
+        with run_server(env, ["--demo"], tmp_path / f"serve{round_}.log") as (base, _p, _t):
+            demo = Api(base).login(DEMO_EMAIL, DEMO_PASSWORD)
+            projects = demo.get("/api/v1/projects").json()["projects"]
+            assert [p["name"] for p in projects] == [DEMO_PROJECT]
+    assert wait_gone(tmp_path / "data") == []

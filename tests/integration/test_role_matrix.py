@@ -1,0 +1,155 @@
+"""Every route, called as admin, owner, reviewer, labeler, non-member and anonymous."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PASSWORD, project_body
+from tests.infra import Api, unique
+
+ROLES = ("admin", "owner", "reviewer", "labeler", "nonmember", "anonymous")
+
+
+def _row(*codes: int) -> dict[str, int]:
+    return dict(zip(ROLES, codes, strict=True))
+
+
+EVERYONE = _row(200, 200, 200, 200, 200, 200)
+SIGNED_IN = _row(200, 200, 200, 200, 200, 401)
+ADMIN_ONLY = _row(200, 403, 403, 403, 403, 401)
+MEMBERS = _row(200, 200, 200, 200, 404, 401)
+REVIEWERS = _row(200, 200, 200, 403, 404, 401)
+OWNERS = _row(200, 200, 403, 403, 404, 401)
+
+
+def with_status(row: dict[str, int], ok: int) -> dict[str, int]:
+    return {k: (ok if v == 200 else v) for k, v in row.items()}
+
+
+@dataclass
+class World:
+    """A fresh project with one member of each role, plus the caller's own resources."""
+
+    server: str
+    data_dir: Path
+    people: dict[str, Api]
+    pid: int
+    extra_user: int
+    token_id: int | None
+
+    def fill(self, path: str) -> str:
+        return (path.replace("{pid}", str(self.pid))
+                .replace("{uid}", str(self.people["labeler"].id))
+                .replace("{tid}", str(self.token_id or 1)))
+
+
+def dataset_body(w: World) -> dict[str, Any]:
+    folder = w.data_dir / "datasets" / unique("matrix")
+    folder.mkdir(parents=True)
+    return {"datastore": {"kind": "local", "path": str(folder)}, "pattern": "**/*.*"}
+
+
+Body = Callable[[World], Any]
+CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
+    ("GET", "/healthz"): (EVERYONE, None, ""),
+    ("GET", "/readyz"): (EVERYONE, None, ""),
+    ("GET", "/api/v1/openapi.json"): (EVERYONE, None, ""),
+    ("POST", "/api/v1/auth/login"): (
+        EVERYONE, lambda w: {"email": w.people["owner"].user["email"], "password": PASSWORD}, ""),
+    ("POST", "/api/v1/auth/logout"): (with_status(EVERYONE, 204), None, ""),
+    ("GET", "/api/v1/me"): (SIGNED_IN, None, ""),
+    ("PATCH", "/api/v1/me"): (SIGNED_IN, lambda w: {"name": "Renamed"}, ""),
+    ("POST", "/api/v1/users"): (
+        with_status(ADMIN_ONLY, 201),
+        lambda w: {"email": f"{unique('m')}@colabel.test", "password": PASSWORD}, ""),
+    ("GET", "/api/v1/users"): (ADMIN_ONLY, None, ""),
+    ("GET", "/api/v1/users/{uid}"): (ADMIN_ONLY, None, ""),
+    ("PATCH", "/api/v1/users/{uid}"): (ADMIN_ONLY, lambda w: {"name": "Lab"}, ""),
+    ("POST", "/api/v1/tokens"): (with_status(SIGNED_IN, 201), lambda w: {"name": "t"}, ""),
+    ("GET", "/api/v1/tokens"): (SIGNED_IN, None, ""),
+    ("DELETE", "/api/v1/tokens/{tid}"): (with_status(SIGNED_IN, 204), None, "own-token"),
+    ("GET", "/api/v1/projects"): (SIGNED_IN, None, ""),
+    ("POST", "/api/v1/projects"): (with_status(SIGNED_IN, 201), lambda w: project_body(), ""),
+    ("GET", "/api/v1/projects/{pid}"): (MEMBERS, None, ""),
+    ("PATCH", "/api/v1/projects/{pid}"): (OWNERS, lambda w: {"name": unique("n")}, ""),
+    ("DELETE", "/api/v1/projects/{pid}"): (with_status(OWNERS, 204), None, ""),
+    ("POST", "/api/v1/projects/{pid}/start"): (OWNERS, None, "bound"),
+    ("POST", "/api/v1/projects/{pid}/pause"): (OWNERS, None, "running"),
+    ("POST", "/api/v1/projects/{pid}/resume"): (OWNERS, None, "paused"),
+    ("GET", "/api/v1/projects/{pid}/members"): (REVIEWERS, None, ""),
+    ("PUT", "/api/v1/projects/{pid}/members"): (
+        OWNERS, lambda w: {"user_id": w.extra_user, "role": "labeler"}, ""),
+    ("DELETE", "/api/v1/projects/{pid}/members/{uid}"): (with_status(OWNERS, 204), None, ""),
+    ("GET", "/api/v1/projects/{pid}/labels"): (MEMBERS, None, ""),
+    ("PATCH", "/api/v1/projects/{pid}/labels"): (
+        OWNERS, lambda w: {"labels": [{"name": "Only"}]}, ""),
+    ("PUT", "/api/v1/projects/{pid}/dataset"): (OWNERS, dataset_body, ""),
+}
+
+
+@pytest.fixture(scope="module")
+def cast(server: str, admin: Api) -> dict[str, Api]:
+    """One signed-in account per role, shared by the cases (logout signs in afresh)."""
+    people: dict[str, Api] = {"admin": admin}
+    for role in ("owner", "reviewer", "labeler", "nonmember", "extra"):
+        email = f"{unique(role)}@colabel.test"
+        r = admin.post("/api/v1/users", {"email": email, "password": PASSWORD, "name": role})
+        assert r.status_code == 201
+        people[role] = Api(server).login(email, PASSWORD)
+    return people
+
+
+def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
+                setup: str) -> World:
+    people = dict(cast)
+    owner = people["owner"]
+    pid = owner.post("/api/v1/projects", project_body()).json()["project"]["id"]
+    for role in ("reviewer", "labeler"):
+        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": people[role].id, "role": role})
+    world = World(server, data_dir, people, pid, cast["extra"].id, None)
+    if setup in ("bound", "running", "paused"):
+        assert owner.put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
+    if setup in ("running", "paused"):
+        assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+    if setup == "paused":
+        assert owner.post(f"/api/v1/projects/{pid}/pause").status_code == 200
+    if setup == "own-token" and caller != "anonymous":
+        who = people[caller]
+        world.token_id = who.post("/api/v1/tokens", {"name": "mine"}).json()["id"]
+    return world
+
+
+def test_matrix_covers_every_route_in_the_openapi_document(admin: Api) -> None:
+    doc = admin.get("/api/v1/openapi.json").json()
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == set(CASES)
+
+
+@pytest.mark.parametrize("caller", ROLES)
+@pytest.mark.parametrize("route", sorted(CASES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_route_as_role(
+    route: tuple[str, str], caller: str, server: str, data_dir: Path,
+    cast: dict[str, Api],
+) -> None:
+    expected, body, setup = CASES[route]
+    world = build_world(server, data_dir, cast, caller, setup)
+    method, path = route
+    if caller == "anonymous":
+        client = Api(server)
+    elif path.startswith("/api/v1/auth/"):
+        # Signing in or out replaces or ends the session: use a fresh one for these.
+        assert cast[caller].user is not None
+        client = Api(server).login(cast[caller].user["email"], PASSWORD)
+    else:
+        client = world.people[caller]
+    kwargs = {"json": body(world)} if body else {}
+    r = client.request(method, world.fill(path), **kwargs)
+    assert r.status_code == expected[caller], f"{method} {path} as {caller}: {r.text[:300]}"
+    if r.status_code >= 400:
+        err = r.json()["error"]
+        assert set(err) == {"code", "message", "details"} and err["message"]
