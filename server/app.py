@@ -26,12 +26,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 CLIENT_DIST = Path(__file__).resolve().parent.parent / "client" / "dist"
-_WELCOME = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Colabel</title>
-<style>body{font:16px system-ui,sans-serif;max-width:40rem;margin:4rem auto;color:#223}
-code{background:#eef;padding:.1rem .3rem;border-radius:3px}</style></head><body>
-<h1>Colabel</h1><p>The server is running. The browser app has not been built into
-<code>client/dist</code>; the API is at <code>/api/v1</code> and described by
-<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</p></body></html>"""
+WELCOME_PAGE = Path(__file__).resolve().parent / "static" / "welcome.html"
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -61,8 +56,11 @@ def _client_routes(client_dist: Path) -> list[BaseRoute]:
     if (client_dist / "index.html").exists():
         return [Mount("/", StaticFiles(directory=client_dist, html=True), name="client")]
 
+    # Until the browser app is built: a sign-in page that lists your projects.
+    page = WELCOME_PAGE.read_text()
+
     async def welcome(request: Request) -> Response:
-        return Response(_WELCOME, media_type="text/html")
+        return Response(page, media_type="text/html")
 
     return [Route("/", welcome)]
 
