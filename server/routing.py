@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import auth, csrf
-from .errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from .errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized, field_error
 from .services import Services
 from .users import User
 from .validation import unprocessable_from
@@ -54,6 +54,16 @@ class Call:
     def me(self) -> User:
         assert self.user is not None, "only for endpoints that require a user"
         return self.user
+
+    def page(self, default: int = 100, most: int = 1000) -> tuple[int, int]:
+        """`limit` (clamped to 1..most) and `offset` from the query string."""
+        q = self.request.query_params
+        try:
+            limit = min(max(int(q.get("limit", default)), 1), most)
+            offset = max(int(q.get("offset", 0)), 0)
+        except ValueError:
+            raise field_error("limit", "limit and offset must be integers") from None
+        return limit, offset
 
     def path_int(self, name: str) -> int:
         value: int = self.request.path_params[name]

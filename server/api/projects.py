@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from .. import labels, projects
-from ..errors import Conflict, field_error
+from ..errors import Conflict
 from ..instructions import render
 from ..labeltree import flatten
 from ..project_settings import (
@@ -71,12 +71,7 @@ async def create(call: Call) -> dict[str, Any]:
 
 
 async def list_projects(call: Call) -> dict[str, Any]:
-    q = call.request.query_params
-    try:
-        limit = min(max(int(q.get("limit", 100)), 1), 1000)
-        offset = max(int(q.get("offset", 0)), 0)
-    except ValueError:
-        raise field_error("limit", "limit and offset must be integers") from None
+    limit, offset = call.page()
     rows = await call.services.db.fetch(
         projects.SELECT_VISIBLE, call.me.id, call.me.is_admin, limit, offset
     )

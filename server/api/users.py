@@ -61,12 +61,7 @@ async def create(call: Call) -> dict[str, Any]:
 
 
 async def list_users(call: Call) -> dict[str, Any]:
-    q = call.request.query_params
-    try:
-        limit = min(max(int(q.get("limit", 100)), 1), 1000)
-        offset = max(int(q.get("offset", 0)), 0)
-    except ValueError:
-        raise field_error("limit", "limit and offset must be integers") from None
+    limit, offset = call.page()
     rows = await call.services.db.fetch(SELECT_ALL, limit, offset)
     return {"users": [User.from_row(r).to_json() for r in rows]}
 

@@ -57,3 +57,16 @@ def test_health_and_readiness(anon: Api) -> None:
 def test_root_serves_a_page(server: str) -> None:
     r = httpx.get(server + "/")
     assert r.status_code == 200 and "Colabel" in r.text
+
+
+def test_paging_parameters_are_validated_and_clamped(make_user: Callable[..., Api]) -> None:
+    user = make_user()
+    for i in range(3):
+        assert user.post("/api/v1/projects", {"name": f"page-{user.id}-{i}",
+                                              "task_type": "bbox"}).status_code == 201
+    r = user.get("/api/v1/projects?limit=abc")
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["limit"]
+    first = user.get("/api/v1/projects?limit=2").json()["projects"]
+    rest = user.get("/api/v1/projects?limit=2&offset=2").json()["projects"]
+    assert len(first) == 2 and len(rest) == 1
+    assert len(user.get("/api/v1/projects?limit=0").json()["projects"]) == 1
