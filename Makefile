@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test lint clean
+NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
+
+.PHONY: install install-test-tools run test lint clean
 
 # A virtual environment with Colabel and its test tools; redone when pyproject changes.
 $(STAMP): pyproject.toml
@@ -17,12 +19,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Node tools the tests drive (the Azurite blob emulator).
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install-test-tools: $(NODE_STAMP)
+
 # Serve on the embedded PostgreSQL and Redis, with a demo admin and project.
 run: install
 	$(BIN)/colabel serve --demo
 
 # The whole suite: lint, types, then unit and integration tests against real servers.
-test: install lint
+test: install install-test-tools lint
 	$(BIN)/pytest
 
 lint: install
@@ -30,4 +39,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from migrations.runner import migrate
 from . import api, openapi
 from .api.meta import app_version
 from .errors import ApiError
+from .jobs import BackgroundJobs
 from .routing import build_routes, error_response
 from .services import Services
 from .settings import Settings
@@ -77,9 +78,13 @@ def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette
             log.info("migrated: %s", ", ".join(applied))
         services = await Services.open(settings)
         app.state.services = services
+        jobs = BackgroundJobs(services)
+        if settings.background_jobs:
+            jobs.start()
         try:
             yield
         finally:
+            await jobs.stop()
             await services.close()
 
     app = Starlette(

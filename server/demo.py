@@ -10,8 +10,9 @@ from pathlib import Path
 import asyncpg
 from PIL import Image, ImageDraw
 
-from . import dataset_binding, projects
+from . import dataset_binding, ingest, projects
 from .api.projects import insert_project
+from .datastores.local import LocalDatastore
 from .project_settings import ProjectCreate
 from .services import init_connection
 from .settings import Settings
@@ -92,6 +93,9 @@ async def ensure_demo(settings: Settings) -> DemoInfo:
                     ),
                 )
                 await conn.execute("UPDATE projects SET dataset = $2 WHERE id = $1", pid, binding)
+                await ingest.ingest_binding(conn, pid, settings.max_items_per_project,
+                                            LocalDatastore(folder), "**/*.*", kind="bind",
+                                            detect_missing=False)
                 await conn.execute(projects.SET_STATUS, pid, "running")
                 log.info("created demo project %s", pid)
         return DemoInfo(DEMO_EMAIL, DEMO_PASSWORD, pid)

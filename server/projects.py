@@ -15,7 +15,7 @@ from .users import User
 _COLUMNS = """
 p.id, p.name, p.media_type, p.task_type, p.status, p.instructions_text,
 p.instructions_html, p.instructions_url, p.consensus, p.ml_assist, p.dataset, p.refresh,
-p.last_refresh_at, p.created_by, p.created_at, p.updated_at, p.started_at
+p.last_refresh_at, p.ingest, p.created_by, p.created_at, p.updated_at, p.started_at
 """
 SELECT_ONE = f"""
 SELECT {_COLUMNS}, m.role,
@@ -46,6 +46,7 @@ ADD_MEMBER = """
 INSERT INTO memberships (project_id, user_id, role) VALUES ($1, $2, $3)
 ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
 """
+ITEM_COUNTS = "SELECT status, count(*) AS n FROM items WHERE project_id = $1 GROUP BY status"
 SOFT_DELETE = "UPDATE projects SET deleted_at = now(), updated_at = now() WHERE id = $1"
 SET_STATUS = """
 UPDATE projects SET status = $2, updated_at = now(),
@@ -121,6 +122,7 @@ def to_json(pa: ProjectAccess) -> dict[str, Any]:
             **pa.setting("refresh"),
             "last_refresh_at": row["last_refresh_at"].isoformat() if row["last_refresh_at"] else None,
         },
+        "ingest": row["ingest"],
         "label_count": row["label_count"],
         "editable": editable(row["status"]),
         "created_by": row["created_by"],

@@ -63,6 +63,16 @@ class Settings:
     azure_allow_emulator: bool = False
     db_pool_min: int = 2
     db_pool_max: int = 20
+    upload_max_file_bytes: int = 512 * 1024 * 1024
+    upload_max_request_bytes: int = 4 * 1024 * 1024 * 1024
+    import_max_bytes: int = 1024 * 1024 * 1024
+    # Media: files larger than this are not read; images over this many pixels are refused.
+    media_max_bytes: int = 1024 * 1024 * 1024
+    media_max_pixels: int = 200_000_000
+    # Background jobs: how often each server process looks for due work.
+    refresh_poll_s: float = 30.0
+    probe_poll_s: float = 2.0
+    background_jobs: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -88,11 +98,29 @@ class Settings:
             azure_allow_emulator=_bool(env, "COLABEL_AZURE_ALLOW_EMULATOR", False),
             db_pool_min=_int(env, "COLABEL_DB_POOL_MIN", 2),
             db_pool_max=_int(env, "COLABEL_DB_POOL_MAX", 20),
+            upload_max_file_bytes=_int(env, "COLABEL_UPLOAD_MAX_FILE_BYTES", 512 * 1024 * 1024),
+            upload_max_request_bytes=_int(
+                env, "COLABEL_UPLOAD_MAX_REQUEST_BYTES", 4 * 1024 * 1024 * 1024
+            ),
+            import_max_bytes=_int(env, "COLABEL_IMPORT_MAX_BYTES", 1024 * 1024 * 1024),
+            media_max_bytes=_int(env, "COLABEL_MEDIA_MAX_BYTES", 1024 * 1024 * 1024),
+            media_max_pixels=_int(env, "COLABEL_MEDIA_MAX_PIXELS", 200_000_000),
+            refresh_poll_s=float(_int(env, "COLABEL_REFRESH_POLL_S", 30)),
+            probe_poll_s=float(_int(env, "COLABEL_PROBE_POLL_S", 2)),
+            background_jobs=_bool(env, "COLABEL_BACKGROUND_JOBS", True),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in clean:
             clean["data_dir"] = Path(str(clean["data_dir"]))
         return replace(settings, **clean)  # type: ignore[arg-type]
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
 
     @property
     def effective_local_roots(self) -> tuple[Path, ...]:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,15 @@ import pytest
 import redis
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.services import Services
+from server.settings import Settings
+from tests.azurite import AzuriteInfo, run_azurite
 from tests.infra import ROOT, Api, run_server, server_env, tcp_open, unique
 
 ADMIN_EMAIL = "admin@colabel.test"
 PASSWORD = "correct horse battery"
+UPLOAD_MAX_FILE = 2 * 1024 * 1024
+UPLOAD_MAX_REQUEST = 6 * 1024 * 1024
 
 
 def run_sync(make_coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -116,6 +121,13 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteInfo]:
+    """An Azurite blob emulator for the run (npm package, started by the tests)."""
+    with run_azurite(tmp_path_factory.mktemp("azurite")) as info:
+        yield info
+
+
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
@@ -124,7 +136,22 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) -> dict[str, str]:
     return server_env(database_url, redis_url, redis_prefix, data_dir,
                       COLABEL_LOGIN_MAX_FAILURES_ACCOUNT="5",
-                      COLABEL_LOGIN_MAX_FAILURES_ADDRESS="1000")
+                      COLABEL_LOGIN_MAX_FAILURES_ADDRESS="1000",
+                      COLABEL_UPLOAD_MAX_FILE_BYTES=str(UPLOAD_MAX_FILE),
+                      COLABEL_UPLOAD_MAX_REQUEST_BYTES=str(UPLOAD_MAX_REQUEST),
+                      COLABEL_PROBE_POLL_S="1",
+                      COLABEL_AZURE_ALLOW_EMULATOR="true")
+
+
+@pytest.fixture
+async def services(database_url: str, redis_url: str, redis_prefix: str,
+                   data_dir: Path) -> AsyncIterator[Services]:
+    """The server's own services object on this run's database, for direct calls."""
+    settings = Settings(data_dir=data_dir, database_url=database_url, redis_url=redis_url,
+                        redis_prefix=redis_prefix, secret_key="x", background_jobs=False)
+    svc = await Services.open(settings)
+    yield svc
+    await svc.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..routing import Endpoint
-from . import auth, dataset, labels, members, meta, projects, tokens, users
+from . import auth, dataset, imports, items, labels, members, meta, projects, tokens, uploads, users
 
 
 def endpoints() -> list[Endpoint]:
@@ -17,4 +17,7 @@ def endpoints() -> list[Endpoint]:
         *members.ENDPOINTS,
         *labels.ENDPOINTS,
         *dataset.ENDPOINTS,
+        *uploads.ENDPOINTS,
+        *imports.ENDPOINTS,
+        *items.ENDPOINTS,
     ]

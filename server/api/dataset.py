@@ -1,43 +1,97 @@
-"""Binding a project to its datastore, pattern and refresh schedule."""
+"""Binding a project to its datastore, and refreshing it on demand."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .. import dataset_binding, projects
-from ..errors import Conflict
+from .. import dataset_binding, ingest, projects
+from ..datastores.base import DatastoreError
+from ..datastores.factory import open_datastore
+from ..errors import ApiError, Conflict, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
+from ..settings import Settings
 
 _UPDATE = """
 UPDATE projects SET dataset = $2, refresh = $3, updated_at = now() WHERE id = $1
 """
+_CLEAR_ITEMS = "DELETE FROM items WHERE project_id = $1"
+
+
+class DatastoreUnavailable(ApiError):
+    status = 502
+    code = "datastore_error"
+
+
+async def _ingest(conn: Any, settings: Settings, pid: int, binding: dict[str, Any], *,
+                  kind: str, detect_missing: bool) -> ingest.IngestResult:
+    store = open_datastore(settings, pid, binding)
+    try:
+        return await ingest.ingest_binding(
+            conn, pid, settings.max_items_per_project, store, binding["pattern"], kind=kind,
+            detect_missing=detect_missing,
+        )
+    finally:
+        await store.close()
 
 
 async def put_dataset(call: Call) -> dict[str, Any]:
     body: dataset_binding.DatasetBody = call.body
     pid = call.path_int("pid")
-    binding = await dataset_binding.validate(call.services.settings, body)
+    settings = call.services.settings
+    binding = await dataset_binding.validate(settings, body)
     async with call.services.db.acquire() as conn, conn.transaction():
         await conn.execute(projects.LOCK, pid)
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
         old = pa.row["dataset"]
-        if pa.started and (
-            old is None or dataset_binding.identity(old) != dataset_binding.identity(binding)
-        ):
+        same = old is not None and dataset_binding.identity(old) == dataset_binding.identity(binding)
+        if pa.started and not same:
             raise Conflict(
                 "the dataset binding cannot change once the project has started; "
                 "only refresh settings and credentials can",
                 code="immutable_field",
                 details={"field": "dataset"},
             )
+        await ingest.lock_project(conn, pid, wait=False)
         await conn.execute(_UPDATE, pid, binding, body.refresh.model_dump())
+        result = None
+        if not same:
+            # A new binding before the start replaces whatever the old one brought in.
+            await conn.execute(_CLEAR_ITEMS, pid)
+            try:
+                result = await _ingest(conn, settings, pid, binding, kind="bind",
+                                       detect_missing=False)
+            except DatastoreError as exc:
+                raise field_error("datastore", f"cannot read the datastore: {exc}",
+                                  code="datastore_error") from None
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
-        return {"project": projects.to_json(pa)}
+        return {"project": projects.to_json(pa),
+                "ingest": result.to_json() if result else None}
+
+
+async def refresh(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    settings = call.services.settings
+    async with call.services.db.acquire() as conn, conn.transaction():
+        pa = await projects.access(conn, call.me, pid, Role.OWNER)
+        binding = pa.row["dataset"]
+        if binding is None:
+            raise Conflict("bind a dataset before refreshing it", code="no_dataset")
+        await ingest.lock_project(conn, pid, wait=False)
+        try:
+            result = await _ingest(conn, settings, pid, binding, kind="refresh",
+                                   detect_missing=True)
+        except DatastoreError as exc:
+            raise DatastoreUnavailable(f"cannot read the datastore: {exc}") from None
+        return {"ingest": result.to_json()}
 
 
 ENDPOINTS = [
     Endpoint("PUT", "/api/v1/projects/{pid:int}/dataset", put_dataset,
-             "Bind the datastore, file pattern and refresh schedule (owners)",
+             "Bind the datastore, file pattern and refresh schedule, and register its files "
+             "(owners)",
              body=dataset_binding.DatasetBody, tag="data", errors=(401, 403, 404, 409, 422)),
+    Endpoint("POST", "/api/v1/projects/{pid:int}/refresh", refresh,
+             "List the datastore now: register new files, mark vanished ones missing (owners)",
+             tag="data", errors=(401, 403, 404, 409, 502)),
 ]

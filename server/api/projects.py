@@ -45,7 +45,11 @@ async def _reserve_name(conn: asyncpg.Connection, name: str, project_id: int) ->
 
 async def _reply(conn: asyncpg.Connection | asyncpg.Pool, call: Call, pid: int) -> dict[str, Any]:
     pa = await projects.access(conn, call.me, pid, Role.LABELER)
-    return {"project": projects.to_json(pa), "labels": await labels.read_tree(conn, pid)}
+    counts = {r["status"]: r["n"] for r in await conn.fetch(projects.ITEM_COUNTS, pid)}
+    return {
+        "project": {**projects.to_json(pa), "items": {"total": sum(counts.values()), **counts}},
+        "labels": await labels.read_tree(conn, pid),
+    }
 
 
 async def insert_project(conn: asyncpg.Connection, owner_id: int, body: ProjectCreate) -> int:

@@ -1,31 +1,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from server.errors import TooManyRequests
 from server.ratelimit import LoginThrottle
 from server.services import Services
-from server.settings import Settings
-
-
-@pytest.fixture
-async def services(database_url: str, redis_url: str, redis_prefix: str, tmp_path: Path):
-    settings = replace(
-        Settings(data_dir=tmp_path, database_url=database_url, redis_url=redis_url),
-        redis_prefix=redis_prefix + "throttle:", login_max_failures_account=3,
-        login_max_failures_address=5, login_window_s=60,
-    )
-    svc = await Services.open(settings)
-    yield svc
-    await svc.close()
 
 
 async def test_address_limit_spans_accounts_and_account_limit_spans_addresses(
     services: Services,
 ) -> None:
+    services.settings = replace(
+        services.settings, login_max_failures_account=3, login_max_failures_address=5, login_window_s=60,
+    )
     throttle = LoginThrottle(services)
     for i in range(5):
         await throttle.check(f"user{i}@x.test", "10.9.9.9")

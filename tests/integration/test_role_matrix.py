@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from tests.conftest import PASSWORD, project_body
 from tests.infra import Api, unique
@@ -31,6 +33,18 @@ def with_status(row: dict[str, int], ok: int) -> dict[str, int]:
     return {k: (ok if v == 200 else v) for k, v in row.items()}
 
 
+@dataclass(frozen=True)
+class Multipart:
+    files: list[tuple[str, tuple[str, bytes, str]]]
+    data: dict[str, str]
+
+
+def png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 3), (1, 2, 3)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 @dataclass
 class World:
     """A fresh project with one member of each role, plus the caller's own resources."""
@@ -41,9 +55,10 @@ class World:
     pid: int
     extra_user: int
     token_id: int | None
+    iid: int = 0
 
     def fill(self, path: str) -> str:
-        return (path.replace("{pid}", str(self.pid))
+        return (path.replace("{pid}", str(self.pid)).replace("{iid}", str(self.iid))
                 .replace("{uid}", str(self.people["labeler"].id))
                 .replace("{tid}", str(self.token_id or 1)))
 
@@ -51,7 +66,17 @@ class World:
 def dataset_body(w: World) -> dict[str, Any]:
     folder = w.data_dir / "datasets" / unique("matrix")
     folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(png_bytes())
     return {"datastore": {"kind": "local", "path": str(folder)}, "pattern": "**/*.*"}
+
+
+def upload_body(w: World) -> Multipart:
+    return Multipart([("files", (f"{unique('u')}.png", png_bytes(), "image/png"))], {})
+
+
+def import_body(w: World) -> Multipart:
+    return Multipart([("file", ("t.csv", b"img,label\na.png,Animal\n", "text/csv"))],
+                     {"mapping": '{"image": "img", "category": "label"}'})
 
 
 Body = Callable[[World], Any]
@@ -89,6 +114,12 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("PATCH", "/api/v1/projects/{pid}/labels"): (
         OWNERS, lambda w: {"labels": [{"name": "Only"}]}, ""),
     ("PUT", "/api/v1/projects/{pid}/dataset"): (OWNERS, dataset_body, ""),
+    ("POST", "/api/v1/projects/{pid}/refresh"): (OWNERS, None, "bound"),
+    ("POST", "/api/v1/projects/{pid}/uploads"): (with_status(OWNERS, 201), upload_body, ""),
+    ("POST", "/api/v1/projects/{pid}/imports"): (OWNERS, import_body, "bound"),
+    ("GET", "/api/v1/projects/{pid}/items"): (REVIEWERS, None, "bound"),
+    ("GET", "/api/v1/projects/{pid}/items/{iid}"): (MEMBERS, None, "bound"),
+    ("GET", "/api/v1/projects/{pid}/items/{iid}/media"): (MEMBERS, None, "bound"),
 }
 
 
@@ -114,6 +145,7 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
     world = World(server, data_dir, people, pid, cast["extra"].id, None)
     if setup in ("bound", "running", "paused"):
         assert owner.put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
+        world.iid = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
     if setup in ("running", "paused"):
         assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     if setup == "paused":
@@ -147,7 +179,12 @@ def test_route_as_role(
         client = Api(server).login(cast[caller].user["email"], PASSWORD)
     else:
         client = world.people[caller]
-    kwargs = {"json": body(world)} if body else {}
+    payload = body(world) if body else None
+    kwargs: dict[str, Any] = {}
+    if isinstance(payload, Multipart):
+        kwargs = {"files": payload.files, "data": payload.data}
+    elif payload is not None:
+        kwargs = {"json": payload}
     r = client.request(method, world.fill(path), **kwargs)
     assert r.status_code == expected[caller], f"{method} {path} as {caller}: {r.text[:300]}"
     if r.status_code >= 400:

@@ -1,0 +1,51 @@
+"""The contract every datastore implements, and the errors it raises."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+# The extensions the product accepts, lower-case; matching is case-insensitive.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".jpe", ".jfif", ".bmp", ".tif", ".tiff"})
+DICOM_EXTENSIONS = frozenset({".dcm", ".dicom"})
+ACCEPTED_EXTENSIONS = IMAGE_EXTENSIONS | DICOM_EXTENSIONS
+
+
+class DatastoreError(Exception):
+    """The datastore could not be read (unreachable, bad credentials, ...)."""
+
+
+class KeyNotFound(DatastoreError):
+    """No object with that key."""
+
+
+class UnsafeKey(DatastoreError):
+    """A key that would leave the datastore's root (`..`, absolute, symlink escape)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    modified: datetime | None = None
+
+
+class Datastore(Protocol):
+    """Keys are '/'-separated paths relative to the store's root (and prefix)."""
+
+    def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every key under `prefix` (a folder, '' for all), in a stable sorted order."""
+        ...
+
+    async def read(self, key: str, max_bytes: int) -> bytes:
+        """The object's bytes; DatastoreError if larger than `max_bytes`."""
+        ...
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Size and ETag; KeyNotFound if absent."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,203 @@
+"""Registering files as items: listing order, patterns, the cap, refresh, the lock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from server import ingest, jobs
+from server.datastores.local import LocalDatastore
+from server.services import Services
+from tests.conftest import project_body
+from tests.infra import Api, unique
+
+MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
+ACCEPTED = ["a.jpg", "b.JPEG", "c.png", "d.jpe", "e.jfif", "f.bmp", "g.tif", "h.TIFF",
+            "scan.dcm", "scan2.DICOM", "sub/deep/x.png", "sub/y.jpg"]
+IGNORED = ["notes.txt", "anim.gif", "noext", "sub/readme.md"]
+
+
+def make_files(root: Path, names: list[str]) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def folder(data_dir: Path) -> Path:
+    path = data_dir / "datasets" / unique("ingest")
+    path.mkdir(parents=True)
+    return path
+
+
+def bind(owner: Api, pid: int, path: Path, pattern: str = "**/*.*", **refresh: Any) -> Any:
+    body: dict[str, Any] = {"datastore": {"kind": "local", "path": str(path)}, "pattern": pattern}
+    if refresh:
+        body["refresh"] = refresh
+    return owner.put(f"/api/v1/projects/{pid}/dataset", body)
+
+
+def all_items(api: Api, pid: int, **params: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    after = 0
+    while True:
+        page = api.get(f"/api/v1/projects/{pid}/items", params={**params, "after": after,
+                                                                 "limit": 1000}).json()
+        out += page["items"]
+        if page["next_after"] is None:
+            return out
+        after = page["next_after"]
+
+
+def test_bind_registers_accepted_files_in_key_order(make_project: MakeProject, data_dir: Path) -> None:
+    owner, p = make_project()
+    root = folder(data_dir)
+    make_files(root, ACCEPTED + IGNORED)
+    r = bind(owner, p["id"], root)
+    assert r.status_code == 200, r.text
+    result = r.json()["ingest"]
+    assert result["added"] == result["listed"] == len(ACCEPTED)
+    assert result["skipped"] == len(IGNORED) and result["over_cap"] == 0
+    items = all_items(owner, p["id"])
+    assert [i["key"] for i in items] == sorted(ACCEPTED)
+    kinds = {i["key"]: i["media_kind"] for i in items}
+    assert kinds["scan.dcm"] == kinds["scan2.DICOM"] == "dicom" and kinds["a.jpg"] == "image"
+    detail = owner.get(f"/api/v1/projects/{p['id']}").json()["project"]
+    assert detail["items"]["total"] == len(ACCEPTED) and detail["ingest"]["added"] == len(ACCEPTED)
+
+
+def test_pattern_selects_a_folder(make_project: MakeProject, data_dir: Path) -> None:
+    owner, p = make_project()
+    root = folder(data_dir)
+    make_files(root, ACCEPTED)
+    r = bind(owner, p["id"], root, pattern="sub/**")
+    assert r.json()["ingest"]["added"] == 2
+    assert sorted(i["key"] for i in all_items(owner, p["id"])) == ["sub/deep/x.png", "sub/y.jpg"]
+    # Rebinding before the start replaces the items.
+    r = bind(owner, p["id"], root, pattern="*.png")
+    assert [i["key"] for i in all_items(owner, p["id"])] == ["c.png"]
+
+
+def test_symlinks_leaving_the_root_are_not_listed(make_project: MakeProject, data_dir: Path,
+                                                  tmp_path: Path) -> None:
+    owner, p = make_project()
+    root = folder(data_dir)
+    make_files(root, ["in.png"])
+    make_files(tmp_path, ["secret.png"])
+    os.symlink(tmp_path / "secret.png", root / "leak.png")
+    os.symlink(tmp_path, root / "leakdir")
+    os.symlink(root / "in.png", root / "alias.png")
+    bind(owner, p["id"], root)
+    assert [i["key"] for i in all_items(owner, p["id"])] == ["alias.png", "in.png"]
+
+
+async def test_cap_takes_the_first_n_in_listing_order(services: Services, tmp_path: Path,
+                                                      make_project: MakeProject) -> None:
+    _, p = make_project()
+    root = tmp_path / "capped"
+    make_files(root, [f"img{i:03d}.png" for i in range(30)])
+    async with services.db.acquire() as conn, conn.transaction():
+        res = await ingest.ingest_binding(conn, p["id"], 20, LocalDatastore(root), "**/*.*",
+                                          kind="bind", detect_missing=False)
+        keys = [r["key"] for r in await conn.fetch(
+            "SELECT key FROM items WHERE project_id = $1 ORDER BY key", p["id"])]
+    assert (res.added, res.over_cap, res.total_items) == (20, 10, 20)
+    assert keys == [f"img{i:03d}.png" for i in range(20)]
+    # A later refresh adds nothing while the project is full, but still reports the rest.
+    async with services.db.acquire() as conn, conn.transaction():
+        again = await ingest.ingest_binding(conn, p["id"], 20, LocalDatastore(root), "**/*.*",
+                                            kind="refresh", detect_missing=True)
+    assert (again.added, again.over_cap, again.missing) == (0, 10, 0)
+
+
+def test_refresh_finds_new_and_missing_files_and_restores_returning_ones(
+    make_project: MakeProject, data_dir: Path,
+) -> None:
+    owner, p = make_project()
+    pid = p["id"]
+    root = folder(data_dir)
+    make_files(root, ["a.png", "b.png", "c.png"])
+    bind(owner, pid, root)
+    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+    make_files(root, ["d.png", "e/f.png"])
+    (root / "b.png").unlink()
+    r = owner.post(f"/api/v1/projects/{pid}/refresh")
+    assert r.status_code == 200, r.text
+    res = r.json()["ingest"]
+    assert (res["added"], res["missing"], res["restored"], res["total_items"]) == (2, 1, 0, 5)
+    missing = all_items(owner, pid, status="missing")
+    assert [i["key"] for i in missing] == ["b.png"] and missing[0]["missing_since"]
+    detail = owner.get(f"/api/v1/projects/{pid}").json()["project"]
+    assert detail["refresh"]["last_refresh_at"] is not None
+    assert detail["items"] == {"total": 5, "unlabeled": 4, "missing": 1}
+    # The project keeps working: the item comes back when its file does.
+    make_files(root, ["b.png"])
+    res = owner.post(f"/api/v1/projects/{pid}/refresh").json()["ingest"]
+    assert (res["added"], res["missing"], res["restored"]) == (0, 0, 1)
+    assert all_items(owner, pid, status="missing") == []
+
+
+async def test_refresh_while_another_runs_is_409(
+    make_project: MakeProject, data_dir: Path, database_url: str,
+) -> None:
+    owner, p = make_project()
+    root = folder(data_dir)
+    make_files(root, ["a.png"])
+    bind(owner, p["id"], root)
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await ingest.lock_project(holder, p["id"], wait=False)
+            r = await asyncio.to_thread(owner.post, f"/api/v1/projects/{p['id']}/refresh")
+        assert r.status_code == 409 and r.json()["error"]["code"] == "ingest_running"
+    finally:
+        await holder.close()
+    assert owner.post(f"/api/v1/projects/{p['id']}/refresh").status_code == 200
+
+
+async def test_scheduled_refresh_runs_once_across_processes(
+    services: Services, make_project: MakeProject, data_dir: Path,
+) -> None:
+    owner, p = make_project()
+    pid = p["id"]
+    root = folder(data_dir)
+    make_files(root, ["a.png"])
+    bind(owner, pid, root, enabled=True, interval_s=3600)
+    owner.post(f"/api/v1/projects/{pid}/start")
+    make_files(root, ["b.png", "c.png"])
+    assert await jobs.refresh_project(services, pid) is None  # listed at bind: not due yet
+    await services.db.execute("UPDATE projects SET last_refresh_at = now() - interval '2 hours' "
+                              "WHERE id = $1", pid)
+    # Two "processes" race for the same due project: exactly one refreshes it.
+    first, second = await asyncio.gather(jobs.refresh_project(services, pid),
+                                         jobs.refresh_project(services, pid))
+    ran = [r for r in (first, second) if r is not None]
+    assert len(ran) == 1 and ran[0].added == 2
+    # Not due again until the interval has passed.
+    assert await jobs.refresh_project(services, pid) is None
+    detail = owner.get(f"/api/v1/projects/{pid}").json()["project"]
+    assert detail["ingest"]["kind"] == "scheduled_refresh"
+
+
+def test_refresh_needs_a_dataset_and_an_owner(make_project: MakeProject,
+                                              make_user: Callable[..., Api]) -> None:
+    owner, p = make_project()
+    r = owner.post(f"/api/v1/projects/{p['id']}/refresh")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "no_dataset"
+
+
+@pytest.mark.parametrize("bad", ["bogus", "labeled,unlabeled"])
+def test_item_status_filter_validated(make_project: MakeProject, bad: str) -> None:
+    owner, p = make_project()
+    r = owner.get(f"/api/v1/projects/{p['id']}/items", params={"status": bad})
+    assert r.status_code == 422
+
+
+def test_project_body_helper_still_valid() -> None:
+    assert project_body()["task_type"] == "multiclass"
