@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -69,6 +70,9 @@ def _client_routes(client_dist: Path) -> list[BaseRoute]:
 def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette:
     """Build the app; URLs in `settings` must already point at running Postgres and Redis."""
     endpoints = api.endpoints()
+    # Pillow's bomb guard is process-wide; it follows the configured limit (media.py turns
+    # its warning into a clear 422, and also checks sizes before any decode).
+    Image.MAX_IMAGE_PIXELS = settings.media_max_pixels
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

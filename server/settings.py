@@ -68,7 +68,7 @@ class Settings:
     import_max_bytes: int = 1024 * 1024 * 1024
     # Media: files larger than this are not read; images over this many pixels are refused.
     media_max_bytes: int = 1024 * 1024 * 1024
-    media_max_pixels: int = 200_000_000
+    media_max_pixels: int = 100_000_000
     # Background jobs: how often each server process looks for due work.
     refresh_poll_s: float = 30.0
     probe_poll_s: float = 2.0
@@ -104,7 +104,7 @@ class Settings:
             ),
             import_max_bytes=_int(env, "COLABEL_IMPORT_MAX_BYTES", 1024 * 1024 * 1024),
             media_max_bytes=_int(env, "COLABEL_MEDIA_MAX_BYTES", 1024 * 1024 * 1024),
-            media_max_pixels=_int(env, "COLABEL_MEDIA_MAX_PIXELS", 200_000_000),
+            media_max_pixels=_int(env, "COLABEL_MEDIA_MAX_PIXELS", 100_000_000),
             refresh_poll_s=float(_int(env, "COLABEL_REFRESH_POLL_S", 30)),
             probe_poll_s=float(_int(env, "COLABEL_PROBE_POLL_S", 2)),
             background_jobs=_bool(env, "COLABEL_BACKGROUND_JOBS", True),

@@ -177,7 +177,7 @@ def anon(server: str) -> Api:
     return Api(server)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_user(server: str, admin: Api) -> Callable[..., Api]:
     """Create a user through the admin API and return a signed-in client for them."""
 
