@@ -8,7 +8,6 @@ outside 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from azure.storage.blob.aio import BlobServiceClient
 
-from tests.infra import ROOT, free_port, tcp_open
+from tests.infra import ROOT, free_port, stop_process, tcp_open
 
 AZURITE_BIN = ROOT / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT_NAME = "devstoreaccount1"
@@ -87,13 +86,7 @@ def run_azurite(workdir: Path, timeout_s: float = 30) -> Iterator[AzuriteInfo]:
             ),
         )
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 10)
 
 
 async def make_container(info: AzuriteInfo, name: str, blobs: dict[str, bytes]) -> None:
