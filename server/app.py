@@ -15,9 +15,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from collab.fanout import Fanout
+from collab.manager import CollabLimits, RoomManager
+from collab.store import DocumentStore
 from migrations.runner import migrate
 
-from . import api, openapi
+from . import api, collab_ws, openapi
 from .api.meta import app_version
 from .errors import ApiError
 from .jobs import BackgroundJobs
@@ -82,6 +85,14 @@ def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette
             log.info("migrated: %s", ", ".join(applied))
         services = await Services.open(settings)
         app.state.services = services
+        collab = RoomManager(
+            DocumentStore(services.db), Fanout(services.redis, settings.redis_prefix),
+            CollabLimits(max_message_bytes=settings.collab_max_message_bytes,
+                         messages_per_s=settings.collab_messages_per_s,
+                         burst=settings.collab_burst),
+        )
+        await collab.start()
+        app.state.collab = collab
         jobs = BackgroundJobs(services)
         if settings.background_jobs:
             jobs.start()
@@ -89,10 +100,11 @@ def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette
             yield
         finally:
             await jobs.stop()
+            await collab.stop()
             await services.close()
 
     app = Starlette(
-        routes=[*build_routes(endpoints), *_client_routes(client_dist)],
+        routes=[*build_routes(endpoints), *collab_ws.ROUTES, *_client_routes(client_dist)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

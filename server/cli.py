@@ -61,7 +61,7 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
         # lets the embedded engines stop cleanly instead of dying with the process.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=log_level,
-                    proxy_headers=True)
+                    proxy_headers=True, ws_max_size=s.collab_max_message_bytes)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

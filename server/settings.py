@@ -73,6 +73,10 @@ class Settings:
     refresh_poll_s: float = 30.0
     probe_poll_s: float = 2.0
     background_jobs: bool = True
+    # Collaboration WebSockets: largest frame (close 1009 beyond), per-connection rate.
+    collab_max_message_bytes: int = 4 * 1024 * 1024
+    collab_messages_per_s: float = 200.0
+    collab_burst: float = 1000.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -108,6 +112,9 @@ class Settings:
             refresh_poll_s=float(_int(env, "COLABEL_REFRESH_POLL_S", 30)),
             probe_poll_s=float(_int(env, "COLABEL_PROBE_POLL_S", 2)),
             background_jobs=_bool(env, "COLABEL_BACKGROUND_JOBS", True),
+            collab_max_message_bytes=_int(env, "COLABEL_COLLAB_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
+            collab_messages_per_s=float(_int(env, "COLABEL_COLLAB_MESSAGES_PER_S", 200)),
+            collab_burst=float(_int(env, "COLABEL_COLLAB_BURST", 1000)),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in clean:

@@ -1,0 +1,66 @@
+"""Presence (awareness) states of a room, kept as raw entries.
+
+States are stored as the client sends them (clock and JSON text) and never parsed:
+the server only forwards presence, so decoding JSON for every cursor move would be
+wasted work. An entry with the JSON text "null" is a removal.
+"""
+
+from __future__ import annotations
+
+from .errors import ProtocolError
+from .protocol import read_varbytes, read_varuint, varbytes, write_varuint
+
+NULL_STATE = b"null"
+
+
+class AwarenessStates:
+    """client id -> (clock, raw JSON state) for the clients present in a room."""
+
+    def __init__(self) -> None:
+        self._states: dict[int, tuple[int, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def apply(self, update: bytes) -> list[int]:
+        """Apply an awareness update; return the client ids it mentions."""
+        count, pos = read_varuint(update, 0)
+        entries: list[tuple[int, int, bytes]] = []
+        for _ in range(count):
+            client, pos = read_varuint(update, pos)
+            clock, pos = read_varuint(update, pos)
+            state, pos = read_varbytes(update, pos)
+            entries.append((client, clock, state))
+        if pos != len(update):
+            raise ProtocolError("trailing bytes in awareness update")
+        for client, clock, state in entries:
+            known = self._states.get(client)
+            if known is not None and known[0] > clock:
+                continue
+            if state == NULL_STATE or not state:
+                self._states.pop(client, None)
+            else:
+                self._states[client] = (clock, state)
+        return [client for client, _, _ in entries]
+
+    def encode(self, clients: list[int] | None = None) -> bytes | None:
+        """An update carrying the given clients' states (all when None), or None if empty."""
+        ids = list(self._states) if clients is None else [c for c in clients if c in self._states]
+        if not ids:
+            return None
+        out = bytearray(write_varuint(len(ids)))
+        for client in ids:
+            clock, state = self._states[client]
+            out += write_varuint(client) + write_varuint(clock) + varbytes(state)
+        return bytes(out)
+
+    def removal(self, clients: list[int]) -> bytes | None:
+        """An update removing `clients` (clock bumped past the last seen), applied here too."""
+        present = [c for c in clients if c in self._states]
+        if not present:
+            return None
+        out = bytearray(write_varuint(len(present)))
+        for client in present:
+            clock, _ = self._states.pop(client)
+            out += write_varuint(client) + write_varuint(clock + 1) + varbytes(NULL_STATE)
+        return bytes(out)

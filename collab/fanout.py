@@ -1,0 +1,116 @@
+"""Cross-node fan-out of document updates and presence through Redis pub/sub.
+
+Each room has a channel. A message is `node id (16 bytes) + kind (1 byte) + payload`.
+A node drops messages carrying its own id (its own echoes) and never republishes what
+it received, so there are no loops. One pub/sub connection serves every room of the
+process; `subscribe` returns only once Redis has confirmed the subscription, so a room
+that subscribes before loading cannot miss an update published during its load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+log = logging.getLogger(__name__)
+
+KIND_UPDATE = 0
+KIND_AWARENESS = 1
+# A node that just loaded a room sends its state vector; nodes holding the room answer
+# with what it lacks (an update published before it subscribed and not yet stored when
+# it loaded) and with their clients' presence.
+KIND_HELLO = 2
+Handler = Callable[[int, bytes], Awaitable[None] | None]
+
+
+class Fanout:
+    """Publishes and receives room messages for one server process (one node id)."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.node_id = uuid.uuid4().bytes
+        self._pubsub = client.pubsub(ignore_subscribe_messages=False)
+        self._handlers: dict[bytes, Handler] = {}
+        self._pending: dict[bytes, asyncio.Future[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._control = f"{prefix}collab:node:{self.node_id.hex()}".encode()
+
+    def channel(self, room: str) -> bytes:
+        return f"{self.prefix}collab:room:{room}".encode()
+
+    async def start(self) -> None:
+        # A private channel keeps the connection subscribed even with no rooms open.
+        await self._subscribe(self._control)
+        self._reader = asyncio.create_task(self._read())
+        await self._wait_confirmed(self._control)
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _subscribe(self, channel: bytes) -> None:
+        self._pending[channel] = asyncio.get_running_loop().create_future()
+        await self._pubsub.subscribe(channel)
+
+    async def _wait_confirmed(self, channel: bytes, timeout_s: float = 10.0) -> None:
+        future = self._pending.get(channel)
+        if future is not None:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+
+    async def subscribe(self, room: str, handler: Handler) -> None:
+        """Receive other nodes' messages for `room`; returns once Redis confirmed."""
+        channel = self.channel(room)
+        self._handlers[channel] = handler
+        await self._subscribe(channel)
+        await self._wait_confirmed(channel)
+
+    async def unsubscribe(self, room: str) -> None:
+        channel = self.channel(room)
+        self._handlers.pop(channel, None)
+        with contextlib.suppress(RedisConnectionError):
+            await self._pubsub.unsubscribe(channel)
+
+    async def publish(self, room: str, kind: int, payload: bytes) -> None:
+        await self.client.publish(self.channel(room), self.node_id + bytes((kind,)) + payload)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except RedisConnectionError as exc:
+                log.warning("redis pub/sub connection lost: %s; retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if message is None:
+                continue
+            channel = message["channel"]
+            if message["type"] == "subscribe":
+                future = self._pending.pop(channel, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+                continue
+            if message["type"] != "message":
+                continue
+            data: bytes = message["data"]
+            if len(data) < 17 or data[:16] == self.node_id:
+                continue
+            handler = self._handlers.get(channel)
+            if handler is None:
+                continue
+            try:
+                result = handler(data[16], data[17:])
+                if result is not None:
+                    await result
+            except Exception:  # noqa: BLE001 - one bad message must not stop fan-out
+                log.exception("fan-out handler failed for %r", channel)

@@ -1,0 +1,216 @@
+"""Rooms of one server process: loading (single flight), the batched writer, unloading,
+and the in-process API for server-side edits.
+
+Write window: an update is appended to Postgres at most `flush_interval_s` (50 ms by
+default) after it was applied, plus the time of one INSERT, while Postgres answers. If
+a write fails the batch stays in memory and is retried with backoff; the room is not
+unloaded until everything it holds is stored, and clients keep their own copy, which
+they send again when they reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+from pycrdt import Doc
+
+from .errors import RoomUnavailable
+from .fanout import KIND_HELLO, Fanout
+from .room import Room
+from .store import DocumentStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CollabLimits:
+    max_message_bytes: int = 4 * 1024 * 1024
+    messages_per_s: float = 200.0
+    burst: float = 1000.0
+    queue_size: int = 4096
+    flush_interval_s: float = 0.05
+    compact_after: int = 500
+
+
+class RoomManager:
+    """Owns every room of this process and the tasks that serve them."""
+
+    def __init__(self, store: DocumentStore, fanout: Fanout, limits: CollabLimits | None = None) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.limits = limits or CollabLimits()
+        self.rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Future[Room]] = {}
+        self._pending: list[tuple[Room, bytes]] = []
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.Task[None] | None = None
+        self._compact: set[str] = set()
+
+    async def start(self) -> None:
+        await self.fanout.start()
+        self._writer = asyncio.create_task(self._write_loop())
+
+    async def stop(self) -> None:
+        """Flush what is pending (best effort), then stop background work."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._flush_all(), 5)
+        for task in [self._writer, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.fanout.stop()
+
+    # -- rooms ------------------------------------------------------------------------
+
+    async def acquire(self, name: str) -> Room:
+        """The loaded room `name`, with a reference taken; loads it if needed."""
+        while True:
+            room = self.rooms.get(name)
+            if room is not None:
+                if room.closing:
+                    await room.closed.wait()
+                    continue
+                room.refs += 1
+                return room
+            future = self._loading.get(name)
+            if future is None:
+                # Stored before any await: concurrent joiners share one load.
+                future = asyncio.ensure_future(self._load(name))
+                self._loading[name] = future
+            try:
+                await asyncio.shield(future)
+            finally:
+                if future.done() and self._loading.get(name) is future:
+                    del self._loading[name]
+
+    async def _load(self, name: str) -> Room:
+        room = Room(name, self)
+        # Subscribe first: anything published while we read the log is applied too.
+        await self.fanout.subscribe(name, room.on_remote)
+        try:
+            updates = await self.store.load(name)
+        except (asyncpg.PostgresError, OSError) as exc:
+            await self.fanout.unsubscribe(name)
+            raise RoomUnavailable(f"cannot load {name}: {exc}") from exc
+
+        def replay() -> None:
+            for update in updates:
+                room.doc.apply_update(update)
+
+        room.apply(replay, "load", None, remote=True)
+        self.publish(name, KIND_HELLO, room.doc.get_state())
+        room.logged = len(updates)
+        room.ready = True
+        self.rooms[name] = room
+        return room
+
+    async def release(self, room: Room) -> None:
+        """Drop a reference; the last one unloads the room once its writes are stored."""
+        room.refs -= 1
+        if room.refs > 0 or room.closing:
+            return
+        room.closing = True
+        try:
+            await room.flushed.wait()
+            await self.fanout.unsubscribe(room.name)
+        finally:
+            if self.rooms.get(room.name) is room:
+                del self.rooms[room.name]
+            room.closed.set()
+
+    # -- persistence and fan-out ------------------------------------------------------
+
+    def persist(self, room: Room, update: bytes) -> None:
+        self._pending.append((room, update))
+        room.unflushed += 1
+        room.flushed.clear()
+        self._wake.set()
+
+    def publish(self, name: str, kind: int, payload: bytes) -> None:
+        task = asyncio.create_task(self._publish(name, kind, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, name: str, kind: int, payload: bytes) -> None:
+        try:
+            await self.fanout.publish(name, kind, payload)
+        except Exception as exc:  # noqa: BLE001 - other nodes resync via the log on reconnect
+            log.warning("fan-out publish failed for %s: %s", name, exc)
+
+    async def _write_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            # Collect a window's worth of updates into one INSERT.
+            await asyncio.sleep(self.limits.flush_interval_s)
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                await self.store.append([(room.name, update) for room, update in batch])
+            except Exception as exc:  # noqa: BLE001 - keep everything and retry
+                log.warning("storing %d document updates failed (%s); retrying in %.1fs",
+                            len(batch), exc, backoff)
+                self._pending = batch + self._pending
+                self._wake.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            for room, _ in batch:
+                room.unflushed -= 1
+                room.logged += 1
+                if room.unflushed == 0:
+                    room.flushed.set()
+                if room.logged >= self.limits.compact_after:
+                    self._compact.add(room.name)
+            await self._compact_due()
+
+    async def _compact_due(self) -> None:
+        due, self._compact = self._compact, set()
+        for name in due:
+            try:
+                folded = await self.store.compact(name)
+            except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; retry later
+                log.warning("compacting %s failed: %s", name, exc)
+                continue
+            room = self.rooms.get(name)
+            if room is not None and folded:
+                room.logged = max(room.logged - folded, 0)
+
+    async def _flush_all(self) -> None:
+        self._wake.set()
+        for room in list(self.rooms.values()):
+            await room.flushed.wait()
+
+    # -- server-side edits ------------------------------------------------------------
+
+    async def edit(self, name: str, change: Callable[[Doc[Any]], None], origin: str) -> None:
+        """Apply `change` to a document as `origin`; returns once the change is stored.
+
+        Connected clients (on any node) receive it like any other update.
+        """
+        room = await self.acquire(name)
+        try:
+            room.apply(lambda: change(room.doc), origin, None)
+            await room.flushed.wait()
+        finally:
+            await self.release(room)
+
+    async def read(self, name: str, reader: Callable[[Doc[Any]], T]) -> T:
+        """Run `reader` on the current document (loading it if no one has it open)."""
+        room = await self.acquire(name)
+        try:
+            return reader(room.doc)
+        finally:
+            await self.release(room)

@@ -1,0 +1,215 @@
+"""A room: one live document, its presence states and the connections editing it.
+
+Every change goes through `Room.apply`, which runs it in a transaction tagged with an
+origin and collects the resulting update(s) from the document observer. Each update is
+then sent to the room's other connections and, unless it came from another node, logged
+to Postgres and published to the other nodes. Re-applying an update the document
+already has yields no event, so duplicates never travel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pycrdt import Doc, TransactionEvent
+
+from . import protocol
+from .awareness import AwarenessStates
+from .errors import ProtocolError
+from .fanout import KIND_AWARENESS, KIND_HELLO, KIND_UPDATE
+
+if TYPE_CHECKING:
+    from .manager import RoomManager
+
+log = logging.getLogger(__name__)
+
+EMPTY_UPDATE = b"\x00\x00"
+# Close codes the transport uses for our decisions.
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+
+
+class Peer(Protocol):
+    """The transport under a connection (a WebSocket in the server)."""
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Connection:
+    """One client in a room: an ordered outgoing queue drained by its own writer task."""
+
+    def __init__(self, peer: Peer, *, readonly: bool, user: str, queue_size: int,
+                 rate: float, burst: float) -> None:
+        self.peer = peer
+        self.readonly = readonly
+        self.user = user
+        self.awareness_ids: set[int] = set()
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
+        self.closing: tuple[int, str] | None = None
+        self._rate = rate
+        self._tokens = burst
+        self._burst = burst
+        self._stamp = time.monotonic()
+        self.told_readonly = False
+
+    def send(self, data: bytes) -> None:
+        """Queue a frame; a client too slow to keep up is disconnected (it will resync)."""
+        if self.closing is not None:
+            return
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.close_soon(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect")
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self.closing is None:
+            self.closing = (code, reason)
+            # The writer wakes up, stops and closes the socket.
+            while True:
+                try:
+                    self.queue.put_nowait(None)
+                    return
+                except asyncio.QueueFull:
+                    self.queue.get_nowait()
+
+    def allow(self) -> bool:
+        """Token bucket: False once the client sends faster than the configured rate."""
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def run_writer(self) -> None:
+        while True:
+            data = await self.queue.get()
+            if data is None:
+                code, reason = self.closing or (1000, "")
+                await self.peer.close(code, reason)
+                return
+            await self.peer.send(data)
+
+
+class Room:
+    def __init__(self, name: str, manager: RoomManager) -> None:
+        self.name = name
+        self.manager = manager
+        self.doc: Doc[Any] = Doc()
+        self.awareness = AwarenessStates()
+        self.connections: set[Connection] = set()
+        self.refs = 0
+        self.closing = False
+        self.closed = asyncio.Event()
+        self.ready = False
+        self.unflushed = 0
+        self.flushed = asyncio.Event()
+        self.flushed.set()
+        self.logged = 0  # rows in the update log since the last compaction
+        self._captured: list[bytes] = []
+        self._sub = self.doc.observe(self._on_transaction)
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        # Observers run inside the transaction: only collect here.
+        self._captured.append(event.update)
+
+    def apply(self, change: Callable[[], None], origin: str, sender: Connection | None,
+              remote: bool = False) -> int:
+        """Run `change` as one transaction and spread what it changed; return update count."""
+        self._captured = []
+        with self.doc.transaction(origin=origin):
+            change()
+        captured, self._captured = self._captured, []
+        for update in captured:
+            if update == EMPTY_UPDATE:
+                continue
+            frame = protocol.sync_update(update)
+            for conn in self.connections:
+                if conn is not sender:
+                    conn.send(frame)
+            if not remote:
+                self.manager.persist(self, update)
+                self.manager.publish(self.name, KIND_UPDATE, update)
+        return len(captured)
+
+    def apply_update(self, update: bytes, origin: str, sender: Connection | None,
+                     remote: bool = False) -> None:
+        try:
+            self.apply(lambda: self.doc.apply_update(update), origin, sender, remote)
+        except (ValueError, RuntimeError) as exc:
+            raise ProtocolError(f"invalid document update: {exc}") from None
+
+    def join(self, conn: Connection) -> None:
+        """Add a client: ask for what it has (STEP1) and show it who is here."""
+        self.connections.add(conn)
+        conn.send(protocol.sync_step1(self.doc.get_state()))
+        states = self.awareness.encode()
+        if states is not None:
+            conn.send(protocol.awareness(states))
+
+    def leave(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        removal = self.awareness.removal(sorted(conn.awareness_ids))
+        if removal is not None:
+            self._spread_awareness(removal, None, remote=False)
+
+    def handle(self, conn: Connection, frame: protocol.Frame) -> None:
+        """Process one parsed client frame."""
+        if frame.kind == protocol.MSG_SYNC:
+            if frame.subtype == protocol.SYNC_STEP1:
+                try:
+                    missing = self.doc.get_update(frame.payload)
+                except (ValueError, RuntimeError) as exc:
+                    raise ProtocolError(f"invalid state vector: {exc}") from None
+                conn.send(protocol.sync_step2(missing))
+            elif conn.readonly:
+                if frame.payload != EMPTY_UPDATE and not conn.told_readonly:
+                    conn.told_readonly = True
+                    conn.send(protocol.permission_denied("this document is read-only for you"))
+            else:
+                self.apply_update(frame.payload, f"user:{conn.user}", conn)
+        elif frame.kind == protocol.MSG_AWARENESS:
+            for client in self.awareness.apply(frame.payload):
+                conn.awareness_ids.add(client)
+            self._spread_awareness(frame.payload, conn, remote=False)
+        elif frame.kind == protocol.MSG_QUERY_AWARENESS:
+            states = self.awareness.encode()
+            if states is not None:
+                conn.send(protocol.awareness(states))
+
+    def _spread_awareness(self, update: bytes, sender: Connection | None, *, remote: bool) -> None:
+        # Presence goes back to its sender too: clients treat silence as a dead link.
+        frame = protocol.awareness(update)
+        for conn in self.connections:
+            conn.send(frame)
+        if not remote:
+            self.manager.publish(self.name, KIND_AWARENESS, update)
+
+    def on_remote(self, kind: int, payload: bytes) -> None:
+        """A message from another node (never republished)."""
+        try:
+            if kind == KIND_UPDATE:
+                self.apply_update(payload, "remote", None, remote=True)
+            elif kind == KIND_AWARENESS:
+                self.awareness.apply(payload)
+                self._spread_awareness(payload, None, remote=True)
+            elif kind == KIND_HELLO:
+                try:
+                    missing = self.doc.get_update(payload)
+                except (ValueError, RuntimeError):
+                    missing = EMPTY_UPDATE
+                if missing != EMPTY_UPDATE:
+                    self.manager.publish(self.name, KIND_UPDATE, missing)
+                local = sorted({c for conn in self.connections for c in conn.awareness_ids})
+                states = self.awareness.encode(local)
+                if states is not None:
+                    self.manager.publish(self.name, KIND_AWARENESS, states)
+        except ProtocolError as exc:
+            log.warning("dropping a bad message from another node for %s: %s", self.name, exc)

@@ -1,0 +1,154 @@
+"""The collaboration WebSocket: `/collab/{project}/{item}/{annotator}` (y-websocket).
+
+Authentication and permissions are settled before the handshake is accepted. A refusal
+is an HTTP response (401, 403 or 404 with the usual JSON error body) where the server
+supports WebSocket denial responses, and otherwise an accepted socket closed at once
+with 4401, 4403 or 4404. Once accepted, frames go to the room; malformed frames close
+with 1002, unsupported ones (text, unknown types) with 1003, oversized ones with 1009
+and floods with 1008, without disturbing any other connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from collab.errors import ProtocolError, RoomUnavailable, UnsupportedMessage
+from collab.manager import RoomManager
+from collab.protocol import parse
+from collab.room import CLOSE_POLICY, Connection
+
+from . import auth, csrf, projects
+from .errors import ApiError, Forbidden, NotFound, Unauthorized
+from .roles import Role
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+CLOSE_PROTOCOL = 1002
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAVAILABLE = 1013
+_ITEM = "SELECT 1 FROM items WHERE project_id = $1 AND id = $2"
+_MEMBER = "SELECT role FROM memberships WHERE project_id = $1 AND user_id = $2"
+
+
+@dataclass(frozen=True)
+class Grant:
+    user_id: int
+    readonly: bool
+
+
+async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annotator: str) -> Grant:
+    """Who may open this document, and whether they may write to it."""
+    identity = await auth.identify(services, ws, token=ws.query_params.get("token") or None)
+    user = identity.user
+    if user is None:
+        raise Unauthorized("sign in or pass ?token=")
+    if identity.via_cookie and not csrf.origin_matches(services.settings, ws):
+        raise Forbidden("cross-site WebSocket refused", code="csrf_failed")
+    pa = await projects.access(services.db, user, pid, Role.LABELER)
+    if await services.db.fetchval(_ITEM, pid, iid) is None:
+        raise NotFound(f"item {iid} not found in project {pid}")
+    if annotator == "final":
+        if pa.role >= Role.REVIEWER or not pa.setting("consensus").get("enabled"):
+            return Grant(user.id, readonly=False)
+        raise Forbidden("with consensus on, the final document is for reviewers and owners")
+    if not annotator.isdigit() or await services.db.fetchval(_MEMBER, pid, int(annotator)) is None:
+        raise NotFound(f"no document {annotator!r} for item {iid}")
+    if int(annotator) == user.id:
+        return Grant(user.id, readonly=False)
+    if pa.role >= Role.REVIEWER:
+        return Grant(user.id, readonly=True)
+    raise Forbidden("labelers may open only their own documents")
+
+
+async def _deny(ws: WebSocket, exc: ApiError) -> None:
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse(exc.body(), status_code=exc.status))
+    else:
+        await ws.accept()
+        await ws.close(code=4000 + exc.status, reason=exc.message[:120])
+
+
+class _Peer:
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def send(self, data: bytes) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.ws.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.ws.close(code=code, reason=reason)
+
+
+async def collab_endpoint(ws: WebSocket) -> None:
+    services: Services = ws.app.state.services
+    manager: RoomManager = ws.app.state.collab
+    settings = services.settings
+    pid, iid = ws.path_params["pid"], ws.path_params["iid"]
+    annotator: str = ws.path_params["annotator"]
+    try:
+        grant = await authorize(services, ws, pid, iid, annotator)
+    except ApiError as exc:
+        await _deny(ws, exc)
+        return
+    await ws.accept()
+    try:
+        room = await manager.acquire(f"{pid}/{iid}/{annotator}")
+    except RoomUnavailable as exc:
+        log.warning("%s", exc)
+        await ws.close(code=CLOSE_UNAVAILABLE, reason="document store unavailable; retry")
+        return
+    conn = Connection(_Peer(ws), readonly=grant.readonly, user=str(grant.user_id),
+                      queue_size=4096, rate=settings.collab_messages_per_s,
+                      burst=settings.collab_burst)
+    writer = asyncio.create_task(conn.run_writer())
+    room.join(conn)
+    try:
+        await _serve(ws, room, conn, settings.collab_max_message_bytes)
+    finally:
+        room.leave(conn)
+        conn.close_soon(1000, "")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 5)
+        await manager.release(room)
+
+
+async def _serve(ws: WebSocket, room: object, conn: Connection, max_bytes: int) -> None:
+    from collab.room import Room
+
+    assert isinstance(room, Room)
+    while conn.closing is None:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is None:
+            conn.close_soon(CLOSE_UNSUPPORTED, "binary frames only")
+            return
+        if len(data) > max_bytes:
+            conn.close_soon(CLOSE_TOO_BIG, f"message larger than {max_bytes} bytes")
+            return
+        if not conn.allow():
+            conn.close_soon(CLOSE_POLICY, "too many messages; slow down")
+            return
+        try:
+            room.handle(conn, parse(data))
+        except ProtocolError as exc:
+            log.info("closing %s: %s", room.name, exc)
+            conn.close_soon(CLOSE_PROTOCOL, str(exc)[:120])
+        except UnsupportedMessage as exc:
+            log.info("closing %s: %s", room.name, exc)
+            conn.close_soon(CLOSE_UNSUPPORTED, str(exc)[:120])
+
+
+ROUTES = [WebSocketRoute("/collab/{pid:int}/{iid:int}/{annotator}", collab_endpoint)]
