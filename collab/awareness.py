@@ -22,8 +22,14 @@ class AwarenessStates:
     def __len__(self) -> int:
         return len(self._states)
 
-    def apply(self, update: bytes) -> list[int]:
-        """Apply an awareness update; return the client ids it mentions."""
+    def apply(self, update: bytes) -> tuple[bytes | None, list[int]]:
+        """Apply an awareness update.
+
+        Returns the part worth forwarding (only entries newer than what we had, as
+        y-protocols decides; None if nothing changed) and the client ids seen here for
+        the first time. Clients echo every presence change they receive, so without this
+        filter each change would bounce around the room once per client.
+        """
         count, pos = read_varuint(update, 0)
         entries: list[tuple[int, int, bytes]] = []
         for _ in range(count):
@@ -33,15 +39,30 @@ class AwarenessStates:
             entries.append((client, clock, state))
         if pos != len(update):
             raise ProtocolError("trailing bytes in awareness update")
+        changed: list[tuple[int, int, bytes]] = []
+        added: list[int] = []
         for client, clock, state in entries:
             known = self._states.get(client)
-            if known is not None and known[0] > clock:
+            removal = state == NULL_STATE or not state
+            if known is None:
+                if removal:
+                    continue
+                added.append(client)
+            elif known[0] > clock or (known[0] == clock and not removal):
                 continue
-            if state == NULL_STATE or not state:
+            if removal:
                 self._states.pop(client, None)
             else:
                 self._states[client] = (clock, state)
-        return [client for client, _, _ in entries]
+            changed.append((client, clock, state))
+        if not changed:
+            return None, added
+        if len(changed) == len(entries):
+            return update, added
+        out = bytearray(write_varuint(len(changed)))
+        for client, clock, state in changed:
+            out += write_varuint(client) + write_varuint(clock) + varbytes(state)
+        return bytes(out), added
 
     def encode(self, clients: list[int] | None = None) -> bytes | None:
         """An update carrying the given clients' states (all when None), or None if empty."""

@@ -81,8 +81,21 @@ class Fanout:
         with contextlib.suppress(RedisConnectionError):
             await self._pubsub.unsubscribe(channel)
 
-    async def publish(self, room: str, kind: int, payload: bytes) -> None:
-        await self.client.publish(self.channel(room), self.node_id + bytes((kind,)) + payload)
+    async def publish(self, room: str, kind: int, payload: bytes) -> int:
+        """Publish one message; return how many subscribers got it (this node included)."""
+        count: int = await self.client.publish(self.channel(room), self._frame(kind, payload))
+        return count
+
+    def _frame(self, kind: int, payload: bytes) -> bytes:
+        return self.node_id + bytes((kind,)) + payload
+
+    async def publish_many(self, messages: list[tuple[str, int, bytes]]) -> list[int]:
+        """Publish a batch in one round trip; return each message's subscriber count."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for room, kind, payload in messages:
+                pipe.publish(self.channel(room), self._frame(kind, payload))
+            counts: list[int] = await pipe.execute()
+        return counts
 
     async def _read(self) -> None:
         while True:

@@ -50,9 +50,10 @@ class RoomManager:
         self._loading: dict[str, asyncio.Future[Room]] = {}
         self._pending: list[tuple[Room, bytes]] = []
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._writer: asyncio.Task[None] | None = None
         self._compact: set[str] = set()
+        self._outbox: list[tuple[str, int, bytes]] = []
+        self._publisher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.fanout.start()
@@ -62,7 +63,7 @@ class RoomManager:
         """Flush what is pending (best effort), then stop background work."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush_all(), 5)
-        for task in [self._writer, *self._tasks]:
+        for task in [self._writer, self._publisher]:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -136,15 +137,32 @@ class RoomManager:
         self._wake.set()
 
     def publish(self, name: str, kind: int, payload: bytes) -> None:
-        task = asyncio.create_task(self._publish(name, kind, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Queue a message for the other nodes holding this room.
 
-    async def _publish(self, name: str, kind: int, payload: bytes) -> None:
-        try:
-            await self.fanout.publish(name, kind, payload)
-        except Exception as exc:  # noqa: BLE001 - other nodes resync via the log on reconnect
-            log.warning("fan-out publish failed for %s: %s", name, exc)
+        Messages go out in batches (one pipelined round trip per loop turn). Once a publish
+        reaches no other node, the room stops publishing until another node speaks: a
+        node that loads the room later announces itself (HELLO) and is sent whatever it
+        lacks in reply.
+        """
+        room = self.rooms.get(name)
+        if kind != KIND_HELLO and room is not None and not room.remote_peers:
+            return
+        self._outbox.append((name, kind, payload))
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_outbox())
+
+    async def _publish_outbox(self) -> None:
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                counts = await self.fanout.publish_many(batch)
+            except Exception as exc:  # noqa: BLE001 - other nodes catch up through HELLO
+                log.warning("fan-out publish of %d messages failed: %s", len(batch), exc)
+                continue
+            for (name, _, _), count in zip(batch, counts, strict=True):
+                room = self.rooms.get(name)
+                if room is not None and count <= 1:
+                    room.remote_peers = False  # only this node listens on the channel
 
     async def _write_loop(self) -> None:
         backoff = 0.1

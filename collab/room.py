@@ -113,6 +113,9 @@ class Room:
         self.flushed = asyncio.Event()
         self.flushed.set()
         self.logged = 0  # rows in the update log since the last compaction
+        # Whether another node may hold this room. Assumed at load; a publish that reaches
+        # no other subscriber clears it, and any message from another node sets it again.
+        self.remote_peers = True
         self._captured: list[bytes] = []
         self._sub = self.doc.observe(self._on_transaction)
 
@@ -176,9 +179,10 @@ class Room:
             else:
                 self.apply_update(frame.payload, f"user:{conn.user}", conn)
         elif frame.kind == protocol.MSG_AWARENESS:
-            for client in self.awareness.apply(frame.payload):
-                conn.awareness_ids.add(client)
-            self._spread_awareness(frame.payload, conn, remote=False)
+            changed, added = self.awareness.apply(frame.payload)
+            conn.awareness_ids.update(added)
+            if changed is not None:
+                self._spread_awareness(changed, conn, remote=False)
         elif frame.kind == protocol.MSG_QUERY_AWARENESS:
             states = self.awareness.encode()
             if states is not None:
@@ -194,19 +198,22 @@ class Room:
 
     def on_remote(self, kind: int, payload: bytes) -> None:
         """A message from another node (never republished)."""
+        self.remote_peers = True
         try:
             if kind == KIND_UPDATE:
                 self.apply_update(payload, "remote", None, remote=True)
             elif kind == KIND_AWARENESS:
-                self.awareness.apply(payload)
-                self._spread_awareness(payload, None, remote=True)
+                changed, _ = self.awareness.apply(payload)
+                if changed is not None:
+                    self._spread_awareness(changed, None, remote=True)
             elif kind == KIND_HELLO:
                 try:
                     missing = self.doc.get_update(payload)
                 except (ValueError, RuntimeError):
                     missing = EMPTY_UPDATE
-                if missing != EMPTY_UPDATE:
-                    self.manager.publish(self.name, KIND_UPDATE, missing)
+                # Always answer, even with an empty update: the answer is also how the
+                # newcomer learns that another node holds this room.
+                self.manager.publish(self.name, KIND_UPDATE, missing)
                 local = sorted({c for conn in self.connections for c in conn.awareness_ids})
                 states = self.awareness.encode(local)
                 if states is not None:

@@ -61,7 +61,10 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
         # lets the embedded engines stop cleanly instead of dying with the process.
         signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=log_level,
-                    proxy_headers=True, ws_max_size=s.collab_max_message_bytes)
+                    proxy_headers=True, ws_max_size=s.collab_max_message_bytes,
+                    # Yjs updates are small and already compact; deflate cost more CPU than
+                    # it saved bandwidth (the reference y-websocket server does not use it).
+                    ws_per_message_deflate=False)
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
