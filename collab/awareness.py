@@ -1,11 +1,12 @@
 """Presence (awareness) states of a room, kept as raw entries.
 
-States are stored as the client sends them (clock and JSON text) and never parsed:
-the server only forwards presence, so decoding JSON for every cursor move would be
-wasted work. An entry with the JSON text "null" is a removal.
+States are stored as the client sends them (clock and JSON text): the server only checks
+that the text is JSON and forwards it. An entry with the JSON text "null" is a removal.
 """
 
 from __future__ import annotations
+
+import json
 
 from .errors import ProtocolError
 from .protocol import read_varbytes, read_varuint, varbytes, write_varuint
@@ -39,6 +40,12 @@ class AwarenessStates:
             entries.append((client, clock, state))
         if pos != len(update):
             raise ProtocolError("trailing bytes in awareness update")
+        for _, _, state in entries:
+            # Forwarded states are parsed by every client: anything but JSON would break them.
+            try:
+                json.loads(state)
+            except ValueError:
+                raise ProtocolError("awareness state is not JSON") from None
         changed: list[tuple[int, int, bytes]] = []
         added: list[int] = []
         for client, clock, state in entries:

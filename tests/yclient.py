@@ -33,7 +33,11 @@ class PyClient:
 
     def _on_change(self, event: TransactionEvent) -> None:
         if not self._remote:
-            asyncio.get_running_loop().create_task(self.ws.send(protocol.sync_update(event.update)))
+            asyncio.get_running_loop().create_task(self._send(protocol.sync_update(event.update)))
+
+    async def _send(self, frame: bytes) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self.ws.send(frame)
 
     async def _read(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
