@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, demo: bool, log_level: str) -> None:
     import uvicorn
 
+    from . import logredact
     from .app import create_app
     from .demo import ensure_demo
     from .engines import engines
@@ -60,6 +61,7 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
         # uvicorn re-raises SIGTERM after a graceful shutdown; turning it into SystemExit
         # lets the embedded engines stop cleanly instead of dying with the process.
         signal.signal(signal.SIGTERM, _exit_on_signal)
+        logredact.install()
         uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=log_level,
                     proxy_headers=True, ws_max_size=s.collab_max_message_bytes,
                     # Yjs updates are small and already compact; deflate cost more CPU than

@@ -45,3 +45,17 @@ def test_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     assert s.with_secret().secret_key == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
     assert Settings.from_env({"COLABEL_SECRET_KEY": "k"}).with_secret().secret_key == "k"
+
+
+def test_tokens_are_redacted_from_log_lines() -> None:
+    import logging
+
+    from server.logredact import RedactTokens, redact
+
+    assert redact('"WebSocket /collab/1/2/3?token=clb_secret&x=1"') == \
+        '"WebSocket /collab/1/2/3?token=***&x=1"'
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "f", 1,
+                               '%s - "WebSocket %s" [accepted]',
+                               ("127.0.0.1:5", "/collab/1/2/3?token=clb_secret"), None)
+    assert RedactTokens().filter(record)
+    assert "clb_secret" not in record.getMessage()
