@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from collab.dispatcher import Dispatcher
 from collab.fanout import Fanout
 from collab.manager import CollabLimits, RoomManager
 from collab.store import DocumentStore
@@ -93,6 +94,8 @@ def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette
         )
         await collab.start()
         app.state.collab = collab
+        app.state.dispatcher = Dispatcher(services.redis, settings.redis_prefix,
+                                          settings.lease_ttl_s)
         jobs = BackgroundJobs(services)
         if settings.background_jobs:
             jobs.start()

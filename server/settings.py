@@ -77,6 +77,8 @@ class Settings:
     collab_max_message_bytes: int = 4 * 1024 * 1024
     collab_messages_per_s: float = 200.0
     collab_burst: float = 1000.0
+    # Work leases: how long a labeler holds an item without activity.
+    lease_ttl_s: int = 600
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -115,6 +117,7 @@ class Settings:
             collab_max_message_bytes=_int(env, "COLABEL_COLLAB_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             collab_messages_per_s=float(_int(env, "COLABEL_COLLAB_MESSAGES_PER_S", 200)),
             collab_burst=float(_int(env, "COLABEL_COLLAB_BURST", 1000)),
+            lease_ttl_s=_int(env, "COLABEL_LEASE_TTL_S", 600),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in clean:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..routing import Endpoint
-from . import auth, dataset, imports, items, labels, members, meta, projects, tokens, uploads, users
+from . import auth, dataset, imports, items, labels, members, meta, projects, tasks, tokens, uploads, users
 
 
 def endpoints() -> list[Endpoint]:
@@ -20,4 +20,5 @@ def endpoints() -> list[Endpoint]:
         *uploads.ENDPOINTS,
         *imports.ENDPOINTS,
         *items.ENDPOINTS,
+        *tasks.ENDPOINTS,
     ]

@@ -56,11 +56,13 @@ class World:
     extra_user: int
     token_id: int | None
     iid: int = 0
+    lid: str = "none"
+    label_id: int = 0
 
     def fill(self, path: str) -> str:
         return (path.replace("{pid}", str(self.pid)).replace("{iid}", str(self.iid))
                 .replace("{uid}", str(self.people["labeler"].id))
-                .replace("{tid}", str(self.token_id or 1)))
+                .replace("{tid}", str(self.token_id or 1)).replace("{lid}", self.lid))
 
 
 def dataset_body(w: World) -> dict[str, Any]:
@@ -120,6 +122,11 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/api/v1/projects/{pid}/items"): (REVIEWERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}"): (MEMBERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}/media"): (MEMBERS, None, "bound"),
+    ("POST", "/api/v1/projects/{pid}/tasks/next"): (MEMBERS, lambda w: {"count": 1}, "running"),
+    ("POST", "/api/v1/leases/{lid}/submit"): (
+        MEMBERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "leased"),
+    ("POST", "/api/v1/leases/{lid}/skip"): (MEMBERS, None, "leased"),
+    ("POST", "/api/v1/leases/{lid}/extend"): (MEMBERS, None, "leased"),
 }
 
 
@@ -143,13 +150,18 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
     for role in ("reviewer", "labeler"):
         owner.put(f"/api/v1/projects/{pid}/members", {"user_id": people[role].id, "role": role})
     world = World(server, data_dir, people, pid, cast["extra"].id, None)
-    if setup in ("bound", "running", "paused"):
+    if setup in ("bound", "running", "paused", "leased"):
         assert owner.put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
         world.iid = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
-    if setup in ("running", "paused"):
+    if setup in ("running", "paused", "leased"):
         assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     if setup == "paused":
         assert owner.post(f"/api/v1/projects/{pid}/pause").status_code == 200
+    if setup == "leased":
+        holder = people[caller] if caller in ("admin", "owner", "reviewer", "labeler") else owner
+        leased = holder.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"]
+        world.lid = leased[0]["lease_id"]
+        world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
     if setup == "own-token" and caller != "anonymous":
         who = people[caller]
         world.token_id = who.post("/api/v1/tokens", {"name": "mine"}).json()["id"]

@@ -1,0 +1,48 @@
+"""Every Redis key of the dispatcher, under the instance prefix.
+
+The Lua scripts build per-item keys from the same prefix (`item_prefix`), so the layout
+lives here and in the scripts only. The dispatcher assumes a single Redis (no cluster):
+scripts touch per-item keys they derive themselves.
+"""
+
+from __future__ import annotations
+
+
+class DispatchKeys:
+    def __init__(self, prefix: str, project_id: int) -> None:
+        self.base = f"{prefix}d:{project_id}:"
+
+    @property
+    def epoch(self) -> str:
+        """Present while the project's dispatcher state is built; gone means rebuild."""
+        return self.base + "epoch"
+
+    @property
+    def ready(self) -> str:
+        """Sorted set: items that can take another labeler, by priority (shuffle order)."""
+        return self.base + "ready"
+
+    @property
+    def leases(self) -> str:
+        """Sorted set: active lease id -> expiry (ms since the epoch)."""
+        return self.base + "leases"
+
+    @property
+    def conf(self) -> str:
+        """Hash: default target (min) for items without their own state."""
+        return self.base + "conf"
+
+    @property
+    def item_prefix(self) -> str:
+        """Item state hashes are `<item_prefix>i:<id>`, labeler sets `<item_prefix>s:<id>`,
+        lease hashes `<item_prefix>l:<lease id>`."""
+        return self.base
+
+    def item(self, item_id: int) -> str:
+        return f"{self.base}i:{item_id}"
+
+    def seen(self, item_id: int) -> str:
+        return f"{self.base}s:{item_id}"
+
+    def lease(self, lease_id: str) -> str:
+        return f"{self.base}l:{lease_id}"

@@ -1,0 +1,175 @@
+"""Asking for work and handing it back: next, submit, skip, extend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from collab import schema
+from collab.dispatcher import Dispatcher
+from collab.manager import RoomManager
+
+from .. import projects, work
+from ..errors import ApiError, Conflict, NotFound, Unprocessable, field_error
+from ..roles import Role
+from ..routing import Call, Endpoint
+from ..validation import Strict
+from .items import _COLUMNS as ITEM_COLUMNS
+from .items import item_json
+
+GRID_SIZES = (1, 4, 6, 9)
+CLASSIFICATION = ("multiclass", "multilabel")
+_ITEMS = f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])"
+_LABEL_IDS = "SELECT id FROM labels WHERE project_id = $1"
+_MY_LEASE = "SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1"
+_ANNOTATION_OF_LEASE = "SELECT id FROM annotations WHERE lease_id = $1"
+_SET_EXPIRY = """
+UPDATE leases SET expires_at = to_timestamp($2 / 1000.0)
+WHERE id = $1 AND state = 'active' AND expires_at > now()
+"""
+_SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
+
+
+class WorkConflict(ApiError):
+    status = 409
+    code = "conflict"
+
+
+class NextBody(Strict):
+    count: int = Field(1, description="1 for drawing tasks; 1, 4, 6 or 9 for classification")
+
+
+class SubmitBody(Strict):
+    annotation: dict[str, Any] | None = Field(
+        None, description="plain JSON annotation; omitted = snapshot the live document")
+    duration_ms: int | None = Field(None, ge=0, le=7 * 24 * 3600 * 1000)
+
+
+def _dispatcher(call: Call) -> Dispatcher:
+    d: Dispatcher = call.request.app.state.dispatcher
+    return d
+
+
+def _rooms(call: Call) -> RoomManager:
+    r: RoomManager = call.request.app.state.collab
+    return r
+
+
+async def next_tasks(call: Call) -> dict[str, Any]:
+    body: NextBody = call.body
+    pid = call.path_int("pid")
+    pa = await projects.access(call.services.db, call.me, pid, Role.LABELER)
+    allowed = GRID_SIZES if pa.row["task_type"] in CLASSIFICATION else (1,)
+    if body.count not in allowed:
+        raise field_error("count", f"must be one of {', '.join(map(str, allowed))} for "
+                                   f"{pa.row['task_type']} projects")
+    if pa.row["status"] != "running":
+        raise Conflict(f"the project is {pa.row['status']}; nothing is handed out",
+                       code="project_not_running", details={"status": pa.row["status"]})
+    try:
+        batch, recorded = await work.lease(_dispatcher(call), call.services.db, pa.row,
+                                           call.me.id, body.count)
+    except work.WorkError as exc:
+        raise WorkConflict(exc.message, code=exc.code) from None
+    rows = {r["id"]: r for r in await call.services.db.fetch(_ITEMS, list(recorded.values()))}
+    out = []
+    for lease in batch.leases:
+        iid = recorded.get(lease.lease_id)
+        if iid is not None:
+            out.append({"lease_id": lease.lease_id, "item": item_json(rows[iid]),
+                        "expires_at": lease.expires_ms / 1000.0,
+                        "document": f"{pid}/{iid}/{call.me.id}"})
+    return {"leases": out}
+
+
+async def _own_lease(call: Call) -> Any:
+    row = await call.services.db.fetchrow(_MY_LEASE, call.request.path_params["lid"])
+    if row is None or row["user_id"] != call.me.id:
+        raise NotFound("lease not found")
+    await projects.access(call.services.db, call.me, row["project_id"], Role.LABELER)
+    return row
+
+
+async def extend(call: Call) -> dict[str, Any]:
+    row = await _own_lease(call)
+    expires = await _dispatcher(call).extend(row["project_id"], row["id"])
+    if expires is None or (await call.services.db.execute(_SET_EXPIRY, row["id"], expires)).endswith(" 0"):
+        raise Conflict("the lease is no longer active", code="lease_inactive")
+    return {"lease_id": row["id"], "expires_at": expires / 1000.0}
+
+
+async def skip(call: Call) -> dict[str, Any]:
+    row = await _own_lease(call)
+    status = await call.services.db.execute(_SKIP, row["id"])
+    if status.endswith(" 0"):
+        raise Conflict("only an active lease can be skipped", code="lease_inactive")
+    await _dispatcher(call).finish(row["project_id"], row["id"], "k")
+    return {"lease_id": row["id"], "state": "skipped"}
+
+
+async def submit(call: Call) -> dict[str, Any]:
+    body: SubmitBody = call.body
+    row = await _own_lease(call)
+    db = call.services.db
+    existing = await db.fetchval(_ANNOTATION_OF_LEASE, row["id"])
+    pa = await projects.access(db, call.me, row["project_id"], Role.LABELER)
+    task_type = pa.row["task_type"]
+    room = f"{row['project_id']}/{row['item_id']}/{call.me.id}"
+    if existing is not None:
+        item = await db.fetchrow("SELECT status FROM items WHERE id = $1", row["item_id"])
+        return {"lease_id": row["id"], "annotation_id": existing, "item_status": item["status"],
+                "repeated": True}
+    label_ids = {r["id"] for r in await db.fetch(_LABEL_IDS, row["project_id"])}
+    rooms = _rooms(call)
+    if body.annotation is not None:
+        _validate(body.annotation, task_type, label_ids)
+        await rooms.edit(room, lambda doc: schema.write_annotation(
+            doc, body.annotation or {}, task_type, origin="api", author=str(call.me.id)), "api")
+    annotation = await rooms.read(room, lambda doc: schema.read_annotation(doc, task_type))
+    _validate(annotation, task_type, label_ids)
+    try:
+        async with db.acquire() as conn, conn.transaction():
+            lease_row = await conn.fetchrow(work.LEASE_FOR_UPDATE, row["id"])
+            if lease_row["state"] == "submitted":
+                raise WorkConflict("already submitted", code="already_submitted")
+            decision, final = await work.submit(conn, pa.row, lease_row, annotation, body.duration_ms)
+            completed = False
+            if decision.decided:
+                completed = await work.complete_if_done(conn, row["project_id"])
+    except work.WorkError as exc:
+        raise WorkConflict(exc.message, code=exc.code) from None
+    await _dispatcher(call).finish(row["project_id"], row["id"], "s", target=decision.target,
+                                   closed=decision.item_status in ("labeled", "needs_review"))
+    if final is not None:
+        await rooms.edit(f"{row['project_id']}/{row['item_id']}/final",
+                         lambda doc: schema.write_annotation(doc, final, task_type,
+                                                             origin="consensus", author="colabel"),
+                         "consensus")
+    return {"lease_id": row["id"], "annotation_id": decision.annotation_id,
+            "item_status": decision.item_status, "decided": decision.decided,
+            "target": decision.target, "agreement": decision.agreement,
+            "detail": decision.detail, "project_completed": completed, "repeated": False}
+
+
+def _validate(annotation: dict[str, Any], task_type: str, label_ids: set[int]) -> None:
+    try:
+        schema.validate_annotation(annotation, task_type,  # type: ignore[arg-type]
+                                   label_ids=label_ids, strict_submit=True)
+    except schema.SchemaError as exc:
+        raise Unprocessable(str(exc), code="invalid_annotation",
+                            details=[{"loc": ["annotation", exc.field], "msg": exc.reason}]) from None
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/api/v1/projects/{pid:int}/tasks/next", next_tasks,
+             "Lease the next item(s) to label", body=NextBody, tag="work",
+             errors=(401, 404, 409, 422)),
+    Endpoint("POST", "/api/v1/leases/{lid}/submit", submit,
+             "Submit the labeler's annotation (live document, or the body's plain JSON)",
+             body=SubmitBody, tag="work", errors=(401, 404, 409, 422)),
+    Endpoint("POST", "/api/v1/leases/{lid}/skip", skip, "Give the item back; it is not offered again",
+             tag="work", errors=(401, 404, 409)),
+    Endpoint("POST", "/api/v1/leases/{lid}/extend", extend, "Keep a lease alive", tag="work",
+             errors=(401, 404, 409)),
+]

@@ -1,0 +1,208 @@
+"""Leasing and submitting work: the Postgres side of the dispatcher and its decisions.
+
+The Redis dispatcher hands out leases; this module records them, decides submits in
+Postgres (the truth) and applies each committed transition back to Redis. A submit is
+acknowledged only after its transaction commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from collab import consensus
+from collab.dispatcher import Dispatcher, LeaseBatch, NeedsRebuild
+
+log = logging.getLogger(__name__)
+
+REBUILD_LOCK_S = 60
+_INSERT_LEASES = """
+WITH ins AS (
+    INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at)
+    SELECT l, $1, i, $2, 'active', to_timestamp(e / 1000.0)
+    FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS t(l, i, e)
+    ON CONFLICT (item_id, user_id) DO NOTHING
+    RETURNING id, item_id
+), started AS (
+    UPDATE items SET status = 'in_progress', updated_at = now()
+    WHERE id IN (SELECT item_id FROM ins) AND status = 'unlabeled'
+)
+SELECT id, item_id FROM ins
+"""
+_EXPIRE = """
+UPDATE leases SET state = 'expired', finished_at = now()
+WHERE id = ANY($1::text[]) AND state = 'active'
+"""
+_LEASE_FOR_UPDATE = """
+SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1 FOR UPDATE
+"""
+_ITEM_FOR_UPDATE = """
+SELECT id, status, coalesce(target, $2) AS target, shuffle_key FROM items
+WHERE id = $1 FOR UPDATE
+"""
+_OTHER_LIVE_LEASES = """
+SELECT count(*) FROM leases
+WHERE item_id = $1 AND id <> $2 AND state = 'active' AND expires_at > now()
+"""
+_ANNOTATIONS_OF_ITEM = "SELECT user_id, data FROM annotations WHERE item_id = $1 ORDER BY id"
+_INSERT_ANNOTATION = """
+INSERT INTO annotations (project_id, item_id, user_id, lease_id, data, duration_ms)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+"""
+_LEASE_DONE = "UPDATE leases SET state = $2, finished_at = now() WHERE id = $1"
+_DECIDE = """
+UPDATE items SET status = $2, final = $3, decided_by = $4, agreement = $5, target = $6,
+                 decided_at = CASE WHEN $2 = 'labeled' THEN now() END, updated_at = now()
+WHERE id = $1
+"""
+_RAISE_TARGET = "UPDATE items SET target = $2, updated_at = now() WHERE id = $1"
+_MARK_USED = "UPDATE labels SET used_at = now() WHERE id = ANY($1::bigint[]) AND used_at IS NULL"
+_UNDECIDED = """
+SELECT 1 FROM items WHERE project_id = $1 AND status IN ('unlabeled', 'in_progress', 'needs_review')
+LIMIT 1
+"""
+_COMPLETE = """
+UPDATE projects SET status = 'completed', updated_at = now() WHERE id = $1 AND status = 'running'
+"""
+
+
+class WorkError(Exception):
+    """A lease operation that cannot be done; `code` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Decision:
+    annotation_id: int
+    item_status: str
+    decided: bool
+    target: int
+    agreement: float | None
+    detail: str
+
+
+def consensus_plan(project: asyncpg.Record) -> tuple[int, int, float]:
+    """(min, max, threshold) labelers for a project; 1/1 without consensus."""
+    c: dict[str, Any] = project["consensus"]
+    if not c.get("enabled"):
+        return 1, 1, 0.5
+    return int(c["min"]), int(c["max"]), float(c.get("threshold", 0.5))
+
+
+async def rebuild(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, default_target: int) -> None:
+    """Rebuild one project's Redis state under a lock; others wait for it."""
+    lock = f"{dispatcher.prefix}dlock:{project_id}"
+    client = dispatcher.client
+    for _ in range(REBUILD_LOCK_S * 10):
+        if await client.set(lock, "1", nx=True, ex=REBUILD_LOCK_S):
+            try:
+                if not await client.exists(dispatcher.keys(project_id).epoch):
+                    async with db.acquire() as conn:
+                        queued = await dispatcher.rebuild(conn, project_id, default_target)
+                    log.info("rebuilt dispatcher state of project %s (%d queued)", project_id, queued)
+            finally:
+                await client.delete(lock)
+            return
+        await asyncio.sleep(0.1)
+    raise WorkError("dispatcher_busy", "the work queue is being rebuilt; try again")
+
+
+async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Record, user_id: int,
+                count: int) -> tuple[LeaseBatch, dict[str, int]]:
+    """Lease up to `count` items and record the leases; returns the batch and lease->item."""
+    pid = project["id"]
+    low, _, _ = consensus_plan(project)
+    for _ in range(3):
+        try:
+            batch = await dispatcher.lease(pid, user_id, count)
+            break
+        except NeedsRebuild:
+            await rebuild(dispatcher, db, pid, low)
+    else:
+        raise WorkError("dispatcher_busy", "the work queue is being rebuilt; try again")
+    if batch.expired:
+        await db.execute(_EXPIRE, batch.expired)
+    if not batch.leases:
+        return batch, {}
+    rows = await db.fetch(_INSERT_LEASES, pid, user_id, [x.lease_id for x in batch.leases],
+                          [x.item_id for x in batch.leases], [x.expires_ms for x in batch.leases])
+    recorded = {r["id"]: r["item_id"] for r in rows}
+    for x in batch.leases:
+        if x.lease_id not in recorded:
+            # Postgres already has this labeler on this item (state lost in Redis): undo.
+            await dispatcher.finish(pid, x.lease_id, "k")
+    return batch, recorded
+
+
+def _labels_in(annotation: dict[str, Any]) -> list[int]:
+    ids = set(annotation.get("classes", []))
+    ids.update(s["label"] for s in annotation.get("shapes", []))
+    return sorted(int(i) for i in ids)
+
+
+async def submit(
+    conn: asyncpg.Connection, project: asyncpg.Record, lease_row: asyncpg.Record,
+    annotation: dict[str, Any], duration_ms: int | None,
+) -> tuple[Decision, dict[str, Any] | None]:
+    """Record a submit inside the caller's transaction and decide the item if it can be.
+
+    Returns the decision and, when the item was decided by agreement, its final annotation.
+    """
+    low, high, threshold = consensus_plan(project)
+    item = await conn.fetchrow(_ITEM_FOR_UPDATE, lease_row["item_id"], low)
+    expired = lease_row["state"] == "expired" or (
+        lease_row["state"] == "active" and lease_row["expires_at"] <= datetime.now(UTC))
+    if lease_row["state"] == "skipped":
+        raise WorkError("lease_skipped", "this item was skipped")
+    if item["status"] in ("labeled", "needs_review"):
+        raise WorkError("item_closed", "this item has already been decided")
+    annotations = await conn.fetch(_ANNOTATIONS_OF_ITEM, item["id"])
+    target = int(item["target"])
+    if expired:
+        others = await conn.fetchval(_OTHER_LIVE_LEASES, item["id"], lease_row["id"])
+        if others + len(annotations) >= target:
+            raise WorkError("slot_taken", "the lease expired and its slot went to someone else")
+    ann_id = await conn.fetchval(_INSERT_ANNOTATION, project["id"], item["id"], lease_row["user_id"],
+                                 lease_row["id"], annotation, duration_ms)
+    await conn.execute(_LEASE_DONE, lease_row["id"], "submitted")
+    used = _labels_in(annotation)
+    if used:
+        await conn.execute(_MARK_USED, used)
+    all_annotations = [r["data"] for r in annotations] + [annotation]
+    if len(all_annotations) < target:
+        return Decision(ann_id, "in_progress", False, target, None, "waiting for more labelers"), None
+    if low == 1 and high == 1:
+        await conn.execute(_DECIDE, item["id"], "labeled", annotation, "single", 1.0, target)
+        return Decision(ann_id, "labeled", True, target, 1.0, "single labeler"), annotation
+    outcome = consensus.decide(project["task_type"], all_annotations,
+                               consensus.ConsensusParams(threshold=threshold))
+    if outcome.agreed:
+        await conn.execute(_DECIDE, item["id"], "labeled", outcome.final, "consensus",
+                           outcome.agreement, target)
+        return Decision(ann_id, "labeled", True, target, outcome.agreement, outcome.detail), outcome.final
+    if target < high:
+        await conn.execute(_RAISE_TARGET, item["id"], target + 1)
+        return Decision(ann_id, "in_progress", False, target + 1, outcome.agreement,
+                        outcome.detail), None
+    await conn.execute(_DECIDE, item["id"], "needs_review", None, None, outcome.agreement, target)
+    return Decision(ann_id, "needs_review", False, target, outcome.agreement, outcome.detail), None
+
+
+async def complete_if_done(conn: asyncpg.Connection, project_id: int) -> bool:
+    """Mark a running project completed once no item is left undecided."""
+    if await conn.fetchval(_UNDECIDED, project_id) is None:
+        status: str = await conn.execute(_COMPLETE, project_id)
+        return status.endswith(" 1")
+    return False
+
+
+LEASE_FOR_UPDATE = _LEASE_FOR_UPDATE

@@ -1,0 +1,252 @@
+"""Leasing, submitting and deciding items through the API, and the dispatcher's invariants."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from collab.dispatcher import Dispatcher
+from server import work
+from server.services import Services
+from tests.infra import Api, unique
+
+MakeUser = Callable[..., Api]
+
+
+@dataclass
+class Proj:
+    owner: Api
+    pid: int
+    labels: dict[str, int]
+    labelers: list[Api]
+
+
+def setup_project(make_user: MakeUser, data_dir: Path, *, items: int, task_type: str = "multiclass",
+                  consensus: dict[str, Any] | None = None, labelers: int = 3) -> Proj:
+    owner = make_user("owner")
+    body: dict[str, Any] = {"name": unique("work"), "task_type": task_type,
+                            "labels": [{"name": "cat"}, {"name": "dog"}, {"name": "bird"}]}
+    if consensus:
+        body["consensus"] = consensus
+    created = owner.post("/api/v1/projects", body).json()
+    pid = created["project"]["id"]
+    labels = {n["name"]: n["id"] for n in created["labels"]}
+    folder = data_dir / "datasets" / unique("work")
+    folder.mkdir(parents=True)
+    for i in range(items):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i:03d}.png")
+    assert owner.put(f"/api/v1/projects/{pid}/dataset",
+                     {"datastore": {"kind": "local", "path": str(folder)}}).status_code == 200
+    people = []
+    for _ in range(labelers):
+        person = make_user("labeler")
+        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": person.id, "role": "labeler"})
+        people.append(person)
+    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+    return Proj(owner, pid, labels, people)
+
+
+def next_(api: Api, pid: int, count: int = 1) -> list[dict[str, Any]]:
+    r = api.post(f"/api/v1/projects/{pid}/tasks/next", {"count": count})
+    assert r.status_code == 200, r.text
+    leases: list[dict[str, Any]] = r.json()["leases"]
+    return leases
+
+
+def submit(api: Api, lease: dict[str, Any], annotation: dict[str, Any]) -> Any:
+    return api.post(f"/api/v1/leases/{lease['lease_id']}/submit", {"annotation": annotation})
+
+
+def item(owner: Api, pid: int, iid: int) -> dict[str, Any]:
+    got: dict[str, Any] = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]
+    return got
+
+
+def test_single_labeler_decides_and_items_are_never_repeated(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=3)
+    a, b = p.labelers[0], p.labelers[1]
+    leases = next_(a, p.pid, 4)
+    assert len(leases) == 3 and len({x["item"]["id"] for x in leases}) == 3
+    assert next_(a, p.pid, 1) == []  # invariant 1: nothing a has already leased
+    assert next_(b, p.pid, 1) == []  # without consensus one labeler is the target
+    r = submit(a, leases[0], {"classes": [p.labels["cat"]]})
+    assert r.status_code == 200 and r.json()["item_status"] == "labeled"
+    assert r.json()["decided"] is True
+    got = item(p.owner, p.pid, leases[0]["item"]["id"])
+    assert got["final"] == {"classes": [p.labels["cat"]]} and got["decided_by"] == "single"
+    again = submit(a, leases[0], {"classes": [p.labels["dog"]]})
+    assert again.status_code == 200 and again.json()["repeated"] is True
+    assert again.json()["annotation_id"] == r.json()["annotation_id"]
+    assert item(p.owner, p.pid, leases[0]["item"]["id"])["final"] == {"classes": [p.labels["cat"]]}
+
+
+def test_consensus_agreement_disagreement_and_review(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=2, labelers=4,
+                      consensus={"enabled": True, "min": 2, "max": 3})
+    a, b, c, d = p.labelers
+    cat, dog, bird = p.labels["cat"], p.labels["dog"], p.labels["bird"]
+    la, lb = next_(a, p.pid, 1)[0], next_(b, p.pid, 1)[0]
+    assert la["item"]["id"] == lb["item"]["id"]  # the head of the queue takes two labelers
+    lc = next_(c, p.pid, 1)[0]
+    assert lc["item"]["id"] != la["item"]["id"]  # invariant 2: the first item is full
+    first = la["item"]["id"]
+    assert submit(a, la, {"classes": [cat]}).json()["item_status"] == "in_progress"
+    r = submit(b, lb, {"classes": [dog]}).json()
+    assert (r["item_status"], r["target"], r["decided"]) == ("in_progress", 3, False)
+    ld = next_(d, p.pid, 1)[0]
+    assert ld["item"]["id"] == first  # the target rose: a third labeler is asked
+    r = submit(d, ld, {"classes": [cat]}).json()
+    assert r["item_status"] == "labeled" and r["decided"] is True
+    decided = item(p.owner, p.pid, first)
+    assert decided["final"] == {"classes": [cat]} and decided["decided_by"] == "consensus"
+    # The second item: three different answers -> needs review after max labelers.
+    second = lc["item"]["id"]
+    assert submit(c, lc, {"classes": [cat]}).status_code == 200
+    l2a = next_(a, p.pid, 1)
+    assert l2a and l2a[0]["item"]["id"] == second
+    assert next_(b, p.pid, 1) == []  # full again: c submitted, a holds the other slot
+    r = submit(a, l2a[0], {"classes": [dog]}).json()
+    assert (r["item_status"], r["target"]) == ("in_progress", 3)
+    l2b = next_(b, p.pid, 1)
+    assert l2b and l2b[0]["item"]["id"] == second
+    r = submit(b, l2b[0], {"classes": [bird]}).json()
+    assert r["item_status"] == "needs_review" and r["decided"] is False
+    assert item(p.owner, p.pid, second)["status"] == "needs_review"
+    for person in p.labelers:
+        assert next_(person, p.pid, 1) == []  # invariant 3: decided items are never leased
+
+
+def test_skip_returns_the_slot_and_is_never_offered_again(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=1)
+    a, b = p.labelers[0], p.labelers[1]
+    la = next_(a, p.pid, 1)[0]
+    assert next_(b, p.pid, 1) == []
+    r = a.post(f"/api/v1/leases/{la['lease_id']}/skip")
+    assert r.status_code == 200 and r.json()["state"] == "skipped"
+    assert a.post(f"/api/v1/leases/{la['lease_id']}/skip").status_code == 409
+    assert submit(a, la, {"classes": [p.labels["cat"]]}).status_code == 409
+    assert next_(a, p.pid, 1) == []
+    lb = next_(b, p.pid, 1)
+    assert lb and lb[0]["item"]["id"] == la["item"]["id"]
+
+
+def test_extend_and_foreign_leases(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=1)
+    a, b = p.labelers[0], p.labelers[1]
+    la = next_(a, p.pid, 1)[0]
+    r = a.post(f"/api/v1/leases/{la['lease_id']}/extend")
+    assert r.status_code == 200 and r.json()["expires_at"] >= la["expires_at"]
+    assert b.post(f"/api/v1/leases/{la['lease_id']}/extend").status_code == 404
+    assert b.post(f"/api/v1/leases/{la['lease_id']}/submit", {}).status_code == 404
+    assert a.post("/api/v1/leases/nope/extend").status_code == 404
+
+
+def test_submit_is_validated_and_grid_sizes_checked(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=2)
+    a = p.labelers[0]
+    la = next_(a, p.pid, 1)[0]
+    r = submit(a, la, {"classes": [p.labels["cat"], p.labels["dog"]]})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_annotation"
+    r = submit(a, la, {"classes": [999999]})
+    assert r.status_code == 422
+    r = a.post(f"/api/v1/projects/{p.pid}/tasks/next", {"count": 5})
+    assert r.status_code == 422
+    assert item(p.owner, p.pid, la["item"]["id"])["status"] == "in_progress"
+
+
+def test_submitting_the_live_document(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=1, task_type="bbox")
+    a = p.labelers[0]
+    la = next_(a, p.pid, 1)[0]
+    box = {"shapes": [{"id": "s1", "kind": "box", "label": p.labels["dog"],
+                       "x": 0.1, "y": 0.1, "w": 0.3, "h": 0.2}]}
+    r = submit(a, la, box)
+    assert r.status_code == 200 and r.json()["item_status"] == "labeled"
+    final = item(p.owner, p.pid, la["item"]["id"])["final"]
+    assert final["shapes"][0]["label"] == p.labels["dog"] and final["shapes"][0]["w"] == 0.3
+
+
+def test_paused_projects_lease_nothing_and_projects_complete(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=1)
+    a = p.labelers[0]
+    p.owner.post(f"/api/v1/projects/{p.pid}/pause")
+    r = a.post(f"/api/v1/projects/{p.pid}/tasks/next", {"count": 1})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "project_not_running"
+    p.owner.post(f"/api/v1/projects/{p.pid}/resume")
+    la = next_(a, p.pid, 1)[0]
+    r = submit(a, la, {"classes": [p.labels["bird"]]}).json()
+    assert r["project_completed"] is True
+    assert p.owner.get(f"/api/v1/projects/{p.pid}").json()["project"]["status"] == "completed"
+
+
+async def test_expired_leases_return_their_slot_and_late_submits(
+    services: Services, make_user: MakeUser, data_dir: Path,
+) -> None:
+    p = setup_project(make_user, data_dir, items=1)
+    a, b = p.labelers[0], p.labelers[1]
+    project = await services.db.fetchrow(
+        "SELECT id, task_type, consensus FROM projects WHERE id = $1", p.pid)
+    dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=0.2)
+    batch, recorded = await work.lease(dispatcher, services.db, project, a.id, 1)
+    assert len(recorded) == 1
+    await asyncio.sleep(0.3)
+    # b asks: a's lease has expired, so its slot goes to b (invariant 4).
+    batch_b, recorded_b = await work.lease(dispatcher, services.db, project, b.id, 1)
+    assert batch_b.expired == [batch.leases[0].lease_id] and len(recorded_b) == 1
+    late = a.post(f"/api/v1/leases/{batch.leases[0].lease_id}/submit",
+                  {"annotation": {"classes": [p.labels["cat"]]}})
+    assert late.status_code == 409 and late.json()["error"]["code"] == "slot_taken"
+    ok = b.post(f"/api/v1/leases/{batch_b.leases[0].lease_id}/submit",
+                {"annotation": {"classes": [p.labels["dog"]]}})
+    assert ok.status_code == 409 or ok.json()["item_status"] == "labeled"
+
+
+async def test_late_submit_is_accepted_while_the_slot_is_free(
+    services: Services, make_user: MakeUser, data_dir: Path,
+) -> None:
+    p = setup_project(make_user, data_dir, items=1)
+    a = p.labelers[0]
+    project = await services.db.fetchrow(
+        "SELECT id, task_type, consensus FROM projects WHERE id = $1", p.pid)
+    dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=0.2)
+    batch, _ = await work.lease(dispatcher, services.db, project, a.id, 1)
+    await asyncio.sleep(0.3)
+    late = a.post(f"/api/v1/leases/{batch.leases[0].lease_id}/submit",
+                  {"annotation": {"classes": [p.labels["cat"]]}})
+    assert late.status_code == 200 and late.json()["item_status"] == "labeled"
+
+
+@pytest.mark.parametrize("lost_at", ["after_leases", "after_submits"])
+async def test_redis_losing_everything_is_rebuilt_from_postgres(
+    services: Services, make_user: MakeUser, data_dir: Path, lost_at: str,
+) -> None:
+    p = setup_project(make_user, data_dir, items=4, labelers=3,
+                      consensus={"enabled": True, "min": 2, "max": 2})
+    a, b, c = p.labelers
+    cat = p.labels["cat"]
+    la = await asyncio.to_thread(next_, a, p.pid, 4)
+    lb = await asyncio.to_thread(next_, b, p.pid, 1)
+    dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=600)
+    if lost_at == "after_submits":
+        for lease in la[:2]:
+            assert (await asyncio.to_thread(submit, a, lease, {"classes": [cat]})).status_code == 200
+    await dispatcher.drop(p.pid)  # Redis forgets everything about the project
+    again_a = await asyncio.to_thread(next_, a, p.pid, 4)
+    assert again_a == []  # a already holds or did every item
+    got_c = await asyncio.to_thread(next_, c, p.pid, 4)
+    b_item = lb[0]["item"]["id"]
+    # b's item is full (a + b), so c gets only the other three.
+    assert b_item not in {x["item"]["id"] for x in got_c} and len(got_c) == 3
+    for lease in la[2:] if lost_at == "after_submits" else la:
+        assert (await asyncio.to_thread(submit, a, lease, {"classes": [cat]})).status_code == 200
+    r = await asyncio.to_thread(submit, b, lb[0], {"classes": [cat]})
+    assert r.status_code == 200 and r.json()["item_status"] == "labeled"
+    counts = await services.db.fetch(
+        "SELECT item_id, count(*) AS n FROM annotations WHERE project_id = $1 GROUP BY item_id", p.pid)
+    assert all(row["n"] <= 2 for row in counts)  # invariant 2 held throughout
