@@ -211,6 +211,14 @@ class Dispatcher:
             pipe.zadd(k.ready, {str(item_id): priority})
             await pipe.execute()
 
+    async def close(self, project_id: int, item_id: int) -> None:
+        """Take a decided item out of the queue for good (until re-opened)."""
+        k = self.keys(project_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hset(k.item(item_id), "st", "x")
+            pipe.zrem(k.ready, str(item_id))
+            await pipe.execute()
+
     async def drop(self, project_id: int) -> None:
         """Forget a project's state (it will be rebuilt on the next lease)."""
         k = self.keys(project_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from collab.manager import CollabLimits, RoomManager
 from collab.store import DocumentStore
 from migrations.runner import migrate
 
-from . import api, collab_ws, openapi
+from . import api, collab_ws, events_ws, openapi, work
 from .api.meta import app_version
 from .errors import ApiError
 from .jobs import BackgroundJobs
@@ -94,20 +95,26 @@ def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette
         )
         await collab.start()
         app.state.collab = collab
-        app.state.dispatcher = Dispatcher(services.redis, settings.redis_prefix,
-                                          settings.lease_ttl_s)
+        dispatcher = Dispatcher(services.redis, settings.redis_prefix, settings.lease_ttl_s)
+        app.state.dispatcher = dispatcher
+        # Redis may have lost everything while we were down; Postgres has the truth.
+        rebuilding = asyncio.create_task(work.rebuild_missing(dispatcher, services.db))
         jobs = BackgroundJobs(services)
         if settings.background_jobs:
             jobs.start()
         try:
             yield
         finally:
+            rebuilding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await rebuilding
             await jobs.stop()
             await collab.stop()
             await services.close()
 
     app = Starlette(
-        routes=[*build_routes(endpoints), *collab_ws.ROUTES, *_client_routes(client_dist)],
+        routes=[*build_routes(endpoints), *collab_ws.ROUTES, *events_ws.ROUTES,
+                *_client_routes(client_dist)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

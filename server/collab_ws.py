@@ -24,7 +24,7 @@ from collab.manager import RoomManager
 from collab.protocol import parse
 from collab.room import CLOSE_POLICY, Connection
 
-from . import auth, csrf, projects
+from . import auth, csrf, projects, work
 from .errors import ApiError, Forbidden, NotFound, Unauthorized
 from .roles import Role
 from .services import Services
@@ -112,10 +112,20 @@ async def collab_endpoint(ws: WebSocket) -> None:
                       queue_size=4096, rate=settings.collab_messages_per_s,
                       burst=settings.collab_burst)
     writer = asyncio.create_task(conn.run_writer())
+    keeper = None
+    if annotator == str(grant.user_id):
+        # An open document counts as activity: the labeler's lease on the item stays alive.
+        keeper = asyncio.create_task(work.keep_alive(
+            ws.app.state.dispatcher, services.db, pid, iid, grant.user_id,
+            max(settings.lease_ttl_s / 3, 1.0)))
     room.join(conn)
     try:
         await _serve(ws, room, conn, settings.collab_max_message_bytes)
     finally:
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
         room.leave(conn)
         conn.close_soon(1000, "")
         with contextlib.suppress(Exception):

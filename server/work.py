@@ -197,6 +197,50 @@ async def submit(
     return Decision(ann_id, "needs_review", False, target, outcome.agreement, outcome.detail), None
 
 
+_SET_EXPIRY = """
+UPDATE leases SET expires_at = to_timestamp($2 / 1000.0)
+WHERE id = $1 AND state = 'active' AND expires_at > now()
+"""
+_LIVE_LEASE = """
+SELECT id FROM leases WHERE item_id = $1 AND user_id = $2 AND state = 'active' AND expires_at > now()
+"""
+
+
+async def extend(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, lease_id: str) -> int | None:
+    """Push a live lease's expiry out by the TTL in Redis and Postgres; None if not live."""
+    expires = await dispatcher.extend(project_id, lease_id)
+    if expires is None:
+        return None
+    status: str = await db.execute(_SET_EXPIRY, lease_id, expires)
+    return None if status.endswith(" 0") else expires
+
+
+async def keep_alive(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, item_id: int,
+                     user_id: int, period_s: float) -> None:
+    """While a labeler has their document open, keep their lease on the item alive."""
+    while True:
+        lease_id = await db.fetchval(_LIVE_LEASE, item_id, user_id)
+        if lease_id is not None:
+            await extend(dispatcher, db, project_id, lease_id)
+        await asyncio.sleep(period_s)
+
+
+_OPEN_PROJECTS = """
+SELECT id, consensus FROM projects WHERE deleted_at IS NULL AND status IN ('running', 'paused')
+"""
+
+
+async def rebuild_missing(dispatcher: Dispatcher, db: asyncpg.Pool) -> int:
+    """At start-up: rebuild every open project whose Redis state is gone; return how many."""
+    done = 0
+    for row in await db.fetch(_OPEN_PROJECTS):
+        if not await dispatcher.client.exists(dispatcher.keys(row["id"]).epoch):
+            low, _, _ = consensus_plan(row)
+            await rebuild(dispatcher, db, row["id"], low)
+            done += 1
+    return done
+
+
 async def complete_if_done(conn: asyncpg.Connection, project_id: int) -> bool:
     """Mark a running project completed once no item is left undecided."""
     if await conn.fetchval(_UNDECIDED, project_id) is None:

@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 from ..routing import Endpoint
-from . import auth, dataset, imports, items, labels, members, meta, projects, tasks, tokens, uploads, users
+from . import (
+    auth,
+    dataset,
+    imports,
+    items,
+    labels,
+    members,
+    meta,
+    projects,
+    review,
+    stats,
+    tasks,
+    tokens,
+    uploads,
+    users,
+)
 
 
 def endpoints() -> list[Endpoint]:
@@ -21,4 +36,6 @@ def endpoints() -> list[Endpoint]:
         *imports.ENDPOINTS,
         *items.ENDPOINTS,
         *tasks.ENDPOINTS,
+        *review.ENDPOINTS,
+        *stats.ENDPOINTS,
     ]

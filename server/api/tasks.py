@@ -10,7 +10,7 @@ from collab import schema
 from collab.dispatcher import Dispatcher
 from collab.manager import RoomManager
 
-from .. import projects, work
+from .. import events, projects, work
 from ..errors import ApiError, Conflict, NotFound, Unprocessable, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
@@ -24,10 +24,6 @@ _ITEMS = f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])"
 _LABEL_IDS = "SELECT id FROM labels WHERE project_id = $1"
 _MY_LEASE = "SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1"
 _ANNOTATION_OF_LEASE = "SELECT id FROM annotations WHERE lease_id = $1"
-_SET_EXPIRY = """
-UPDATE leases SET expires_at = to_timestamp($2 / 1000.0)
-WHERE id = $1 AND state = 'active' AND expires_at > now()
-"""
 _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
 
 
@@ -72,6 +68,9 @@ async def next_tasks(call: Call) -> dict[str, Any]:
                                            call.me.id, body.count)
     except work.WorkError as exc:
         raise WorkConflict(exc.message, code=exc.code) from None
+    if recorded:
+        await events.publish(call.services.redis, call.services.settings.redis_prefix, pid,
+                             "leased", user_id=call.me.id, items=sorted(recorded.values()))
     rows = {r["id"]: r for r in await call.services.db.fetch(_ITEMS, list(recorded.values()))}
     out = []
     for lease in batch.leases:
@@ -93,8 +92,8 @@ async def _own_lease(call: Call) -> Any:
 
 async def extend(call: Call) -> dict[str, Any]:
     row = await _own_lease(call)
-    expires = await _dispatcher(call).extend(row["project_id"], row["id"])
-    if expires is None or (await call.services.db.execute(_SET_EXPIRY, row["id"], expires)).endswith(" 0"):
+    expires = await work.extend(_dispatcher(call), call.services.db, row["project_id"], row["id"])
+    if expires is None:
         raise Conflict("the lease is no longer active", code="lease_inactive")
     return {"lease_id": row["id"], "expires_at": expires / 1000.0}
 
@@ -141,6 +140,11 @@ async def submit(call: Call) -> dict[str, Any]:
         raise WorkConflict(exc.message, code=exc.code) from None
     await _dispatcher(call).finish(row["project_id"], row["id"], "s", target=decision.target,
                                    closed=decision.item_status in ("labeled", "needs_review"))
+    await events.publish(call.services.redis, call.services.settings.redis_prefix,
+                         row["project_id"], "submitted", user_id=call.me.id,
+                         item_id=row["item_id"], item_status=decision.item_status,
+                         decided=decision.decided, agreement=decision.agreement,
+                         target=decision.target)
     if final is not None:
         await rooms.edit(f"{row['project_id']}/{row['item_id']}/final",
                          lambda doc: schema.write_annotation(doc, final, task_type,

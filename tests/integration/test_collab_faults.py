@@ -26,6 +26,21 @@ from tests.yclient import node_client, py_client, result
 ALLOWED_CLOSES = {1002, 1003, 1008, 1009}
 
 
+async def stored_rows(url: str, room: str, at_least: int, timeout_s: float = 30) -> None:
+    """Wait until the room's update log in Postgres has `at_least` rows."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        conn = await asyncpg.connect(url)
+        try:
+            n = await conn.fetchval("SELECT count(*) FROM doc_updates WHERE room = $1", room)
+        finally:
+            await conn.close()
+        if n >= at_least:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"only {n} rows stored"
+        await asyncio.sleep(0.2)
+
+
 def prepare(api: Api, data_dir: Path) -> tuple[str, str]:
     """A project with one item owned by `api`; returns (room, token)."""
     pid = api.post("/api/v1/projects", {"name": unique("faults"), "task_type": "bbox",
@@ -110,10 +125,10 @@ def test_postgres_outage_loses_no_acknowledged_edit(tmp_path: Path, redis_url: s
                     await asyncio.to_thread(pg.stop)
                     client.map["during"] = 2  # held in memory while Postgres is down
                     await asyncio.sleep(1.5)
-                    await asyncio.to_thread(pg.start)
-                    await asyncio.sleep(3.0)  # the writer retries with backoff
+                    url = await asyncio.to_thread(pg.start)
+                    await stored_rows(url, room, at_least=2)  # the writer retried
                     client.map["after"] = 3
-                    await asyncio.sleep(0.5)
+                    await stored_rows(url, room, at_least=3)
 
             asyncio.run(edit_through_outage())
         log = (tmp_path / "one.log").read_text()

@@ -122,11 +122,16 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/api/v1/projects/{pid}/items"): (REVIEWERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}"): (MEMBERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}/media"): (MEMBERS, None, "bound"),
+    ("GET", "/api/v1/projects/{pid}/stats"): (REVIEWERS, None, ""),
     ("POST", "/api/v1/projects/{pid}/tasks/next"): (MEMBERS, lambda w: {"count": 1}, "running"),
     ("POST", "/api/v1/leases/{lid}/submit"): (
         MEMBERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "leased"),
     ("POST", "/api/v1/leases/{lid}/skip"): (MEMBERS, None, "leased"),
     ("POST", "/api/v1/leases/{lid}/extend"): (MEMBERS, None, "leased"),
+    ("GET", "/api/v1/projects/{pid}/review"): (REVIEWERS, None, ""),
+    ("POST", "/api/v1/projects/{pid}/items/{iid}/decide"): (
+        REVIEWERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "bound"),
+    ("POST", "/api/v1/projects/{pid}/items/{iid}/reopen"): (OWNERS, None, "decided"),
 }
 
 
@@ -150,13 +155,19 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
     for role in ("reviewer", "labeler"):
         owner.put(f"/api/v1/projects/{pid}/members", {"user_id": people[role].id, "role": role})
     world = World(server, data_dir, people, pid, cast["extra"].id, None)
-    if setup in ("bound", "running", "paused", "leased"):
+    if setup in ("bound", "running", "paused", "leased", "decided"):
         assert owner.put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
         world.iid = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
-    if setup in ("running", "paused", "leased"):
+        world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
+    if setup in ("running", "paused", "leased", "decided"):
         assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     if setup == "paused":
         assert owner.post(f"/api/v1/projects/{pid}/pause").status_code == 200
+    if setup == "decided":
+        lease = owner.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"][0]
+        r = owner.post(f"/api/v1/leases/{lease['lease_id']}/submit",
+                       {"annotation": {"classes": [world.label_id]}})
+        assert r.json()["item_status"] == "labeled"
     if setup == "leased":
         holder = people[caller] if caller in ("admin", "owner", "reviewer", "labeler") else owner
         leased = holder.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"]
