@@ -68,7 +68,7 @@ _MATCHES = f"""
     END"""
 # Labelers are the project's labeler members plus anyone else who submitted (owners may label).
 # The match counts and the medians are separate aggregates: the medians' sort then carries two
-# narrow columns instead of both annotations' jsonb.
+# narrow columns instead of every annotation's and final label's jsonb.
 LABELERS_SQL = f"""
 WITH decided AS (
     SELECT a.user_id, count(*) AS on_decided, count(*) FILTER (WHERE {_MATCHES}) AS matching

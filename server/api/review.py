@@ -6,18 +6,16 @@ from typing import Any
 
 from pydantic import Field
 
-from collab import schema
 from collab.dispatcher import Dispatcher
 from collab.manager import RoomManager
 
-from .. import events, projects, work
+from .. import documents, events, projects, work
 from ..errors import Conflict, NotFound, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict
 from .items import _COLUMNS as ITEM_COLUMNS
 from .items import item_json
-from .tasks import _validate
 
 _REVIEW = f"""
 SELECT {ITEM_COLUMNS}, agreement FROM items
@@ -81,12 +79,8 @@ async def decide(call: Call) -> dict[str, Any]:
     room = f"{pid}/{iid}/final"
     if await db.fetchval("SELECT 1 FROM items WHERE project_id = $1 AND id = $2", pid, iid) is None:
         raise NotFound(f"item {iid} not found in project {pid}")
-    if body.annotation is not None:
-        _validate(body.annotation, task_type, label_ids)
-        await rooms.edit(room, lambda doc: schema.write_annotation(
-            doc, body.annotation or {}, task_type, origin="human", author=str(call.me.id)), "human")
-    final = await rooms.read(room, lambda doc: schema.read_annotation(doc, task_type))
-    _validate(final, task_type, label_ids)
+    final = await documents.snapshot(rooms, room, task_type, label_ids, given=body.annotation,
+                                     origin="human", author=str(call.me.id))
     async with db.acquire() as conn, conn.transaction():
         item = await conn.fetchrow(_ITEM, pid, iid)
         if item["status"] == "missing":

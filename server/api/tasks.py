@@ -10,8 +10,8 @@ from collab import schema
 from collab.dispatcher import Dispatcher
 from collab.manager import RoomManager
 
-from .. import events, projects, work
-from ..errors import ApiError, Conflict, NotFound, Unprocessable, field_error
+from .. import documents, events, projects, work
+from ..errors import ApiError, Conflict, NotFound, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict
@@ -121,12 +121,8 @@ async def submit(call: Call) -> dict[str, Any]:
                 "repeated": True}
     label_ids = {r["id"] for r in await db.fetch(_LABEL_IDS, row["project_id"])}
     rooms = _rooms(call)
-    if body.annotation is not None:
-        _validate(body.annotation, task_type, label_ids)
-        await rooms.edit(room, lambda doc: schema.write_annotation(
-            doc, body.annotation or {}, task_type, origin="api", author=str(call.me.id)), "api")
-    annotation = await rooms.read(room, lambda doc: schema.read_annotation(doc, task_type))
-    _validate(annotation, task_type, label_ids)
+    annotation = await documents.snapshot(rooms, room, task_type, label_ids, given=body.annotation,
+                                          origin="api", author=str(call.me.id))
     try:
         async with db.acquire() as conn, conn.transaction():
             lease_row = await conn.fetchrow(work.LEASE_FOR_UPDATE, row["id"])
@@ -154,15 +150,6 @@ async def submit(call: Call) -> dict[str, Any]:
             "item_status": decision.item_status, "decided": decision.decided,
             "target": decision.target, "agreement": decision.agreement,
             "detail": decision.detail, "project_completed": completed, "repeated": False}
-
-
-def _validate(annotation: dict[str, Any], task_type: str, label_ids: set[int]) -> None:
-    try:
-        schema.validate_annotation(annotation, task_type,  # type: ignore[arg-type]
-                                   label_ids=label_ids, strict_submit=True)
-    except schema.SchemaError as exc:
-        raise Unprocessable(str(exc), code="invalid_annotation",
-                            details=[{"loc": ["annotation", exc.field], "msg": exc.reason}]) from None
 
 
 ENDPOINTS = [

@@ -3,69 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from PIL import Image
 
 from collab.dispatcher import Dispatcher
 from server import work
 from server.services import Services
-from tests.infra import Api, unique
-
-MakeUser = Callable[..., Api]
-
-
-@dataclass
-class Proj:
-    owner: Api
-    pid: int
-    labels: dict[str, int]
-    labelers: list[Api]
-
-
-def setup_project(make_user: MakeUser, data_dir: Path, *, items: int, task_type: str = "multiclass",
-                  consensus: dict[str, Any] | None = None, labelers: int = 3) -> Proj:
-    owner = make_user("owner")
-    body: dict[str, Any] = {"name": unique("work"), "task_type": task_type,
-                            "labels": [{"name": "cat"}, {"name": "dog"}, {"name": "bird"}]}
-    if consensus:
-        body["consensus"] = consensus
-    created = owner.post("/api/v1/projects", body).json()
-    pid = created["project"]["id"]
-    labels = {n["name"]: n["id"] for n in created["labels"]}
-    folder = data_dir / "datasets" / unique("work")
-    folder.mkdir(parents=True)
-    for i in range(items):
-        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i:03d}.png")
-    assert owner.put(f"/api/v1/projects/{pid}/dataset",
-                     {"datastore": {"kind": "local", "path": str(folder)}}).status_code == 200
-    people = []
-    for _ in range(labelers):
-        person = make_user("labeler")
-        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": person.id, "role": "labeler"})
-        people.append(person)
-    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
-    return Proj(owner, pid, labels, people)
-
-
-def next_(api: Api, pid: int, count: int = 1) -> list[dict[str, Any]]:
-    r = api.post(f"/api/v1/projects/{pid}/tasks/next", {"count": count})
-    assert r.status_code == 200, r.text
-    leases: list[dict[str, Any]] = r.json()["leases"]
-    return leases
-
-
-def submit(api: Api, lease: dict[str, Any], annotation: dict[str, Any]) -> Any:
-    return api.post(f"/api/v1/leases/{lease['lease_id']}/submit", {"annotation": annotation})
-
-
-def item(owner: Api, pid: int, iid: int) -> dict[str, Any]:
-    got: dict[str, Any] = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]
-    return got
+from tests.work_setup import MakeUser, item, next_, setup_project, submit
 
 
 def test_single_labeler_decides_and_items_are_never_repeated(make_user: MakeUser, data_dir: Path) -> None:

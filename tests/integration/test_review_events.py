@@ -11,7 +11,7 @@ from typing import Any
 import websockets
 
 from tests.infra import Api
-from tests.integration.test_dispatch import next_, setup_project, submit
+from tests.work_setup import next_, setup_project, submit
 from tests.yclient import py_client
 
 MakeUser = Callable[..., Api]

@@ -3,51 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from server.services import Services
-from tests.infra import Api, unique
+from tests.infra import Api
+from tests.work_setup import setup_project
 
 MakeUser = Callable[..., Api]
 BOX = {"kind": "box", "x": 0.1, "y": 0.1, "w": 0.3, "h": 0.2}
-
-
-@dataclass
-class Proj:
-    owner: Api
-    pid: int
-    labels: dict[str, int]
-    labelers: list[Api]
-
-
-def setup_project(make_user: MakeUser, data_dir: Path, *, items: int, labelers: int,
-                  consensus: dict[str, Any] | None, task_type: str = "multiclass") -> Proj:
-    owner = make_user("owner")
-    body: dict[str, Any] = {"name": unique("stats"), "task_type": task_type,
-                            "labels": [{"name": "cat"}, {"name": "dog"}]}
-    if consensus:
-        body["consensus"] = consensus
-    created = owner.post("/api/v1/projects", body).json()
-    pid = created["project"]["id"]
-    folder = data_dir / "datasets" / unique("stats")
-    folder.mkdir(parents=True)
-    for i in range(items):
-        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i:03d}.png")
-    assert owner.put(f"/api/v1/projects/{pid}/dataset",
-                     {"datastore": {"kind": "local", "path": str(folder)}}).status_code == 200
-    people = []
-    for i in range(labelers):
-        person = make_user(f"labeler{i}")
-        assert owner.put(f"/api/v1/projects/{pid}/members",
-                         {"user_id": person.id, "role": "labeler"}).status_code == 200
-        people.append(person)
-    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
-    return Proj(owner, pid, {n["name"]: n["id"] for n in created["labels"]}, people)
 
 
 def lease(api: Api, pid: int) -> dict[str, Any]:
