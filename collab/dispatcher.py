@@ -27,9 +27,9 @@ import redis.asyncio as aioredis
 
 from .dispatch_keys import DispatchKeys
 
-# Items a lease call looks at before giving up; bounds the cost for a labeler who has
-# already seen the head of the queue.
-SCAN_LIMIT = 400
+# Items a lease call looks at before giving up; bounds the cost for a labeler who is far
+# ahead of the others (the items they hold wait at the front for other labelers).
+SCAN_LIMIT = 2000
 REBUILD_BATCH = 5000
 
 _EXPIRE_FN = """
@@ -60,32 +60,47 @@ for _, lid in ipairs(expired) do expire(base, lid, KEYS[2], KEYS[3], deft) end
 local out = {0, #expired}
 for _, lid in ipairs(expired) do table.insert(out, lid) end
 local got = 0
-local head = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[6]) - 1, 'WITHSCORES')
-for n = 1, #head, 2 do
-  if got >= want then break end
-  local iid, prio = head[n], head[n + 1]
-  local sk = base .. 's:' .. iid
-  if redis.call('SISMEMBER', sk, user) == 0 then
-    local ik = base .. 'i:' .. iid
-    local s = redis.call('HMGET', ik, 't', 'a', 'd', 'st')
-    local t, a, d = tonumber(s[1]) or deft, tonumber(s[2]) or 0, tonumber(s[3]) or 0
-    if s[4] == 'x' then
-      redis.call('ZREM', KEYS[2], iid)
-    elseif a + d < t then
-      got = got + 1
-      local lid = ARGV[6 + got]
-      redis.call('HSET', ik, 'a', a + 1)
-      redis.call('SADD', sk, user)
-      redis.call('HSET', base .. 'l:' .. lid, 'i', iid, 'u', user, 'st', 'a', 'p', prio)
-      redis.call('PEXPIRE', base .. 'l:' .. lid, ttl * 4 + 86400000)
-      redis.call('ZADD', KEYS[3], now + ttl, lid)
-      if a + 1 + d >= t then redis.call('ZREM', KEYS[2], iid) end
-      table.insert(out, lid)
-      table.insert(out, iid)
-    else
-      redis.call('ZREM', KEYS[2], iid)
+local scan = tonumber(ARGV[6])
+local offset, scanned = 0, 0
+-- The head is read in small chunks without scores: most calls need one item, and items
+-- the caller already held can pile up at the front while they wait for other labelers.
+while got < want and scanned < scan do
+  local head = redis.call('ZRANGE', KEYS[2], offset, offset + 63)
+  if #head == 0 then break end
+  local removed = 0
+  for _, iid in ipairs(head) do
+    if got >= want then break end
+    scanned = scanned + 1
+    local sk = base .. 's:' .. iid
+    if redis.call('SISMEMBER', sk, user) == 0 then
+      local ik = base .. 'i:' .. iid
+      local s = redis.call('HMGET', ik, 't', 'a', 'd', 'st')
+      local t, a, d = tonumber(s[1]) or deft, tonumber(s[2]) or 0, tonumber(s[3]) or 0
+      if s[4] == 'x' then
+        redis.call('ZREM', KEYS[2], iid)
+        removed = removed + 1
+      elseif a + d < t then
+        got = got + 1
+        local lid = ARGV[6 + got]
+        local prio = redis.call('ZSCORE', KEYS[2], iid)
+        redis.call('HSET', ik, 'a', a + 1)
+        redis.call('SADD', sk, user)
+        redis.call('HSET', base .. 'l:' .. lid, 'i', iid, 'u', user, 'st', 'a', 'p', prio)
+        redis.call('PEXPIRE', base .. 'l:' .. lid, ttl * 4 + 86400000)
+        redis.call('ZADD', KEYS[3], now + ttl, lid)
+        if a + 1 + d >= t then
+          redis.call('ZREM', KEYS[2], iid)
+          removed = removed + 1
+        end
+        table.insert(out, lid)
+        table.insert(out, iid)
+      else
+        redis.call('ZREM', KEYS[2], iid)
+        removed = removed + 1
+      end
     end
   end
+  offset = offset + #head - removed
 end
 return out
 """
@@ -103,13 +118,18 @@ local ik = base .. 'i:' .. l[1]
 if l[2] == 'a' then redis.call('HINCRBY', ik, 'a', -1) end
 if outcome == 's' and l[2] ~= 's' then redis.call('HINCRBY', ik, 'd', 1) end
 redis.call('HSET', lk, 'st', outcome)
-if ARGV[4] ~= '' then redis.call('HSET', ik, 't', ARGV[4]) end
+local deft = tonumber(redis.call('HGET', KEYS[4], 't')) or 1
+if ARGV[4] ~= '' then
+  -- Targets only rise: a submit that committed earlier but arrives here later must not
+  -- undo the rise a later disagreement made.
+  local cur = tonumber(redis.call('HGET', ik, 't')) or deft
+  if tonumber(ARGV[4]) > cur then redis.call('HSET', ik, 't', ARGV[4]) end
+end
 if ARGV[5] == '1' then
   redis.call('HSET', ik, 'st', 'x')
   redis.call('ZREM', KEYS[2], l[1])
   return 1
 end
-local deft = tonumber(redis.call('HGET', KEYS[4], 't')) or 1
 local s = redis.call('HMGET', ik, 't', 'a', 'd')
 local t, a, d = tonumber(s[1]) or deft, tonumber(s[2]) or 0, tonumber(s[3]) or 0
 if a + d < t then redis.call('ZADD', KEYS[2], l[3], l[1]) else redis.call('ZREM', KEYS[2], l[1]) end
@@ -243,9 +263,14 @@ class Dispatcher:
             live = lease["state"] == "active" and lease["expires_at"].timestamp() * 1000 > now
             if live:
                 active[lease["item_id"]] = active.get(lease["item_id"], 0) + 1
-                pipe.hset(k.lease(lease["id"]), mapping={
-                    "i": lease["item_id"], "u": lease["user_id"], "st": "a", "p": 0})
                 pipe.zadd(k.leases, {lease["id"]: lease["expires_at"].timestamp() * 1000})
+            if lease["state"] in ("active", "expired"):
+                # Expired leases are kept too: a late submit Postgres accepts must still
+                # reach the item's counts here (FINISH ignores leases it does not know).
+                pipe.hset(k.lease(lease["id"]), mapping={
+                    "i": lease["item_id"], "u": lease["user_id"], "st": "a" if live else "e",
+                    "p": 0})
+                pipe.pexpire(k.lease(lease["id"]), self.ttl_ms * 4 + 86_400_000)
         for item_id, users in seen.items():
             pipe.sadd(k.seen(item_id), *users)
         queued: dict[str, float] = {}
@@ -265,7 +290,7 @@ class Dispatcher:
         # Priorities of rebuilt leases: their items' shuffle keys.
         keys_by_item = {r["id"]: r["shuffle_key"] for r in items}
         for lease in leases:
-            if lease["state"] == "active" and lease["expires_at"].timestamp() * 1000 > now:
+            if lease["state"] in ("active", "expired"):
                 pipe.hset(k.lease(lease["id"]), "p", keys_by_item.get(lease["item_id"], 0))
         pipe.set(k.epoch, now)
         await pipe.execute()

@@ -10,6 +10,7 @@ import pytest
 from collab.dispatcher import Dispatcher
 from server import work
 from server.services import Services
+from tests.infra import unique
 from tests.work_setup import MakeUser, item, next_, setup_project, submit
 
 
@@ -195,3 +196,32 @@ async def test_redis_losing_everything_is_rebuilt_from_postgres(
     counts = await services.db.fetch(
         "SELECT item_id, count(*) AS n FROM annotations WHERE project_id = $1 GROUP BY item_id", p.pid)
     assert all(row["n"] <= 2 for row in counts)  # invariant 2 held throughout
+
+
+async def test_a_labeler_far_ahead_still_gets_work_and_targets_only_rise(services: Services,
+                                                                          server: str) -> None:
+    """Regressions: items a labeler holds pile up at the queue's front while they wait for a
+    second labeler; and a submit applied late must not lower a target a later one raised."""
+    db = services.db
+    uid = await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
+                            "RETURNING id", f"{unique('far')}@colabel.test")
+    pid = await db.fetchval(
+        "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
+        "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
+        "'{\"enabled\": false}', $2, 'running') RETURNING id", unique("far"), uid)
+    await db.copy_records_to_table("items", records=[(pid, f"{i:05d}.png", "image") for i in range(700)],
+                                   columns=["project_id", "key", "media_kind"])
+    dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=600)
+    async with db.acquire() as conn:
+        await dispatcher.rebuild(conn, pid, 2)
+    mine: dict[int, str] = {}
+    for _ in range(700):
+        batch = await dispatcher.lease(pid, uid, 1)
+        mine.update((x.item_id, x.lease_id) for x in batch.leases)
+    assert len(mine) == 700  # not stuck behind the 700 items it holds
+    other = await dispatcher.lease(pid, uid + 1, 1)
+    lease_id, iid = other.leases[0].lease_id, other.leases[0].item_id
+    await dispatcher.finish(pid, lease_id, "s", target=3)  # committed second, applied first
+    await dispatcher.finish(pid, mine[iid], "s", target=2)  # committed first, applied late
+    state = await services.redis.hgetall(dispatcher.keys(pid).item(iid))
+    assert int(state[b"t"]) == 3

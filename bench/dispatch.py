@@ -1,0 +1,572 @@
+"""Dispatcher benchmark: simulated labelers leasing and submitting through the real work path.
+
+    .venv/bin/python bench/dispatch.py [--items 500000] [--labelers 200] [--seconds 20]
+                                       [--disagree 0.2] [--count 1] [--db-pool 32] [--ttl 600]
+                                       [--seed 1] [--redis-only [--redis-finish s|k]]
+
+It creates its own database (migrated, dropped at the end), a running multiclass project with
+consensus min 2 / max 3 / threshold 0.5, one user per labeler and N items registered with COPY,
+builds the dispatcher's Redis state with `Dispatcher.rebuild` under a unique key prefix (deleted
+at the end), then runs every labeler as an asyncio task in this one process against one asyncpg
+pool and one redis.asyncio client. A labeler loops: `work.lease` (Lua LEASE + Postgres INSERT),
+then for each lease the transaction server/api/tasks.py runs (`LEASE_FOR_UPDATE`, `work.submit`,
+`work.complete_if_done` when decided, commit) followed by `Dispatcher.finish(..., "s")`. The
+annotation is the item's true class (item id modulo the number of labels) or, with probability
+--disagree, another class. `--redis-only` skips Postgres in the loop: LEASE, then at once FINISH
+('s' by default, which consumes the item as a submit would; 'k' gives it back to the queue head).
+
+Printed as one JSON line on stdout (progress goes to stderr):
+  items, labelers, count       the run's size; count = items asked per lease call
+  seconds                      measured wall time of the labelers' loop (until all have drained)
+  leases, leases_per_s         leases granted and recorded (Redis-only mode: granted by Redis)
+  lease_p50_ms, lease_p99_ms   latency of one `work.lease` call: Lua + Postgres INSERT, pool waits
+                               included (Redis-only mode: same as the redis_ figures)
+  redis_lease_p50_ms / _p99_ms latency of `Dispatcher.lease` alone (the Lua script round trip),
+                               recorded inside the same calls; with hundreds of tasks on one event
+                               loop it includes the wait for the loop to resume the caller
+  submits, submits_per_s       submits committed; submit_p50_ms / submit_p99_ms time the submit
+                               transaction plus its FINISH
+  decided, needs_review        items labeled by consensus / sent to review (from Postgres)
+  serial_leases_per_s, serial_lease_p50_ms / _p99_ms
+                               a 3 s phase after the checks with one call in flight: LEASE timed
+                               (round trip, no event-loop queueing), then FINISH 's'; the
+                               dispatcher's own speed on this machine
+  rebuild_s                    time of `Dispatcher.rebuild` over the freshly registered items
+  work_errors                  `work.WorkError` codes counted during the run (none expected)
+  empty_lease_calls            lease calls that got nothing (the labeler then waits 50 ms)
+  bench_cpu_cores              CPU seconds of this process per wall second
+  redis_cpu_cores              the same for Redis's main thread (INFO cpu)
+  postgres_cpu_cores           the same for the Postgres backends connected to the benchmark's
+                               database (not counting the WAL writer and other shared processes)
+  machine_busy_cores           the whole machine's busy CPU per wall second (/proc/stat), out of
+                               machine_cores: the driver, Postgres, Redis and anything else running
+  redis_evalsha_us_per_call    server-side mean time of an EVALSHA during the run (INFO
+                               commandstats: LEASE and FINISH together, every client of this Redis)
+  invariants                   end-of-run checks, each true when it holds:
+    no_duplicate_pairs           no (item, user) twice in leases or annotations, and Redis never
+                                 granted a pair Postgres already had
+    annotations_within_target    per item, annotations <= coalesce(target, min) and <= max
+    nothing_after_decision       decided items have exactly `target` annotations, no lease created
+                                 after their last annotation and no active lease
+    redis_matches_postgres       Redis's active leases equal Postgres's (none left after the drain)
+                                 and every touched open item has the same target/active/done
+                                 counts and queue membership in both
+    ready_holds_no_closed_item   the Redis ready set holds no labeled or needs_review item
+  In Redis-only mode the invariants are: no_duplicate_pairs (Redis never granted one labeler an
+  item twice, tracked in this process), annotations_within_target (with 's', leases per item <=
+  the item's target; with 'k', submits per item <= target) and no_active_lease_left.
+  target_leases_per_s, target_p99_ms   the issue's goals (>= 5,000 leases/s, p99 <= 5 ms)
+Needs PostgreSQL (COLABEL_BENCH_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres)
+and Redis (COLABEL_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collab.dispatcher import Dispatcher, LeaseBatch  # noqa: E402
+from migrations.runner import migrate  # noqa: E402
+from server import work  # noqa: E402
+from server.services import init_connection  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("COLABEL_BENCH_DATABASE_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("COLABEL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+CONSENSUS = {"enabled": True, "min": 2, "max": 3, "threshold": 0.5}
+LABELS = ("cat", "dog", "bird", "fish", "horse")
+COPY_BATCH = 100_000
+CHECK_BATCH = 5_000
+PROGRESS_S = 5.0
+SERIAL_S = 3.0
+DRAIN_TIMEOUT_S = 30.0
+SERIAL_USER_BASE = 1_000_000_000
+TARGET_LEASES_PER_S = 5000
+TARGET_P99_MS = 5
+CLOSED = ("labeled", "needs_review")
+
+
+def log(msg: str) -> None:
+    print(f"[dispatch] {msg}", file=sys.stderr, flush=True)
+
+
+class TimedDispatcher(Dispatcher):
+    """The real dispatcher, recording how long each Lua lease round trip takes."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: float) -> None:
+        super().__init__(client, prefix, ttl_s)
+        self.lease_s: list[float] = []
+
+    async def lease(self, project_id: int, user_id: int, count: int,
+                    now_ms: int | None = None) -> LeaseBatch:
+        started = time.perf_counter()
+        try:
+            return await super().lease(project_id, user_id, count, now_ms)
+        finally:
+            self.lease_s.append(time.perf_counter() - started)
+
+
+@dataclass
+class Stats:
+    leases: int = 0
+    lease_calls: int = 0
+    empty_calls: int = 0
+    refused: int = 0            # granted by Redis, refused by Postgres's (item, user) index
+    submits: int = 0
+    lease_s: list[float] = field(default_factory=list)
+    submit_s: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    pairs: set[tuple[int, int]] = field(default_factory=set)   # Redis-only mode
+    redis_double_grants: int = 0                               # Redis-only mode
+
+
+@dataclass
+class Setup:
+    pid: int
+    project: asyncpg.Record
+    user_ids: list[int]
+    label_ids: list[int]
+
+
+def percentile_ms(samples: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of durations in seconds, in milliseconds."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return round(ordered[max(0, math.ceil(p * len(ordered)) - 1)] * 1000, 3)
+
+
+async def create_fixture(conn: asyncpg.Connection, items: int, labelers: int) -> Setup:
+    """Users, a running project with labels and members, and `items` items (COPY)."""
+    tag = uuid.uuid4().hex[:8]
+    await conn.copy_records_to_table(
+        "users", columns=["email", "name", "password_hash"],
+        records=[(f"labeler{i}-{tag}@bench", f"labeler {i}", "x") for i in range(labelers)])
+    user_ids = [r["id"] for r in await conn.fetch("SELECT id FROM users ORDER BY id")]
+    pid: int = await conn.fetchval(
+        "INSERT INTO projects (name, task_type, status, consensus, ml_assist, created_by, started_at) "
+        "VALUES ($1, 'multiclass', 'running', $2, $3, $4, now()) RETURNING id",
+        f"dispatch-{tag}", CONSENSUS, {"enabled": False}, user_ids[0])
+    label_ids = [await conn.fetchval(
+        "INSERT INTO labels (project_id, name, name_key, position, depth) VALUES ($1, $2, $2, $3, 1) "
+        "RETURNING id", pid, name, pos) for pos, name in enumerate(LABELS)]
+    await conn.copy_records_to_table(
+        "memberships", columns=["project_id", "user_id", "role"],
+        records=[(pid, uid, "labeler") for uid in user_ids])
+    for start in range(0, items, COPY_BATCH):
+        await conn.copy_records_to_table(
+            "items", columns=["project_id", "key", "media_kind"],
+            records=[(pid, f"d{i % 1000:03d}/img{i:07d}.jpg", "image")
+                     for i in range(start, min(items, start + COPY_BATCH))])
+    await conn.execute("ANALYZE")
+    project = await conn.fetchrow("SELECT * FROM projects WHERE id = $1", pid)
+    return Setup(pid, project, user_ids, label_ids)
+
+
+def choose_label(item_id: int, label_ids: list[int], disagree: float, rng: random.Random) -> int:
+    """The item's true class, or with probability `disagree` another one."""
+    true = label_ids[item_id % len(label_ids)]
+    if rng.random() < disagree:
+        return rng.choice([x for x in label_ids if x != true])
+    return true
+
+
+async def labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher: TimedDispatcher,
+                  pool: asyncpg.Pool, stop: asyncio.Event, stats: Stats) -> None:
+    """Lease, submit, finish, until told to stop; the work in hand is finished first."""
+    rng = random.Random(args.seed * 100_003 + index)
+    uid, pid = setup.user_ids[index], setup.pid
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            batch, recorded = await work.lease(dispatcher, pool, setup.project, uid, args.count)
+        except work.WorkError as exc:
+            stats.errors[f"lease:{exc.code}"] += 1
+            continue
+        stats.lease_s.append(time.perf_counter() - started)
+        stats.lease_calls += 1
+        stats.leases += len(recorded)
+        stats.refused += len(batch.leases) - len(recorded)
+        if not batch.leases:
+            stats.empty_calls += 1
+            await asyncio.sleep(0.05)
+            continue
+        for lease_id, item_id in recorded.items():
+            annotation = {"classes": [choose_label(item_id, setup.label_ids, args.disagree, rng)]}
+            started = time.perf_counter()
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    lease_row = await conn.fetchrow(work.LEASE_FOR_UPDATE, lease_id)
+                    if lease_row["state"] == "submitted":
+                        stats.errors["already_submitted"] += 1
+                        continue
+                    decision, _final = await work.submit(conn, setup.project, lease_row, annotation,
+                                                         rng.randint(1000, 5000))
+                    if decision.decided:
+                        await work.complete_if_done(conn, pid)
+            except work.WorkError as exc:
+                stats.errors[f"submit:{exc.code}"] += 1
+                continue
+            await dispatcher.finish(pid, lease_id, "s", target=decision.target,
+                                    closed=decision.item_status in CLOSED)
+            stats.submit_s.append(time.perf_counter() - started)
+            stats.submits += 1
+
+
+async def redis_labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher: TimedDispatcher,
+                        stop: asyncio.Event, stats: Stats) -> None:
+    """Lua only: LEASE, then FINISH at once (no Postgres)."""
+    uid, pid = setup.user_ids[index], setup.pid
+    while not stop.is_set():
+        batch = await dispatcher.lease(pid, uid, args.count)
+        stats.lease_calls += 1
+        stats.leases += len(batch.leases)
+        if not batch.leases:
+            stats.empty_calls += 1
+            await asyncio.sleep(0.05)
+            continue
+        for lease in batch.leases:
+            pair = (lease.item_id, uid)
+            if pair in stats.pairs:
+                stats.redis_double_grants += 1
+            stats.pairs.add(pair)
+            await dispatcher.finish(pid, lease.lease_id, args.redis_finish)
+            stats.submits += 1
+
+
+async def serial_phase(dispatcher: Dispatcher, pid: int, seconds: float) -> dict[str, Any]:
+    """One call in flight: LEASE (timed) then FINISH 's', each call as a new labeler id."""
+    samples: list[float] = []
+    granted = 0
+    user = SERIAL_USER_BASE
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        t = time.perf_counter()
+        batch = await Dispatcher.lease(dispatcher, pid, user, 1)
+        samples.append(time.perf_counter() - t)
+        granted += len(batch.leases)
+        for lease in batch.leases:
+            await dispatcher.finish(pid, lease.lease_id, "s")
+        user += 1
+    wall = time.perf_counter() - started
+    return {"serial_leases_per_s": round(granted / wall),
+            "serial_lease_p50_ms": percentile_ms(samples, 0.50),
+            "serial_lease_p99_ms": percentile_ms(samples, 0.99)}
+
+
+async def drive(n: int, make: Callable[[int], Coroutine[Any, Any, None]], seconds: float,
+                stats: Stats, stop: asyncio.Event) -> float:
+    """Run n labelers for `seconds`, then let them drain; return the wall time."""
+    started = time.perf_counter()
+    tasks = [asyncio.create_task(make(i)) for i in range(n)]
+    try:
+        deadline = started + seconds
+        while (left := deadline - time.perf_counter()) > PROGRESS_S:
+            await asyncio.sleep(PROGRESS_S)
+            log(f"{time.perf_counter() - started:5.1f} s: {stats.leases} leases, {stats.submits} finished")
+        await asyncio.sleep(max(0.0, left))
+        stop.set()
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - started
+    finally:
+        # On an error or Ctrl-C no labeler may outlive the run (and write after the cleanup).
+        # redis-py can swallow a task's cancellation mid-command, so `stop` ends the loops too.
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
+
+
+async def check_invariants(conn: asyncpg.Connection, dispatcher: Dispatcher, pid: int,
+                           stats: Stats) -> dict[str, bool]:
+    """The end-of-run checks described in the module docstring (all must be true)."""
+    low, high = int(CONSENSUS["min"]), int(CONSENSUS["max"])
+    dup_leases = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM leases WHERE project_id = $1 "
+        "GROUP BY item_id, user_id HAVING count(*) > 1) d", pid)
+    dup_annotations = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT 1 FROM annotations WHERE project_id = $1 "
+        "GROUP BY item_id, user_id HAVING count(*) > 1) d", pid)
+    over_target = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT a.item_id, count(*) AS n, min(coalesce(i.target, $2)) AS t "
+        "FROM annotations a JOIN items i ON i.id = a.item_id WHERE a.project_id = $1 "
+        "GROUP BY a.item_id) x WHERE n > t OR n > $3", pid, low, high)
+    closed_wrong_count = await conn.fetchval(
+        "SELECT count(*) FROM items i WHERE i.project_id = $1 AND i.status IN ('labeled', 'needs_review') "
+        "AND (SELECT count(*) FROM annotations a WHERE a.item_id = i.id) <> coalesce(i.target, $2)",
+        pid, low)
+    late_leases = await conn.fetchval(
+        "SELECT count(*) FROM leases l JOIN items i ON i.id = l.item_id "
+        "WHERE i.project_id = $1 AND i.status IN ('labeled', 'needs_review') AND (l.state = 'active' "
+        "OR l.created_at > (SELECT max(a.created_at) FROM annotations a WHERE a.item_id = i.id))", pid)
+    pg_active = await conn.fetchval(
+        "SELECT count(*) FROM leases WHERE project_id = $1 AND state = 'active'", pid)
+
+    keys = dispatcher.keys(pid)
+    client = dispatcher.client
+    redis_active = await client.zcard(keys.leases)
+    members: list[Any] = await client.zrange(keys.ready, 0, -1)
+    ready = {int(x) for x in members}
+    closed_ids = [r["id"] for r in await conn.fetch(
+        "SELECT id FROM items WHERE project_id = $1 AND status IN ('labeled', 'needs_review')", pid)]
+    closed_in_ready = sum(1 for i in closed_ids if i in ready)
+
+    # Every open item that has been touched: Redis's t/a/d and queue membership against Postgres.
+    touched = await conn.fetch(
+        "SELECT i.id, coalesce(i.target, $2) AS t, "
+        "(SELECT count(*) FROM leases l WHERE l.item_id = i.id AND l.state = 'active') AS a, "
+        "(SELECT count(*) FROM annotations n WHERE n.item_id = i.id) AS d "
+        "FROM items i WHERE i.project_id = $1 AND i.status IN ('unlabeled', 'in_progress') "
+        "AND EXISTS (SELECT 1 FROM leases l WHERE l.item_id = i.id)", pid, low)
+    mismatched: list[dict[str, Any]] = []
+    mismatches = stranded = 0
+    for start in range(0, len(touched), CHECK_BATCH):
+        rows = touched[start:start + CHECK_BATCH]
+        async with client.pipeline(transaction=False) as pipe:
+            for r in rows:
+                pipe.hmget(keys.item(r["id"]), "t", "a", "d")
+            states = await pipe.execute()
+        for r, (t, a, d) in zip(rows, states, strict=True):
+            got = (int(t or low), int(a or 0), int(d or 0))
+            want = (r["t"], r["a"], r["d"])
+            should_queue = r["a"] + r["d"] < r["t"]
+            if should_queue and r["id"] not in ready:
+                stranded += 1
+            if got != want or should_queue != (r["id"] in ready):
+                mismatches += 1
+                if len(mismatched) < 5:
+                    mismatched.append({"item": r["id"], "redis_tad": got, "postgres_tad": want,
+                                       "in_ready": r["id"] in ready})
+    details = {
+        "duplicate_lease_pairs": dup_leases, "duplicate_annotation_pairs": dup_annotations,
+        "redis_grants_refused_by_postgres": stats.refused, "items_over_target": over_target,
+        "closed_items_with_wrong_count": closed_wrong_count, "leases_after_decision": late_leases,
+        "active_leases_postgres": pg_active, "active_leases_redis": redis_active,
+        "open_items_checked": len(touched), "redis_state_mismatches": mismatches,
+        "stranded_open_items": stranded, "closed_items_in_ready": closed_in_ready,
+    }
+    log(f"invariant details: {json.dumps(details)}")
+    if mismatched:
+        log(f"first Redis/Postgres mismatches: {json.dumps(mismatched)}")
+    return {
+        "no_duplicate_pairs": dup_leases == 0 and dup_annotations == 0 and stats.refused == 0,
+        "annotations_within_target": over_target == 0,
+        "nothing_after_decision": closed_wrong_count == 0 and late_leases == 0,
+        "redis_matches_postgres": pg_active == redis_active == 0 and mismatches == 0 and stranded == 0,
+        "ready_holds_no_closed_item": closed_in_ready == 0,
+    }
+
+
+async def check_redis_only(dispatcher: Dispatcher, pid: int, stats: Stats,
+                           finish: str) -> dict[str, bool]:
+    """Redis-only mode: what can be checked without Postgres in the loop."""
+    keys = dispatcher.keys(pid)
+    client = dispatcher.client
+    counts = Counter(item for item, _ in stats.pairs)
+    over = 0
+    items = sorted(counts)
+    for start in range(0, len(items), CHECK_BATCH):
+        batch = items[start:start + CHECK_BATCH]
+        async with client.pipeline(transaction=False) as pipe:
+            for iid in batch:
+                pipe.hmget(keys.item(iid), "t", "d")
+            states = await pipe.execute()
+        for iid, (t, d) in zip(batch, states, strict=True):
+            limit = int(t or CONSENSUS["min"])
+            # 's' consumes a slot per labeler; 'k' returns it, so only `d` is bounded then.
+            over += (counts[iid] if finish == "s" else int(d or 0)) > limit
+    return {
+        "no_duplicate_pairs": stats.redis_double_grants == 0,
+        "annotations_within_target": over == 0,
+        "no_active_lease_left": await client.zcard(keys.leases) == 0,
+    }
+
+
+def machine_busy_s() -> float:
+    """CPU seconds (all cores) the whole machine has spent busy, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return math.nan
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def processes_busy_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the given live processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        rest = text[text.rindex(")") + 2:].split()
+        total += int(rest[11]) + int(rest[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_counters(client: aioredis.Redis) -> tuple[float, int, int]:
+    """(Redis main-thread CPU seconds, EVALSHA calls, EVALSHA microseconds) so far."""
+    cpu = await client.info("cpu")
+    cmds = await client.info("commandstats")
+    ev = cmds.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    busy = float(cpu["used_cpu_user_main_thread"]) + float(cpu["used_cpu_sys_main_thread"])
+    return busy, int(ev["calls"]), int(ev["usec"])
+
+
+async def delete_prefix(client: aioredis.Redis, prefix: str) -> None:
+    batch: list[Any] = []
+    async for key in client.scan_iter(match=prefix + "*", count=10_000):
+        batch.append(key)
+        if len(batch) >= 10_000:
+            await client.unlink(*batch)
+            batch = []
+    if batch:
+        await client.unlink(*batch)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    dbname = f"colabel_bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"colabel-bench-{uuid.uuid4().hex[:8]}:"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{dbname}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+    client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+        REDIS_URL, max_connections=args.labelers + 8, timeout=None))
+    pool: asyncpg.Pool | None = None
+    try:
+        await migrate(url)
+        conn = await asyncpg.connect(url)
+        await init_connection(conn)
+        t = time.perf_counter()
+        setup = await create_fixture(conn, args.items, args.labelers)
+        log(f"{args.items} items, {args.labelers} labelers registered in {time.perf_counter() - t:.1f} s")
+
+        dispatcher = TimedDispatcher(client, prefix, args.ttl)
+        t = time.perf_counter()
+        queued = await dispatcher.rebuild(conn, setup.pid, int(CONSENSUS["min"]))
+        rebuild_s = time.perf_counter() - t
+        log(f"rebuilt the Redis state in {rebuild_s:.2f} s ({queued} queued)")
+        assert queued == args.items, queued
+
+        stats = Stats()
+        stop = asyncio.Event()
+        if not args.redis_only:
+            pool = await asyncpg.create_pool(url, min_size=args.db_pool, max_size=args.db_pool,
+                                             init=init_connection)
+        # The Postgres backends serving this benchmark: every connection to its own database.
+        backends = [r["pid"] for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+        cpu0, machine0, redis0 = time.process_time(), machine_busy_s(), await redis_counters(client)
+        pg0 = processes_busy_s(backends)
+        if args.redis_only:
+            wall = await drive(args.labelers,
+                               lambda i: redis_labeler(i, setup, args, dispatcher, stop, stats),
+                               args.seconds, stats, stop)
+            stats.lease_s = dispatcher.lease_s
+        else:
+            assert pool is not None
+            db = pool
+            wall = await drive(args.labelers,
+                               lambda i: labeler(i, setup, args, dispatcher, db, stop, stats),
+                               args.seconds, stats, stop)
+        cpu, machine = time.process_time() - cpu0, machine_busy_s() - machine0
+        pg = processes_busy_s(backends) - pg0
+        redis1 = await redis_counters(client)
+        ev_calls, ev_usec = redis1[1] - redis0[1], redis1[2] - redis0[2]
+        log(f"done: {stats.leases} leases in {wall:.1f} s; checking invariants")
+
+        if args.redis_only:
+            invariants = await check_redis_only(dispatcher, setup.pid, stats, args.redis_finish)
+            decided = needs_review = None
+        else:
+            invariants = await check_invariants(conn, dispatcher, setup.pid, stats)
+            decided = await conn.fetchval(
+                "SELECT count(*) FROM items WHERE project_id = $1 AND status = 'labeled'", setup.pid)
+            needs_review = await conn.fetchval(
+                "SELECT count(*) FROM items WHERE project_id = $1 AND status = 'needs_review'", setup.pid)
+        await conn.close()
+        # After the checks: this phase writes Redis state Postgres knows nothing about.
+        serial = await serial_phase(dispatcher, setup.pid, SERIAL_S)
+        log(f"serial phase: {json.dumps(serial)}")
+        return {
+            "bench": "dispatch", "mode": "redis-only" if args.redis_only else "full",
+            "items": args.items, "labelers": args.labelers, "count": args.count,
+            "disagree": args.disagree, "seconds": round(wall, 3),
+            "leases": stats.leases, "leases_per_s": round(stats.leases / wall),
+            "lease_p50_ms": percentile_ms(stats.lease_s, 0.50),
+            "lease_p99_ms": percentile_ms(stats.lease_s, 0.99),
+            "redis_lease_p50_ms": percentile_ms(dispatcher.lease_s, 0.50),
+            "redis_lease_p99_ms": percentile_ms(dispatcher.lease_s, 0.99),
+            "submits": stats.submits, "submits_per_s": round(stats.submits / wall),
+            "submit_p50_ms": percentile_ms(stats.submit_s, 0.50),
+            "submit_p99_ms": percentile_ms(stats.submit_s, 0.99),
+            "empty_lease_calls": stats.empty_calls,
+            "decided": decided, "needs_review": needs_review,
+            "rebuild_s": round(rebuild_s, 3), "work_errors": dict(stats.errors),
+            **serial,
+            "bench_cpu_cores": round(cpu / wall, 2),
+            "redis_cpu_cores": round((redis1[0] - redis0[0]) / wall, 2),
+            "postgres_cpu_cores": round(pg / wall, 2),
+            "machine_busy_cores": round(machine / wall, 2), "machine_cores": os.cpu_count(),
+            "redis_evalsha_us_per_call": round(ev_usec / ev_calls, 1) if ev_calls else None,
+            "invariants": invariants,
+            "target_leases_per_s": TARGET_LEASES_PER_S, "target_p99_ms": TARGET_P99_MS,
+        }
+    finally:
+        try:
+            if pool is not None:
+                pool.terminate()
+            await delete_prefix(client, prefix)
+            await client.aclose()
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            await admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=500_000)
+    parser.add_argument("--labelers", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--disagree", type=float, default=0.2,
+                        help="probability that a labeler picks a class other than the true one")
+    parser.add_argument("--count", type=int, default=1, help="items asked for per lease call")
+    parser.add_argument("--db-pool", type=int, default=32, help="asyncpg pool size")
+    parser.add_argument("--ttl", type=float, default=600.0, help="lease TTL in seconds")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--redis-only", action="store_true",
+                        help="Lua path only: LEASE then FINISH at once, no Postgres in the loop")
+    parser.add_argument("--redis-finish", choices=("s", "k"), default="s",
+                        help="Redis-only mode: finish as submitted (consumes a slot) or skipped")
+    args = parser.parse_args()
+    if args.labelers < 1 or args.items < 1 or args.count < 1:
+        parser.error("--items, --labelers and --count must be positive")
+    try:
+        import uvloop
+    except ImportError:
+        result = asyncio.run(run(args))
+    else:
+        result = uvloop.run(run(args))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
