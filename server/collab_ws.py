@@ -69,7 +69,7 @@ async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annot
     raise Forbidden("labelers may open only their own documents")
 
 
-async def _deny(ws: WebSocket, exc: ApiError) -> None:
+async def deny(ws: WebSocket, exc: ApiError) -> None:
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(JSONResponse(exc.body(), status_code=exc.status))
     else:
@@ -99,7 +99,7 @@ async def collab_endpoint(ws: WebSocket) -> None:
     try:
         grant = await authorize(services, ws, pid, iid, annotator)
     except ApiError as exc:
-        await _deny(ws, exc)
+        await deny(ws, exc)
         return
     await ws.accept()
     try:

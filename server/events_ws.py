@@ -14,7 +14,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import auth, csrf, events, projects
-from .collab_ws import _deny
+from .collab_ws import deny
 from .errors import ApiError, Forbidden, Unauthorized
 from .roles import Role
 from .services import Services
@@ -42,7 +42,7 @@ async def events_endpoint(ws: WebSocket) -> None:
             raise Forbidden("cross-site WebSocket refused", code="csrf_failed")
         await projects.access(services.db, identity.user, pid, Role.REVIEWER)
     except ApiError as exc:
-        await _deny(ws, exc)
+        await deny(ws, exc)
         return
     await ws.accept()
     pubsub = services.redis.pubsub(ignore_subscribe_messages=True)

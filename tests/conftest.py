@@ -39,31 +39,31 @@ def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("engines")
 
 
+def _engine(env_var: str, port: int, local_url: str,
+            embedded: EmbeddedPostgres | EmbeddedRedis) -> Iterator[str]:
+    """The configured server, else the local one on `port`, else an embedded engine."""
+    url = os.environ.get(env_var)
+    if url:
+        yield url
+    elif tcp_open("127.0.0.1", port):
+        yield local_url
+    else:
+        yield embedded.start()
+        embedded.stop()
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(engine_dir: Path) -> Iterator[str]:
     """A URL with the right to create databases."""
-    url = os.environ.get("COLABEL_TEST_DATABASE_URL")
-    if url:
-        yield url
-    elif tcp_open("127.0.0.1", 5432):
-        yield "postgresql://postgres@127.0.0.1:5432/postgres"
-    else:
-        pg = EmbeddedPostgres(engine_dir / "pg")
-        yield pg.start()
-        pg.stop()
+    yield from _engine("COLABEL_TEST_DATABASE_URL", 5432,
+                       "postgresql://postgres@127.0.0.1:5432/postgres",
+                       EmbeddedPostgres(engine_dir / "pg"))
 
 
 @pytest.fixture(scope="session")
 def redis_url(engine_dir: Path) -> Iterator[str]:
-    url = os.environ.get("COLABEL_TEST_REDIS_URL")
-    if url:
-        yield url
-    elif tcp_open("127.0.0.1", 6379):
-        yield "redis://127.0.0.1:6379/0"
-    else:
-        rd = EmbeddedRedis(engine_dir / "redis")
-        yield rd.start()
-        rd.stop()
+    yield from _engine("COLABEL_TEST_REDIS_URL", 6379, "redis://127.0.0.1:6379/0",
+                       EmbeddedRedis(engine_dir / "redis"))
 
 
 def _with_database(admin_url: str, name: str) -> str:

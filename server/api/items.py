@@ -18,14 +18,14 @@ from ..routing import Call, Endpoint
 from .dataset import DatastoreUnavailable
 
 STATUSES = ("unlabeled", "in_progress", "labeled", "needs_review", "missing")
-_COLUMNS = """id, key, media_kind, width, height, frames, probe_error, status, decided_by,
+ITEM_COLUMNS = """id, key, media_kind, width, height, frames, probe_error, status, decided_by,
               created_at, updated_at, missing_since"""
 _LIST = f"""
-SELECT {_COLUMNS} FROM items
+SELECT {ITEM_COLUMNS} FROM items
 WHERE project_id = $1 AND id > $2 AND ($3::text IS NULL OR status = $3)
 ORDER BY id LIMIT $4
 """
-_ONE = f"SELECT {_COLUMNS}, final, prelabel FROM items WHERE project_id = $1 AND id = $2"
+_ONE = f"SELECT {ITEM_COLUMNS}, final, prelabel FROM items WHERE project_id = $1 AND id = $2"
 CACHE_CONTROL = "private, max-age=3600"
 
 

@@ -14,8 +14,7 @@ from ..errors import Conflict, NotFound, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict
-from .items import _COLUMNS as ITEM_COLUMNS
-from .items import item_json
+from .items import ITEM_COLUMNS, item_json
 
 _REVIEW = f"""
 SELECT {ITEM_COLUMNS}, agreement FROM items

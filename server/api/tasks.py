@@ -15,8 +15,7 @@ from ..errors import ApiError, Conflict, NotFound, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict
-from .items import _COLUMNS as ITEM_COLUMNS
-from .items import item_json
+from .items import ITEM_COLUMNS, item_json
 
 GRID_SIZES = (1, 4, 6, 9)
 CLASSIFICATION = ("multiclass", "multilabel")
