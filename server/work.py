@@ -41,27 +41,32 @@ WHERE id = ANY($1::text[]) AND state = 'active'
 _LEASE_FOR_UPDATE = """
 SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1 FOR UPDATE
 """
-_ITEM_FOR_UPDATE = """
-SELECT id, status, coalesce(target, $2) AS target, shuffle_key FROM items
-WHERE id = $1 FOR UPDATE
+# The item, locked, with what the decision needs: earlier annotations and other live leases.
+_ITEM_STATE = """
+SELECT i.id, i.status, coalesce(i.target, $2) AS target,
+       (SELECT coalesce(jsonb_agg(a.data ORDER BY a.id), '[]'::jsonb)
+        FROM annotations a WHERE a.item_id = i.id) AS annotations,
+       (SELECT count(*) FROM leases o WHERE o.item_id = i.id AND o.id <> $3
+        AND o.state = 'active' AND o.expires_at > now()) AS others
+FROM items i WHERE i.id = $1
+FOR UPDATE OF i
 """
-_OTHER_LIVE_LEASES = """
-SELECT count(*) FROM leases
-WHERE item_id = $1 AND id <> $2 AND state = 'active' AND expires_at > now()
+# Everything a submit writes, in one statement ($8 says whether the item changes).
+_RECORD_SUBMIT = """
+WITH ins AS (
+    INSERT INTO annotations (project_id, item_id, user_id, lease_id, data, duration_ms)
+    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
+), lease AS (
+    UPDATE leases SET state = 'submitted', finished_at = now() WHERE id = $4
+), used AS (
+    UPDATE labels SET used_at = now() WHERE id = ANY($7::bigint[]) AND used_at IS NULL
+), item AS (
+    UPDATE items SET status = $9, final = $10, decided_by = $11, agreement = $12, target = $13,
+                     decided_at = CASE WHEN $9 = 'labeled' THEN now() END, updated_at = now()
+    WHERE id = $2 AND $8
+)
+SELECT id FROM ins
 """
-_ANNOTATIONS_OF_ITEM = "SELECT user_id, data FROM annotations WHERE item_id = $1 ORDER BY id"
-_INSERT_ANNOTATION = """
-INSERT INTO annotations (project_id, item_id, user_id, lease_id, data, duration_ms)
-VALUES ($1, $2, $3, $4, $5, $6) RETURNING id
-"""
-_LEASE_DONE = "UPDATE leases SET state = $2, finished_at = now() WHERE id = $1"
-_DECIDE = """
-UPDATE items SET status = $2, final = $3, decided_by = $4, agreement = $5, target = $6,
-                 decided_at = CASE WHEN $2 = 'labeled' THEN now() END, updated_at = now()
-WHERE id = $1
-"""
-_RAISE_TARGET = "UPDATE items SET target = $2, updated_at = now() WHERE id = $1"
-_MARK_USED = "UPDATE labels SET used_at = now() WHERE id = ANY($1::bigint[]) AND used_at IS NULL"
 _UNDECIDED = """
 SELECT 1 FROM items WHERE project_id = $1 AND status IN ('unlabeled', 'in_progress', 'needs_review')
 LIMIT 1
@@ -155,46 +160,55 @@ async def submit(
 ) -> tuple[Decision, dict[str, Any] | None]:
     """Record a submit inside the caller's transaction and decide the item if it can be.
 
-    Returns the decision and, when the item was decided by agreement, its final annotation.
+    Two statements: one reads the locked item with its annotations and live leases, one
+    writes the annotation, the lease, the labels and the item together. Returns the
+    decision and, when the item was decided by agreement, its final annotation.
     """
     low, high, threshold = consensus_plan(project)
-    item = await conn.fetchrow(_ITEM_FOR_UPDATE, lease_row["item_id"], low)
-    expired = lease_row["state"] == "expired" or (
-        lease_row["state"] == "active" and lease_row["expires_at"] <= datetime.now(UTC))
     if lease_row["state"] == "skipped":
         raise WorkError("lease_skipped", "this item was skipped")
+    item = await conn.fetchrow(_ITEM_STATE, lease_row["item_id"], low, lease_row["id"])
     if item["status"] in ("labeled", "needs_review"):
         raise WorkError("item_closed", "this item has already been decided")
-    annotations = await conn.fetch(_ANNOTATIONS_OF_ITEM, item["id"])
+    earlier: list[dict[str, Any]] = item["annotations"]
     target = int(item["target"])
-    if expired:
-        others = await conn.fetchval(_OTHER_LIVE_LEASES, item["id"], lease_row["id"])
-        if others + len(annotations) >= target:
-            raise WorkError("slot_taken", "the lease expired and its slot went to someone else")
-    ann_id = await conn.fetchval(_INSERT_ANNOTATION, project["id"], item["id"], lease_row["user_id"],
-                                 lease_row["id"], annotation, duration_ms)
-    await conn.execute(_LEASE_DONE, lease_row["id"], "submitted")
-    used = _labels_in(annotation)
-    if used:
-        await conn.execute(_MARK_USED, used)
-    all_annotations = [r["data"] for r in annotations] + [annotation]
-    if len(all_annotations) < target:
-        return Decision(ann_id, "in_progress", False, target, None, "waiting for more labelers"), None
+    expired = lease_row["state"] == "expired" or (
+        lease_row["state"] == "active" and lease_row["expires_at"] <= datetime.now(UTC))
+    if expired and item["others"] + len(earlier) >= target:
+        raise WorkError("slot_taken", "the lease expired and its slot went to someone else")
+    all_annotations = [*earlier, annotation]
+    decision, final, change = _decide(project, all_annotations, target, low, high, threshold)
+    status, final_value, how, agreement, new_target = change or (None, None, None, None, target)
+    ann_id = await conn.fetchval(
+        _RECORD_SUBMIT, project["id"], item["id"], lease_row["user_id"], lease_row["id"],
+        annotation, duration_ms, _labels_in(annotation), change is not None, status,
+        final_value, how, agreement, new_target)
+    return Decision(ann_id, *decision), final
+
+
+Change = tuple[str, dict[str, Any] | None, str | None, float | None, int]
+
+
+def _decide(project: asyncpg.Record, annotations: list[dict[str, Any]], target: int, low: int,
+            high: int, threshold: float,
+            ) -> tuple[tuple[str, bool, int, float | None, str], dict[str, Any] | None, Change | None]:
+    """What the submitted annotations mean for the item: (decision fields, final, change)."""
+    if len(annotations) < target:
+        return ("in_progress", False, target, None, "waiting for more labelers"), None, None
     if low == 1 and high == 1:
-        await conn.execute(_DECIDE, item["id"], "labeled", annotation, "single", 1.0, target)
-        return Decision(ann_id, "labeled", True, target, 1.0, "single labeler"), annotation
-    outcome = consensus.decide(project["task_type"], all_annotations,
+        final = annotations[-1]
+        return (("labeled", True, target, 1.0, "single labeler"), final,
+                ("labeled", final, "single", 1.0, target))
+    outcome = consensus.decide(project["task_type"], annotations,
                                consensus.ConsensusParams(threshold=threshold))
     if outcome.agreed:
-        await conn.execute(_DECIDE, item["id"], "labeled", outcome.final, "consensus",
-                           outcome.agreement, target)
-        return Decision(ann_id, "labeled", True, target, outcome.agreement, outcome.detail), outcome.final
+        return (("labeled", True, target, outcome.agreement, outcome.detail), outcome.final,
+                ("labeled", outcome.final, "consensus", outcome.agreement, target))
     if target < high:
-        await conn.execute(_RAISE_TARGET, item["id"], target + 1)
-        return Decision(ann_id, "in_progress", False, target + 1, outcome.agreement,
-                        outcome.detail), None
-    await conn.execute(_DECIDE, item["id"], "needs_review", None, None, outcome.agreement, target)
-    return Decision(ann_id, "needs_review", False, target, outcome.agreement, outcome.detail), None
+        return (("in_progress", False, target + 1, outcome.agreement, outcome.detail), None,
+                ("in_progress", None, None, outcome.agreement, target + 1))
+    return (("needs_review", False, target, outcome.agreement, outcome.detail), None,
+            ("needs_review", None, None, outcome.agreement, target))
 
 
 _SET_EXPIRY = """
