@@ -189,14 +189,16 @@ def choose_label(item_id: int, label_ids: list[int], disagree: float, rng: rando
 
 
 async def labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher: TimedDispatcher,
-                  pool: asyncpg.Pool, stop: asyncio.Event, stats: Stats) -> None:
+                  pool: asyncpg.Pool, stop: asyncio.Event, stats: Stats,
+                  lease_log: work.LeaseLog) -> None:
     """Lease, submit, finish, until told to stop; the work in hand is finished first."""
     rng = random.Random(args.seed * 100_003 + index)
     uid, pid = setup.user_ids[index], setup.pid
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            batch, recorded = await work.lease(dispatcher, pool, setup.project, uid, args.count)
+            batch, recorded = await work.lease(dispatcher, pool, setup.project, uid, args.count,
+                                               lease_log)
         except work.WorkError as exc:
             stats.errors[f"lease:{exc.code}"] += 1
             continue
@@ -484,8 +486,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             assert pool is not None
             db = pool
+            lease_log = work.LeaseLog(db)
             wall = await drive(args.labelers,
-                               lambda i: labeler(i, setup, args, dispatcher, db, stop, stats),
+                               lambda i: labeler(i, setup, args, dispatcher, db, stop, stats,
+                                                 lease_log),
                                args.seconds, stats, stop)
         cpu, machine = time.process_time() - cpu0, machine_busy_s() - machine0
         pg = processes_busy_s(backends) - pg0

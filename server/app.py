@@ -97,6 +97,7 @@ def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette
         app.state.collab = collab
         dispatcher = Dispatcher(services.redis, settings.redis_prefix, settings.lease_ttl_s)
         app.state.dispatcher = dispatcher
+        app.state.lease_log = work.LeaseLog(services.db)
         # Redis may have lost everything while we were down; Postgres has the truth.
         rebuilding = asyncio.create_task(work.rebuild_missing(dispatcher, services.db))
         jobs = BackgroundJobs(services)

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from collab import consensus
-from collab.dispatcher import Dispatcher, LeaseBatch, NeedsRebuild
+from collab.dispatcher import Dispatcher, Lease, LeaseBatch, NeedsRebuild
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,9 @@ REBUILD_LOCK_S = 60
 _INSERT_LEASES = """
 WITH ins AS (
     INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at)
-    SELECT l, $1, i, $2, 'active', to_timestamp(e / 1000.0)
-    FROM unnest($3::text[], $4::bigint[], $5::bigint[]) AS t(l, i, e)
+    SELECT l, p, i, u, 'active', to_timestamp(e / 1000.0)
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+         AS t(p, u, l, i, e)
     ON CONFLICT (item_id, user_id) DO NOTHING
     RETURNING id, item_id
 ), started AS (
@@ -121,8 +122,49 @@ async def rebuild(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, def
     raise WorkError("dispatcher_busy", "the work queue is being rebuilt; try again")
 
 
+class LeaseLog:
+    """Records the leases of concurrent callers with one INSERT, so one commit.
+
+    Leasing is the hot path: while one batch is being written the next callers queue up
+    and go together in the following statement (group commit).
+    """
+
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+        self._queue: list[tuple[int, int, list[Lease], asyncio.Future[dict[str, int]]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, project_id: int, user_id: int, leases: list[Lease]) -> dict[str, int]:
+        """Insert the leases; return lease id -> item id for those Postgres accepted."""
+        future: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((project_id, user_id, leases, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            rows = [(p, u, x) for p, u, leases, _ in batch for x in leases]
+            try:
+                written = await self.db.fetch(
+                    _INSERT_LEASES, [p for p, _, _ in rows], [u for _, u, _ in rows],
+                    [x.lease_id for _, _, x in rows], [x.item_id for _, _, x in rows],
+                    [x.expires_ms for _, _, x in rows])
+            except Exception as exc:  # noqa: BLE001 - every caller in the batch gets the error
+                for _, _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            recorded = {r["id"]: r["item_id"] for r in written}
+            for _, _, leases, future in batch:
+                if not future.done():
+                    future.set_result({x.lease_id: recorded[x.lease_id]
+                                       for x in leases if x.lease_id in recorded})
+
+
 async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Record, user_id: int,
-                count: int) -> tuple[LeaseBatch, dict[str, int]]:
+                count: int, log: LeaseLog | None = None) -> tuple[LeaseBatch, dict[str, int]]:
     """Lease up to `count` items and record the leases; returns the batch and lease->item."""
     pid = project["id"]
     low, _, _ = consensus_plan(project)
@@ -138,9 +180,7 @@ async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Recor
         await db.execute(_EXPIRE, batch.expired)
     if not batch.leases:
         return batch, {}
-    rows = await db.fetch(_INSERT_LEASES, pid, user_id, [x.lease_id for x in batch.leases],
-                          [x.item_id for x in batch.leases], [x.expires_ms for x in batch.leases])
-    recorded = {r["id"]: r["item_id"] for r in rows}
+    recorded = await (log or LeaseLog(db)).record(pid, user_id, batch.leases)
     for x in batch.leases:
         if x.lease_id not in recorded:
             # Postgres already has this labeler on this item (state lost in Redis): undo.

@@ -64,7 +64,7 @@ async def next_tasks(call: Call) -> dict[str, Any]:
                        code="project_not_running", details={"status": pa.row["status"]})
     try:
         batch, recorded = await work.lease(_dispatcher(call), call.services.db, pa.row,
-                                           call.me.id, body.count)
+                                           call.me.id, body.count, call.request.app.state.lease_log)
     except work.WorkError as exc:
         raise WorkConflict(exc.message, code=exc.code) from None
     if recorded:
