@@ -18,7 +18,8 @@ from itsdangerous import BadSignature, TimestampSigner
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from .errors import Unauthorized
+from . import csrf
+from .errors import Forbidden, Unauthorized
 from .services import Services
 from .settings import Settings
 from .users import User
@@ -126,6 +127,16 @@ async def end_session(services: Services, identity: Identity, response: Response
     if identity.session_hash is not None:
         await services.db.execute(_DELETE_SESSION, identity.session_hash)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+
+
+async def websocket_user(services: Services, ws: HTTPConnection) -> User:
+    """The user behind a WebSocket handshake: `?token=`, or a cookie from our own origin."""
+    identity = await identify(services, ws, token=ws.query_params.get("token") or None)
+    if identity.user is None:
+        raise Unauthorized("sign in or pass ?token=")
+    if identity.via_cookie and not csrf.origin_matches(services.settings, ws):
+        raise Forbidden("cross-site WebSocket refused", code="csrf_failed")
+    return identity.user
 
 
 def new_token() -> tuple[str, bytes, str]:

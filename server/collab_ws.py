@@ -24,8 +24,8 @@ from collab.manager import RoomManager
 from collab.protocol import parse
 from collab.room import CLOSE_POLICY, Connection
 
-from . import auth, csrf, projects, work
-from .errors import ApiError, Forbidden, NotFound, Unauthorized
+from . import auth, projects, work
+from .errors import ApiError, Forbidden, NotFound
 from .roles import Role
 from .services import Services
 
@@ -47,12 +47,7 @@ class Grant:
 
 async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annotator: str) -> Grant:
     """Who may open this document, and whether they may write to it."""
-    identity = await auth.identify(services, ws, token=ws.query_params.get("token") or None)
-    user = identity.user
-    if user is None:
-        raise Unauthorized("sign in or pass ?token=")
-    if identity.via_cookie and not csrf.origin_matches(services.settings, ws):
-        raise Forbidden("cross-site WebSocket refused", code="csrf_failed")
+    user = await auth.websocket_user(services, ws)
     pa = await projects.access(services.db, user, pid, Role.LABELER)
     if await services.db.fetchval(_ITEM, pid, iid) is None:
         raise NotFound(f"item {iid} not found in project {pid}")

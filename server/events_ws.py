@@ -13,19 +13,18 @@ from datetime import UTC, datetime
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import auth, csrf, events, projects
+from . import auth, events, projects
 from .collab_ws import deny
-from .errors import ApiError, Forbidden, Unauthorized
+from .errors import ApiError
 from .roles import Role
 from .services import Services
 
 log = logging.getLogger(__name__)
 SNAPSHOT_EVERY_S = 5.0
-_COUNTS = "SELECT status, count(*) AS n FROM items WHERE project_id = $1 GROUP BY status"
 
 
 async def _snapshot(services: Services, pid: int) -> str:
-    counts = {r["status"]: r["n"] for r in await services.db.fetch(_COUNTS, pid)}
+    counts = {r["status"]: r["n"] for r in await services.db.fetch(projects.ITEM_COUNTS, pid)}
     return json.dumps({"type": "progress", "project_id": pid,
                        "at": datetime.now(UTC).isoformat(),
                        "counts": counts, "total": sum(counts.values())})
@@ -35,12 +34,8 @@ async def events_endpoint(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     pid: int = ws.path_params["pid"]
     try:
-        identity = await auth.identify(services, ws, token=ws.query_params.get("token") or None)
-        if identity.user is None:
-            raise Unauthorized("sign in or pass ?token=")
-        if identity.via_cookie and not csrf.origin_matches(services.settings, ws):
-            raise Forbidden("cross-site WebSocket refused", code="csrf_failed")
-        await projects.access(services.db, identity.user, pid, Role.REVIEWER)
+        user = await auth.websocket_user(services, ws)
+        await projects.access(services.db, user, pid, Role.REVIEWER)
     except ApiError as exc:
         await deny(ws, exc)
         return

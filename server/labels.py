@@ -26,6 +26,11 @@ WHERE id = $1
 DELETE = "DELETE FROM labels WHERE id = ANY($1::bigint[])"
 
 
+async def label_ids(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> set[int]:
+    """Every label id of a project, for validating annotations."""
+    return {r["id"] for r in await db.fetch("SELECT id FROM labels WHERE project_id = $1", project_id)}
+
+
 async def read_tree(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> list[dict[str, Any]]:
     return tree_json(await db.fetch(SELECT_TREE, project_id))
 

@@ -65,6 +65,13 @@ class Call:
             raise field_error("limit", "limit and offset must be integers") from None
         return limit, offset
 
+    def after(self) -> int:
+        """The `after` cursor (an id) of a keyset-paged listing; 0 from the start."""
+        try:
+            return int(self.request.query_params.get("after", 0))
+        except ValueError:
+            raise field_error("after", "must be an item id") from None
+
     def path_int(self, name: str) -> int:
         value: int = self.request.path_params[name]
         return value

@@ -20,6 +20,8 @@ from typing import Any
 
 import asyncpg
 
+from .projects import ITEM_COUNTS
+
 STATUSES = ("unlabeled", "in_progress", "labeled", "needs_review", "missing")
 # Statuses whose items still need a labeler's work.
 QUEUED = ("unlabeled", "in_progress")
@@ -27,7 +29,6 @@ DEFAULT_HOURS, MAX_HOURS = 24, 720
 BUCKETS = 10
 ACTIVE_WINDOW_MINUTES = 15
 
-COUNTS_SQL = "SELECT status, count(*) AS n FROM items WHERE project_id = $1 GROUP BY status"
 
 # Hours are cut on UTC boundaries whatever the session's time zone; date_bin from a UTC origin
 # does that without the per-row zone arithmetic of date_trunc(..., 'UTC'). decided_at is only
@@ -169,7 +170,7 @@ def queue(counts: Mapping[str, int], row: Mapping[str, Any]) -> dict[str, int]:
 async def collect(db: asyncpg.Pool, project_id: int, task_type: str, hours: int) -> dict[str, Any]:
     """Every section of a project's statistics, read from one snapshot."""
     async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        counts = status_counts(await conn.fetch(COUNTS_SQL, project_id))
+        counts = status_counts(await conn.fetch(ITEM_COUNTS, project_id))
         hourly = await conn.fetch(THROUGHPUT_SQL, project_id, clamp_hours(hours))
         people = await conn.fetch(LABELERS_SQL, project_id, task_type)
         spread = await conn.fetch(AGREEMENT_SQL, project_id)

@@ -57,10 +57,7 @@ async def list_items(call: Call) -> dict[str, Any]:
     status = q.get("status")
     if status is not None and status not in STATUSES:
         raise field_error("status", f"must be one of {', '.join(STATUSES)}")
-    try:
-        after = int(q.get("after", 0))
-    except ValueError:
-        raise field_error("after", "must be an item id") from None
+    after = call.after()
     limit, _ = call.page(default=100, most=1000)
     rows = await call.services.db.fetch(_LIST, pid, after, status, limit)
     items = [item_json(r) for r in rows]

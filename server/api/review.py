@@ -9,8 +9,8 @@ from pydantic import Field
 from collab.dispatcher import Dispatcher
 from collab.manager import RoomManager
 
-from .. import documents, events, projects, work
-from ..errors import Conflict, NotFound, field_error
+from .. import documents, events, labels, projects, work
+from ..errors import Conflict, NotFound
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict
@@ -25,7 +25,6 @@ SELECT a.item_id, a.user_id, u.name, a.data, a.created_at FROM annotations a
 JOIN users u ON u.id = a.user_id WHERE a.item_id = ANY($1::bigint[]) ORDER BY a.id
 """
 _ITEM = "SELECT id, status, shuffle_key, final FROM items WHERE project_id = $1 AND id = $2 FOR UPDATE"
-_LABEL_IDS = "SELECT id FROM labels WHERE project_id = $1"
 _DECIDE = """
 UPDATE items SET status = 'labeled', final = $2, decided_by = 'owner', decided_by_user = $3,
                  decided_at = now(), updated_at = now()
@@ -51,10 +50,7 @@ async def review_queue(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     db = call.services.db
     await projects.access(db, call.me, pid, Role.REVIEWER)
-    try:
-        after = int(call.request.query_params.get("after", 0))
-    except ValueError:
-        raise field_error("after", "must be an item id") from None
+    after = call.after()
     limit, _ = call.page(default=50, most=500)
     rows = await db.fetch(_REVIEW, pid, after, limit)
     by_item: dict[int, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
@@ -73,7 +69,7 @@ async def decide(call: Call) -> dict[str, Any]:
     db = call.services.db
     pa = await projects.access(db, call.me, pid, Role.REVIEWER)
     task_type = pa.row["task_type"]
-    label_ids = {r["id"] for r in await db.fetch(_LABEL_IDS, pid)}
+    label_ids = await labels.label_ids(db, pid)
     rooms: RoomManager = call.request.app.state.collab
     room = f"{pid}/{iid}/final"
     if await db.fetchval("SELECT 1 FROM items WHERE project_id = $1 AND id = $2", pid, iid) is None:

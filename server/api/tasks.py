@@ -10,7 +10,7 @@ from collab import schema
 from collab.dispatcher import Dispatcher
 from collab.manager import RoomManager
 
-from .. import documents, events, projects, work
+from .. import documents, events, labels, projects, work
 from ..errors import ApiError, Conflict, NotFound, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
@@ -20,7 +20,6 @@ from .items import ITEM_COLUMNS, item_json
 GRID_SIZES = (1, 4, 6, 9)
 CLASSIFICATION = ("multiclass", "multilabel")
 _ITEMS = f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])"
-_LABEL_IDS = "SELECT id FROM labels WHERE project_id = $1"
 _MY_LEASE = "SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1"
 _ANNOTATION_OF_LEASE = "SELECT id FROM annotations WHERE lease_id = $1"
 _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
@@ -118,7 +117,7 @@ async def submit(call: Call) -> dict[str, Any]:
         item = await db.fetchrow("SELECT status FROM items WHERE id = $1", row["item_id"])
         return {"lease_id": row["id"], "annotation_id": existing, "item_status": item["status"],
                 "repeated": True}
-    label_ids = {r["id"] for r in await db.fetch(_LABEL_IDS, row["project_id"])}
+    label_ids = await labels.label_ids(db, row["project_id"])
     rooms = _rooms(call)
     annotation = await documents.snapshot(rooms, room, task_type, label_ids, given=body.annotation,
                                           origin="api", author=str(call.me.id))
