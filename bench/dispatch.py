@@ -27,6 +27,7 @@ Printed as one JSON line on stdout (progress goes to stderr):
   submits, submits_per_s       submits committed; submit_p50_ms / submit_p99_ms time the submit
                                transaction plus its FINISH
   decided, needs_review        items labeled by consensus / sent to review (from Postgres)
+  items_by_annotations         how many items ended the run with 1, 2, 3 annotations
   serial_leases_per_s, serial_lease_p50_ms / _p99_ms
                                a 3 s phase after the checks with one call in flight: LEASE timed
                                (round trip, no event-loop queueing), then FINISH 's'; the
@@ -51,7 +52,10 @@ Printed as one JSON line on stdout (progress goes to stderr):
     redis_matches_postgres       Redis's active leases equal Postgres's (none left after the drain)
                                  and every touched open item has the same target/active/done
                                  counts and queue membership in both
-    ready_holds_no_closed_item   the Redis ready set holds no labeled or needs_review item
+    ready_holds_no_closed_item   the Redis queue (ready and fresh) holds no labeled or
+                                 needs_review item
+    every_complete_item_decided  no open item has as many annotations as its target (each
+                                 such item must have been labeled, re-targeted or sent to review)
   In Redis-only mode the invariants are: no_duplicate_pairs (Redis never granted one labeler an
   item twice, tracked in this process), annotations_within_target (with 's', leases per item <=
   the item's target; with 'k', submits per item <= target) and no_active_lease_left.
@@ -325,7 +329,8 @@ async def check_invariants(conn: asyncpg.Connection, dispatcher: Dispatcher, pid
     client = dispatcher.client
     redis_active = await client.zcard(keys.leases)
     members: list[Any] = await client.zrange(keys.ready, 0, -1)
-    ready = {int(x) for x in members}
+    members += await client.zrange(keys.fresh, 0, -1)
+    ready = {int(x) for x in members}  # the whole queue: held-before and fresh items
     closed_ids = [r["id"] for r in await conn.fetch(
         "SELECT id FROM items WHERE project_id = $1 AND status IN ('labeled', 'needs_review')", pid)]
     closed_in_ready = sum(1 for i in closed_ids if i in ready)
@@ -338,7 +343,7 @@ async def check_invariants(conn: asyncpg.Connection, dispatcher: Dispatcher, pid
         "FROM items i WHERE i.project_id = $1 AND i.status IN ('unlabeled', 'in_progress') "
         "AND EXISTS (SELECT 1 FROM leases l WHERE l.item_id = i.id)", pid, low)
     mismatched: list[dict[str, Any]] = []
-    mismatches = stranded = 0
+    mismatches = stranded = undecided_at_target = 0
     for start in range(0, len(touched), CHECK_BATCH):
         rows = touched[start:start + CHECK_BATCH]
         async with client.pipeline(transaction=False) as pipe:
@@ -349,6 +354,8 @@ async def check_invariants(conn: asyncpg.Connection, dispatcher: Dispatcher, pid
             got = (int(t or low), int(a or 0), int(d or 0))
             want = (r["t"], r["a"], r["d"])
             should_queue = r["a"] + r["d"] < r["t"]
+            if r["d"] >= r["t"]:
+                undecided_at_target += 1  # every annotation is in, yet nobody decided it
             if should_queue and r["id"] not in ready:
                 stranded += 1
             if got != want or should_queue != (r["id"] in ready):
@@ -363,6 +370,7 @@ async def check_invariants(conn: asyncpg.Connection, dispatcher: Dispatcher, pid
         "active_leases_postgres": pg_active, "active_leases_redis": redis_active,
         "open_items_checked": len(touched), "redis_state_mismatches": mismatches,
         "stranded_open_items": stranded, "closed_items_in_ready": closed_in_ready,
+        "open_items_with_all_annotations": undecided_at_target,
     }
     log(f"invariant details: {json.dumps(details)}")
     if mismatched:
@@ -373,6 +381,7 @@ async def check_invariants(conn: asyncpg.Connection, dispatcher: Dispatcher, pid
         "nothing_after_decision": closed_wrong_count == 0 and late_leases == 0,
         "redis_matches_postgres": pg_active == redis_active == 0 and mismatches == 0 and stranded == 0,
         "ready_holds_no_closed_item": closed_in_ready == 0,
+        "every_complete_item_decided": undecided_at_target == 0,
     }
 
 
@@ -500,12 +509,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.redis_only:
             invariants = await check_redis_only(dispatcher, setup.pid, stats, args.redis_finish)
             decided = needs_review = None
+            by_count: dict[str, int] | None = None
         else:
             invariants = await check_invariants(conn, dispatcher, setup.pid, stats)
             decided = await conn.fetchval(
                 "SELECT count(*) FROM items WHERE project_id = $1 AND status = 'labeled'", setup.pid)
             needs_review = await conn.fetchval(
                 "SELECT count(*) FROM items WHERE project_id = $1 AND status = 'needs_review'", setup.pid)
+            by_count = {str(r["n"]): r["items"] for r in await conn.fetch(
+                "SELECT n, count(*) AS items FROM (SELECT count(*) AS n FROM annotations "
+                "WHERE project_id = $1 GROUP BY item_id) c GROUP BY n ORDER BY n", setup.pid)}
         await conn.close()
         # After the checks: this phase writes Redis state Postgres knows nothing about.
         serial = await serial_phase(dispatcher, setup.pid, SERIAL_S)
@@ -524,6 +537,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "submit_p99_ms": percentile_ms(stats.submit_s, 0.99),
             "empty_lease_calls": stats.empty_calls,
             "decided": decided, "needs_review": needs_review,
+            "items_by_annotations": by_count,
             "rebuild_s": round(rebuild_s, 3), "work_errors": dict(stats.errors),
             **serial,
             "bench_cpu_cores": round(cpu / wall, 2),

@@ -19,8 +19,14 @@ class DispatchKeys:
 
     @property
     def ready(self) -> str:
-        """Sorted set: items that can take another labeler, by priority (shuffle order)."""
+        """Sorted set: items some labeler has held that can take another one, by priority."""
         return self.base + "ready"
+
+    @property
+    def fresh(self) -> str:
+        """Sorted set: items no labeler has held yet, by priority (shuffle order). Any
+        labeler can take its head, so leasing never scans past other people's work."""
+        return self.base + "fresh"
 
     @property
     def leases(self) -> str:

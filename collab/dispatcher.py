@@ -1,11 +1,15 @@
 """The Redis dispatcher: who labels what, with every step one atomic Lua script.
 
-Redis holds the live queue (a sorted set of items that can take another labeler) and a
-little state per item: its target number of labelers `t`, active leases `a`, submitted
-annotations `d`, whether it is closed `st=x` (decided or in review), and the labelers
-who have held it. Postgres is the truth: leases and annotations are recorded there,
-submits are decided there, and everything in Redis is rebuilt from it when the epoch key
-is missing (a flush, a new Redis, a restart).
+Redis holds the live queue and a little state per item. The queue is two sorted sets by
+priority: `fresh`, items nobody has held yet (any labeler can take the head, so a lease
+costs the same however far one labeler is ahead of the others), and `ready`, items some
+labeler has held that can take another one (walked from the head, skipping the caller's
+own; a lease looks at its first few, then takes fresh work, then walks further). Per
+item: its target number of labelers `t`, active leases `a`, submitted annotations `d`,
+whether it is closed `st=x` (decided or in review), and the labelers who have held it.
+Postgres is the truth: leases and annotations are recorded there, submits are decided
+there, and everything in Redis is rebuilt from it when the epoch key is missing (a flush,
+a new Redis, a restart, or items changed by an ingest or import).
 
 Invariants (each tested):
 1. a labeler never gets an item they have already leased or submitted;
@@ -24,11 +28,16 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from .dispatch_keys import DispatchKeys
 
-# Items a lease call looks at before giving up; bounds the cost for a labeler who is far
-# ahead of the others (the items they hold wait at the front for other labelers).
+# Items a lease call looks at in `ready` (items someone has held) before it takes a fresh
+# one: finishing started items first keeps work in progress small, but the head of `ready`
+# may be all the caller's own items waiting for other labelers, so the first look is short.
+HELD_FIRST_SCAN = 32
+# The most items of `ready` a call examines in all (when nothing fresh is left); bounds the
+# script's time for a labeler far ahead of the others.
 SCAN_LIMIT = 2000
 REBUILD_BATCH = 5000
 
@@ -48,64 +57,81 @@ local function expire(base, lid, ready, leases, deft)
 end
 """
 
-# KEYS: epoch, ready, leases, conf. ARGV: base, user, count, now, ttl, scan, lease ids...
+# KEYS: epoch, ready, fresh, leases, conf.
+# ARGV: base, user, count, now, ttl, held-first scan, scan limit, lease ids...
 # Returns {status, n_expired, expired ids..., lease id, item id, ...}; status -1 = rebuild.
 LEASE = _EXPIRE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+local ready, fresh, leases = KEYS[2], KEYS[3], KEYS[4]
 local base, user = ARGV[1], ARGV[2]
 local want, now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local deft = tonumber(redis.call('HGET', KEYS[4], 't')) or 1
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 200)
-for _, lid in ipairs(expired) do expire(base, lid, KEYS[2], KEYS[3], deft) end
+local first_scan, scan_limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+local deft = tonumber(redis.call('HGET', KEYS[5], 't')) or 1
+local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 200)
+for _, lid in ipairs(expired) do expire(base, lid, ready, leases, deft) end
 local out = {0, #expired}
 for _, lid in ipairs(expired) do table.insert(out, lid) end
 local got = 0
-local scan = tonumber(ARGV[6])
+
+-- Lease `iid` to the caller if they may take it. Returns (granted, full): full means the
+-- item can take nobody else now (closed, or every slot held or done) and leaves the queue.
+local function take(iid, prio)
+  local sk = base .. 's:' .. iid
+  if redis.call('SISMEMBER', sk, user) == 1 then return false, false end
+  local ik = base .. 'i:' .. iid
+  local s = redis.call('HMGET', ik, 't', 'a', 'd', 'st')
+  local t, a, d = tonumber(s[1]) or deft, tonumber(s[2]) or 0, tonumber(s[3]) or 0
+  if s[4] == 'x' or a + d >= t then return false, true end
+  got = got + 1
+  local lid = ARGV[7 + got]
+  redis.call('HSET', ik, 'a', a + 1)
+  redis.call('SADD', sk, user)
+  redis.call('HSET', base .. 'l:' .. lid, 'i', iid, 'u', user, 'st', 'a', 'p', prio)
+  redis.call('PEXPIRE', base .. 'l:' .. lid, ttl * 4 + 86400000)
+  redis.call('ZADD', leases, now + ttl, lid)
+  table.insert(out, lid)
+  table.insert(out, iid)
+  return true, a + 1 + d >= t
+end
+
+-- Walk `ready` from its head in small chunks (most calls need one item), resuming where
+-- the previous walk stopped; items that are full are dropped from it on the way.
 local offset, scanned = 0, 0
--- The head is read in small chunks without scores: most calls need one item, and items
--- the caller already held can pile up at the front while they wait for other labelers.
-while got < want and scanned < scan do
-  local head = redis.call('ZRANGE', KEYS[2], offset, offset + 63)
-  if #head == 0 then break end
-  local removed = 0
-  for _, iid in ipairs(head) do
-    if got >= want then break end
-    scanned = scanned + 1
-    local sk = base .. 's:' .. iid
-    if redis.call('SISMEMBER', sk, user) == 0 then
-      local ik = base .. 'i:' .. iid
-      local s = redis.call('HMGET', ik, 't', 'a', 'd', 'st')
-      local t, a, d = tonumber(s[1]) or deft, tonumber(s[2]) or 0, tonumber(s[3]) or 0
-      if s[4] == 'x' then
-        redis.call('ZREM', KEYS[2], iid)
-        removed = removed + 1
-      elseif a + d < t then
-        got = got + 1
-        local lid = ARGV[6 + got]
-        local prio = redis.call('ZSCORE', KEYS[2], iid)
-        redis.call('HSET', ik, 'a', a + 1)
-        redis.call('SADD', sk, user)
-        redis.call('HSET', base .. 'l:' .. lid, 'i', iid, 'u', user, 'st', 'a', 'p', prio)
-        redis.call('PEXPIRE', base .. 'l:' .. lid, ttl * 4 + 86400000)
-        redis.call('ZADD', KEYS[3], now + ttl, lid)
-        if a + 1 + d >= t then
-          redis.call('ZREM', KEYS[2], iid)
-          removed = removed + 1
-        end
-        table.insert(out, lid)
-        table.insert(out, iid)
-      else
-        redis.call('ZREM', KEYS[2], iid)
+local function walk_ready(limit)
+  while got < want and scanned < limit do
+    local head = redis.call('ZRANGE', ready, offset, offset + 63, 'WITHSCORES')
+    if #head == 0 then return end
+    local examined, removed = 0, 0
+    for j = 1, #head, 2 do
+      if got >= want or scanned >= limit then break end
+      scanned = scanned + 1
+      examined = examined + 1
+      local _, full = take(head[j], head[j + 1])
+      if full then
+        redis.call('ZREM', ready, head[j])
         removed = removed + 1
       end
     end
+    offset = offset + examined - removed
   end
-  offset = offset + #head - removed
 end
+
+walk_ready(first_scan)
+-- Fresh items: nobody has held them, so the head is always the caller's to take.
+while got < want do
+  local head = redis.call('ZRANGE', fresh, 0, want - got - 1, 'WITHSCORES')
+  if #head == 0 then break end
+  for j = 1, #head, 2 do
+    redis.call('ZREM', fresh, head[j])
+    local _, full = take(head[j], head[j + 1])
+    if not full then redis.call('ZADD', ready, head[j + 1], head[j]) end
+  end
+end
+walk_ready(scan_limit)
 return out
 """
 
-# KEYS: epoch, ready, leases, conf. ARGV: base, lease id, outcome (s|k|x), target or '',
+# KEYS: epoch, ready, fresh, leases, conf. ARGV: base, lease id, outcome (s|k|x), target or '',
 # closed ('1'|'0'). Applies a transition Postgres has already committed.
 FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
@@ -113,12 +139,12 @@ local base, lid, outcome = ARGV[1], ARGV[2], ARGV[3]
 local lk = base .. 'l:' .. lid
 local l = redis.call('HMGET', lk, 'i', 'st', 'p')
 if not l[1] then return 0 end
-redis.call('ZREM', KEYS[3], lid)
+redis.call('ZREM', KEYS[4], lid)
 local ik = base .. 'i:' .. l[1]
 if l[2] == 'a' then redis.call('HINCRBY', ik, 'a', -1) end
 if outcome == 's' and l[2] ~= 's' then redis.call('HINCRBY', ik, 'd', 1) end
 redis.call('HSET', lk, 'st', outcome)
-local deft = tonumber(redis.call('HGET', KEYS[4], 't')) or 1
+local deft = tonumber(redis.call('HGET', KEYS[5], 't')) or 1
 if ARGV[4] ~= '' then
   -- Targets only rise: a submit that committed earlier but arrives here later must not
   -- undo the rise a later disagreement made.
@@ -128,6 +154,7 @@ end
 if ARGV[5] == '1' then
   redis.call('HSET', ik, 'st', 'x')
   redis.call('ZREM', KEYS[2], l[1])
+  redis.call('ZREM', KEYS[3], l[1])
   return 1
 end
 local s = redis.call('HMGET', ik, 't', 'a', 'd')
@@ -193,8 +220,9 @@ class Dispatcher:
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         ids = [secrets.token_hex(12) for _ in range(count)]
         raw = await self._lease(
-            keys=[k.epoch, k.ready, k.leases, k.conf],
-            args=[k.item_prefix, user_id, count, now, self.ttl_ms, SCAN_LIMIT, *ids],
+            keys=[k.epoch, k.ready, k.fresh, k.leases, k.conf],
+            args=[k.item_prefix, user_id, count, now, self.ttl_ms, HELD_FIRST_SCAN, SCAN_LIMIT,
+                  *ids],
         )
         if int(raw[0]) == -1:
             raise NeedsRebuild(project_id)
@@ -210,7 +238,7 @@ class Dispatcher:
         """Apply a committed transition: 's' submitted, 'k' skipped, 'e' expired."""
         k = self.keys(project_id)
         result: int = await self._finish(
-            keys=[k.epoch, k.ready, k.leases, k.conf],
+            keys=[k.epoch, k.ready, k.fresh, k.leases, k.conf],
             args=[k.item_prefix, lease_id, outcome, "" if target is None else target,
                   "1" if closed else "0"],
         )
@@ -224,7 +252,8 @@ class Dispatcher:
         return expires if int(ok) == 1 else None
 
     async def reopen(self, project_id: int, item_id: int, priority: float, target: int) -> None:
-        """Put a re-opened item back in the queue with a fresh target."""
+        """Put a re-opened item back in the queue with a fresh target (in `ready`: its
+        earlier labelers are in its labeler set, which the walk there checks)."""
         k = self.keys(project_id)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(k.item(item_id), mapping={"t": target, "st": "o"})
@@ -237,6 +266,7 @@ class Dispatcher:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(k.item(item_id), "st", "x")
             pipe.zrem(k.ready, str(item_id))
+            pipe.zrem(k.fresh, str(item_id))
             await pipe.execute()
 
     async def drop(self, project_id: int) -> None:
@@ -273,20 +303,18 @@ class Dispatcher:
                 pipe.pexpire(k.lease(lease["id"]), self.ttl_ms * 4 + 86_400_000)
         for item_id, users in seen.items():
             pipe.sadd(k.seen(item_id), *users)
-        queued: dict[str, float] = {}
+        held: dict[str, float] = {}
+        fresh: dict[str, float] = {}
         for row in items:
             iid, target = row["id"], row["target"]
             a, d = active.get(iid, 0), done.get(iid, 0)
             if target != default_target or a or d:
                 pipe.hset(k.item(iid), mapping={"t": target, "a": a, "d": d, "st": "o"})
             if a + d < target:
-                queued[str(iid)] = row["shuffle_key"]
-            if len(queued) >= REBUILD_BATCH:
-                pipe.zadd(k.ready, queued)
-                queued = {}
-                await pipe.execute()
-        if queued:
-            pipe.zadd(k.ready, queued)
+                (held if iid in seen or d else fresh)[str(iid)] = row["shuffle_key"]
+            if len(held) + len(fresh) >= REBUILD_BATCH:
+                await self._queue_batch(pipe, k, held, fresh)
+        await self._queue_batch(pipe, k, held, fresh)
         # Priorities of rebuilt leases: their items' shuffle keys.
         keys_by_item = {r["id"]: r["shuffle_key"] for r in items}
         for lease in leases:
@@ -295,6 +323,18 @@ class Dispatcher:
         pipe.set(k.epoch, now)
         await pipe.execute()
         return sum(1 for r in items if active.get(r["id"], 0) + done.get(r["id"], 0) < r["target"])
+
+    @staticmethod
+    async def _queue_batch(pipe: Pipeline, k: DispatchKeys, held: dict[str, float],
+                           fresh: dict[str, float]) -> None:
+        """Send one rebuild batch of queued items and empty the buffers."""
+        if held:
+            pipe.zadd(k.ready, held)
+        if fresh:
+            pipe.zadd(k.fresh, fresh)
+        held.clear()
+        fresh.clear()
+        await pipe.execute()
 
 
 def _s(value: bytes | str) -> str:

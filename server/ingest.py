@@ -84,6 +84,11 @@ class IngestResult:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def changed_items(self) -> bool:
+        """Whether the project's set of labelable items changed (the work queue must follow)."""
+        return bool(self.added or self.missing or self.restored)
+
 
 async def lock_project(conn: asyncpg.Connection, project_id: int, *, wait: bool) -> None:
     """Take the per-project ingest lock for this transaction, or raise 409."""

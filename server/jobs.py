@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from . import ingest, media
+from . import ingest, media, work
 from .datastores.base import Datastore, DatastoreError
 from .datastores.factory import open_datastore
 from .datastores.keys import extension
@@ -96,11 +96,14 @@ async def refresh_project(services: Services, project_id: int) -> ingest.IngestR
                     return None
                 store = open_datastore(settings, project_id, row["dataset"])
                 try:
-                    return await ingest.ingest_binding(
+                    result = await ingest.ingest_binding(
                         conn, project_id, settings.max_items_per_project, store,
                         row["dataset"]["pattern"], kind="scheduled_refresh", detect_missing=True)
                 finally:
                     await store.close()
+            if result.changed_items:
+                await work.forget_queue(services.redis, settings.redis_prefix, project_id)
+            return result
         except DatastoreError as exc:
             failed = ingest.IngestResult(kind="scheduled_refresh", errors=[str(exc)],
                                          finished_at=datetime.now(UTC).isoformat())

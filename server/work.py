@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from collab import consensus
+from collab.dispatch_keys import DispatchKeys
 from collab.dispatcher import Dispatcher, Lease, LeaseBatch, NeedsRebuild
 
 log = logging.getLogger(__name__)
@@ -39,10 +43,17 @@ _EXPIRE = """
 UPDATE leases SET state = 'expired', finished_at = now()
 WHERE id = ANY($1::text[]) AND state = 'active'
 """
+# A submit's first statement locks the lease and its item. It must come before the read of
+# the item's annotations: under READ COMMITTED a statement that waits for a row lock reads
+# its sub-queries from the snapshot it took before the wait, so a submit queued behind
+# another on the same item would not see that one's annotation and never decide the item.
 _LEASE_FOR_UPDATE = """
-SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1 FOR UPDATE
+SELECT l.id, l.project_id, l.item_id, l.user_id, l.state, l.expires_at
+FROM leases l JOIN items i ON i.id = l.item_id WHERE l.id = $1
+FOR UPDATE OF l, i
 """
-# The item, locked, with what the decision needs: earlier annotations and other live leases.
+# The item (already locked) with what the decision needs: earlier annotations and other
+# live leases.
 _ITEM_STATE = """
 SELECT i.id, i.status, coalesce(i.target, $2) AS target,
        (SELECT coalesce(jsonb_agg(a.data ORDER BY a.id), '[]'::jsonb)
@@ -104,22 +115,43 @@ def consensus_plan(project: asyncpg.Record) -> tuple[int, int, float]:
     return int(c["min"]), int(c["max"]), float(c.get("threshold", 0.5))
 
 
-async def rebuild(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, default_target: int) -> None:
-    """Rebuild one project's Redis state under a lock; others wait for it."""
-    lock = f"{dispatcher.prefix}dlock:{project_id}"
-    client = dispatcher.client
+@asynccontextmanager
+async def _queue_lock(client: aioredis.Redis, prefix: str, project_id: int) -> AsyncIterator[None]:
+    """One rebuild (or forget) of a project's queue at a time, across every process."""
+    lock = f"{prefix}dlock:{project_id}"
     for _ in range(REBUILD_LOCK_S * 10):
         if await client.set(lock, "1", nx=True, ex=REBUILD_LOCK_S):
             try:
-                if not await client.exists(dispatcher.keys(project_id).epoch):
-                    async with db.acquire() as conn:
-                        queued = await dispatcher.rebuild(conn, project_id, default_target)
-                    log.info("rebuilt dispatcher state of project %s (%d queued)", project_id, queued)
+                yield
             finally:
                 await client.delete(lock)
             return
         await asyncio.sleep(0.1)
     raise WorkError("dispatcher_busy", "the work queue is being rebuilt; try again")
+
+
+async def rebuild(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, default_target: int) -> None:
+    """Rebuild one project's Redis state under a lock; others wait for it."""
+    async with _queue_lock(dispatcher.client, dispatcher.prefix, project_id):
+        if not await dispatcher.client.exists(dispatcher.keys(project_id).epoch):
+            async with db.acquire() as conn:
+                queued = await dispatcher.rebuild(conn, project_id, default_target)
+            log.info("rebuilt dispatcher state of project %s (%d queued)", project_id, queued)
+
+
+async def forget_queue(client: aioredis.Redis, prefix: str, project_id: int) -> None:
+    """Items were added, went missing, came back or got final labels outside the
+    dispatcher (ingest, refresh, uploads, imports): drop the queue's epoch, after the
+    change has committed, so the next lease rebuilds it from Postgres. Under the rebuild
+    lock, so a rebuild that read Postgres before the change cannot outlive it."""
+    epoch = DispatchKeys(prefix, project_id).epoch
+    try:
+        async with _queue_lock(client, prefix, project_id):
+            await client.delete(epoch)
+    except WorkError:
+        # The lock outlived its holder's time; the change has committed, so drop the
+        # queue anyway rather than fail a caller whose data is already saved.
+        await client.delete(epoch)
 
 
 class LeaseLog:
@@ -200,9 +232,10 @@ async def submit(
 ) -> tuple[Decision, dict[str, Any] | None]:
     """Record a submit inside the caller's transaction and decide the item if it can be.
 
-    Two statements: one reads the locked item with its annotations and live leases, one
-    writes the annotation, the lease, the labels and the item together. Returns the
-    decision and, when the item was decided by agreement, its final annotation.
+    The caller has run LEASE_FOR_UPDATE first (it locks the lease and the item). Then two
+    statements: one reads the item with its annotations and live leases, one writes the
+    annotation, the lease, the labels and the item together. Returns the decision and,
+    when the item was decided by agreement, its final annotation.
     """
     low, high, threshold = consensus_plan(project)
     if lease_row["state"] == "skipped":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import dataset_binding, ingest, projects
+from .. import dataset_binding, ingest, projects, work
 from ..datastores.base import DatastoreError
 from ..datastores.factory import open_datastore
 from ..errors import ApiError, Conflict, field_error
@@ -83,7 +83,9 @@ async def refresh(call: Call) -> dict[str, Any]:
                                    detect_missing=True)
         except DatastoreError as exc:
             raise DatastoreUnavailable(f"cannot read the datastore: {exc}") from None
-        return {"ingest": result.to_json()}
+    if result.changed_items:
+        await work.forget_queue(call.services.redis, settings.redis_prefix, pid)
+    return {"ingest": result.to_json()}
 
 
 ENDPOINTS = [

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from pydantic import Field, ValidationError
 
-from .. import ingest, projects, tabular, uploads
+from .. import ingest, projects, tabular, uploads, work
 from ..datastores.base import UnsafeKey
 from ..datastores.factory import open_datastore
 from ..datastores.keys import accepted, check_key
@@ -186,6 +186,8 @@ async def _apply(call: Call, pid: int, opts: ImportOptions, plan: tabular.Import
             used.update(s["label"] for s in row.annotation.get("shapes", []))
         if used:
             await conn.execute(_MARK_USED, sorted(used))
+    if result.changed_items or labeled:
+        await work.forget_queue(call.services.redis, settings.redis_prefix, pid)
     return {
         "rows": plan.total,
         "imported": len(items),

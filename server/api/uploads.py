@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from .. import ingest, projects, uploads
+from .. import ingest, projects, uploads, work
 from ..datastores.factory import upload_root
 from ..errors import Conflict, Unprocessable
 from ..roles import Role
@@ -63,6 +63,8 @@ async def upload(call: Call) -> dict[str, Any]:
                                                 kind="upload")
             for staged in batch.files:
                 await asyncio.to_thread(uploads.place, staged, root.root)
+        if result.changed_items:
+            await work.forget_queue(call.services.redis, settings.redis_prefix, pid)
         return {
             "uploaded": len(keys),
             "overwritten": len(existing),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collab.dispatcher import Dispatcher
+from collab.dispatcher import SCAN_LIMIT, Dispatcher
 from server import work
 from server.services import Services
 from tests.infra import unique
@@ -201,7 +201,8 @@ async def test_redis_losing_everything_is_rebuilt_from_postgres(
 async def test_a_labeler_far_ahead_still_gets_work_and_targets_only_rise(services: Services,
                                                                           server: str) -> None:
     """Regressions: items a labeler holds pile up at the queue's front while they wait for a
-    second labeler; and a submit applied late must not lower a target a later one raised."""
+    second labeler (more of them than one lease call may examine); and a submit applied late
+    must not lower a target a later one raised."""
     db = services.db
     uid = await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
                             "RETURNING id", f"{unique('far')}@colabel.test")
@@ -209,19 +210,80 @@ async def test_a_labeler_far_ahead_still_gets_work_and_targets_only_rise(service
         "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
         "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
         "'{\"enabled\": false}', $2, 'running') RETURNING id", unique("far"), uid)
-    await db.copy_records_to_table("items", records=[(pid, f"{i:05d}.png", "image") for i in range(700)],
+    n = SCAN_LIMIT + 500
+    await db.copy_records_to_table("items", records=[(pid, f"{i:05d}.png", "image") for i in range(n)],
                                    columns=["project_id", "key", "media_kind"])
     dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=600)
     async with db.acquire() as conn:
         await dispatcher.rebuild(conn, pid, 2)
     mine: dict[int, str] = {}
-    for _ in range(700):
+    for _ in range(n):
         batch = await dispatcher.lease(pid, uid, 1)
         mine.update((x.item_id, x.lease_id) for x in batch.leases)
-    assert len(mine) == 700  # not stuck behind the 700 items it holds
+    assert len(mine) == n  # not stuck behind the items it holds
+    assert (await dispatcher.lease(pid, uid, 1)).leases == []  # and never given one twice
     other = await dispatcher.lease(pid, uid + 1, 1)
     lease_id, iid = other.leases[0].lease_id, other.leases[0].item_id
     await dispatcher.finish(pid, lease_id, "s", target=3)  # committed second, applied first
     await dispatcher.finish(pid, mine[iid], "s", target=2)  # committed first, applied late
     state = await services.redis.hgetall(dispatcher.keys(pid).item(iid))
     assert int(state[b"t"]) == 3
+
+
+def test_refresh_of_a_running_project_feeds_the_queue(make_user: MakeUser, data_dir: Path) -> None:
+    """Files added to (or gone from) a running project's datastore reach the work queue."""
+    p = setup_project(make_user, data_dir, items=2)
+    a = p.labelers[0]
+    first = next_(a, p.pid, 4)
+    assert len(first) == 2 and next_(a, p.pid, 1) == []
+    folder = Path(p.owner.get(f"/api/v1/projects/{p.pid}").json()["project"]["dataset"]["datastore"]["path"])
+    (folder / "001.png").rename(folder / "later.png")  # one file gone, one new
+    r = p.owner.post(f"/api/v1/projects/{p.pid}/refresh")
+    assert r.status_code == 200 and r.json()["ingest"]["added"] == 1 and r.json()["ingest"]["missing"] == 1
+    fresh = next_(p.labelers[1], p.pid, 4)
+    keys = {x["item"]["key"] for x in fresh}
+    assert keys == {"later.png"}, keys  # the new file, and never the missing one
+    assert next_(a, p.pid, 4) == []  # the rebuilt queue still knows what a holds
+
+
+async def test_concurrent_submits_on_one_item_still_decide_it(services: Services, server: str) -> None:
+    """Two labelers submit the same item at once: the one that waits for the other's item
+    lock must see its annotation, so the item is decided rather than left waiting."""
+    db = services.db
+    uids = [await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
+                              "RETURNING id", f"{unique('race')}@colabel.test") for _ in range(2)]
+    pid = await db.fetchval(
+        "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
+        "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
+        "'{\"enabled\": false}', $2, 'running') RETURNING id", unique("race"), uids[0])
+    iid = await db.fetchval("INSERT INTO items (project_id, key, media_kind) VALUES ($1, 'a.png', "
+                            "'image') RETURNING id", pid)
+    lids = [unique("lease") for _ in uids]
+    for lid, uid in zip(lids, uids, strict=True):
+        await db.execute("INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at) "
+                         "VALUES ($1, $2, $3, $4, 'active', now() + interval '1 hour')", lid, pid, iid, uid)
+    project = await db.fetchrow("SELECT * FROM projects WHERE id = $1", pid)
+    vote = {"classes": [1]}
+    first = await db.acquire()
+    try:
+        tx = first.transaction()
+        await tx.start()
+        row = await first.fetchrow(work.LEASE_FOR_UPDATE, lids[0])
+        early, _ = await work.submit(first, project, row, vote, 100)
+        assert early.item_status == "in_progress"
+
+        async def second() -> work.Decision:
+            async with db.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(work.LEASE_FOR_UPDATE, lids[1])
+                decision, _ = await work.submit(conn, project, row, vote, 100)
+                return decision
+
+        waiting = asyncio.create_task(second())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # blocked on the item's lock
+        await tx.commit()
+        late = await asyncio.wait_for(waiting, 10)
+    finally:
+        await db.release(first)
+    assert late.item_status == "labeled" and late.decided
+    assert await db.fetchval("SELECT status FROM items WHERE id = $1", iid) == "labeled"

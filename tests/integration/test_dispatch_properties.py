@@ -400,7 +400,10 @@ class DispatchMachine(RuleBasedStateMachine):
             assert self.needs_rebuild, "the dispatcher's state vanished without a flush"
             return  # invariant 6 is checked by the next lease's rebuild and the steps after it
         deft = int(await client.hget(keys.conf, "t") or 1)
-        ready = {int(x) for x in await client.zrange(keys.ready, 0, -1)}
+        held = {int(x) for x in await client.zrange(keys.ready, 0, -1)}
+        fresh = {int(x) for x in await client.zrange(keys.fresh, 0, -1)}
+        assert not held & fresh, (held, fresh)
+        ready = held | fresh  # the queue
         tracked = {k.decode(): v for k, v in await client.zrange(keys.leases, 0, -1, withscores=True)}
         known = {x.id: x.expires_ms for x in self.model_leases.values() if x.state == "active" and x.known}
         assert set(tracked) == set(known), (tracked, known)
@@ -408,6 +411,8 @@ class DispatchMachine(RuleBasedStateMachine):
         for iid, m_item in self.items.items():
             seen = {int(x) for x in await client.smembers(keys.seen(iid))}
             assert {x.user for x in self._of_item(iid)} <= seen, (iid, seen)
+            if iid in fresh:  # fresh means nobody has held it: anyone may take the head
+                assert not seen and not self._of_item(iid), (iid, seen)
             raw = await client.hgetall(keys.item(iid))
             state = {k.decode(): v.decode() for k, v in raw.items()}
             t = int(state.get("t", deft))
