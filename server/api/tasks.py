@@ -11,7 +11,7 @@ from collab.dispatcher import Dispatcher
 from collab.manager import RoomManager
 
 from .. import documents, events, labels, projects, work
-from ..errors import ApiError, Conflict, NotFound, field_error
+from ..errors import ApiError, Conflict, NotFound, ServiceUnavailable, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict
@@ -28,6 +28,13 @@ _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 
 class WorkConflict(ApiError):
     status = 409
     code = "conflict"
+
+
+def _work_error(exc: work.WorkError) -> ApiError:
+    """409 for what the caller asked; 503 while the queue is being rebuilt (try again)."""
+    if exc.code == "dispatcher_busy":
+        return ServiceUnavailable(exc.message, code=exc.code)
+    return WorkConflict(exc.message, code=exc.code)
 
 
 class NextBody(Strict):
@@ -65,7 +72,7 @@ async def next_tasks(call: Call) -> dict[str, Any]:
         batch, recorded = await work.lease(_dispatcher(call), call.services.db, pa.row,
                                            call.me.id, body.count, call.request.app.state.lease_log)
     except work.WorkError as exc:
-        raise WorkConflict(exc.message, code=exc.code) from None
+        raise _work_error(exc) from None
     if recorded:
         await events.publish(call.services.redis, call.services.settings.redis_prefix, pid,
                              "leased", user_id=call.me.id, items=sorted(recorded.values()))
@@ -131,7 +138,7 @@ async def submit(call: Call) -> dict[str, Any]:
             if decision.decided:
                 completed = await work.complete_if_done(conn, row["project_id"])
     except work.WorkError as exc:
-        raise WorkConflict(exc.message, code=exc.code) from None
+        raise _work_error(exc) from None
     await _dispatcher(call).finish(row["project_id"], row["id"], "s", target=decision.target,
                                    closed=decision.item_status in ("labeled", "needs_review"))
     await events.publish(call.services.redis, call.services.settings.redis_prefix,
@@ -153,10 +160,10 @@ async def submit(call: Call) -> dict[str, Any]:
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/projects/{pid:int}/tasks/next", next_tasks,
              "Lease the next item(s) to label", body=NextBody, tag="work",
-             errors=(401, 404, 409, 422)),
+             errors=(401, 404, 409, 422, 503)),
     Endpoint("POST", "/api/v1/leases/{lid}/submit", submit,
              "Submit the labeler's annotation (live document, or the body's plain JSON)",
-             body=SubmitBody, tag="work", errors=(401, 404, 409, 422)),
+             body=SubmitBody, tag="work", errors=(401, 404, 409, 422, 503)),
     Endpoint("POST", "/api/v1/leases/{lid}/skip", skip, "Give the item back; it is not offered again",
              tag="work", errors=(401, 404, 409)),
     Endpoint("POST", "/api/v1/leases/{lid}/extend", extend, "Keep a lease alive", tag="work",
