@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,3 +121,46 @@ def tree_json(rows: Iterable[Any]) -> list[dict[str, Any]]:
         nodes[row["id"]] = node
         (parent["children"] if parent else roots).append(node)
     return roots
+
+
+def _key(text: str) -> str:
+    return "/".join(name_key(part) for part in text.strip().split("/"))
+
+
+@dataclass(frozen=True)
+class LabelIndex:
+    """Label lookup by full path or unambiguous bare name, insensitive to case and width."""
+
+    by_path: Mapping[str, int]
+    by_name: Mapping[str, tuple[int, ...]]
+    paths: Mapping[int, str]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> LabelIndex:
+        """Build from label rows (id, parent_id, name) in display order, parents before children."""
+        paths: dict[int, str] = {}
+        by_name: dict[str, tuple[int, ...]] = {}
+        for row in rows:
+            parent = row["parent_id"]
+            if parent is not None and parent not in paths:
+                raise ValueError(f"label {row['id']} comes before its parent {parent}")
+            paths[row["id"]] = f"{paths[parent]}/{row['name']}" if parent is not None else row["name"]
+            bare = name_key(row["name"])
+            by_name[bare] = (*by_name.get(bare, ()), row["id"])
+        return cls({_key(p): i for i, p in paths.items()}, by_name, paths)
+
+    def resolve(self, text: str) -> int | None:
+        """The id for a full path or an unambiguous bare name; None when unknown or ambiguous."""
+        found = self.by_path.get(_key(text))
+        if found is not None or "/" in text:
+            return found
+        ids = self.by_name.get(name_key(text.strip()), ())
+        return ids[0] if len(ids) == 1 else None
+
+    def problem(self, text: str) -> str:
+        """Why `text` does not resolve, for an error message."""
+        ids = self.by_name.get(name_key(text.strip()), ()) if "/" not in text else ()
+        if len(ids) > 1:
+            options = ", ".join(repr(self.paths[i]) for i in ids[:5])
+            return f"label {text!r} is ambiguous; use its full path ({options})"
+        return f"unknown label {text!r}"

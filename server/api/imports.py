@@ -24,6 +24,7 @@ from ..datastores.factory import open_datastore
 from ..datastores.keys import accepted, check_key
 from ..datastores.local import LocalDatastore
 from ..errors import Conflict, Unprocessable
+from ..labeltree import LabelIndex
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict, unprocessable_from
@@ -133,7 +134,7 @@ async def import_table(call: Call) -> dict[str, Any]:
         def plan() -> tabular.ImportPlan:
             fmt = tabular.detect_format(staged.key, opts.format)
             return tabular.plan_file(staged.path, fmt, mapping, pa.row["task_type"],
-                                     tabular.LabelIndex.from_rows(label_rows),
+                                     LabelIndex.from_rows(label_rows),
                                      image_resolver(binding, local_root), MAX_ROWS)
 
         try:

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from server.labeltree import LabelIndex
 from server.tabular import (
     ColumnMapping,
     Format,
     ImportPlan,
-    LabelIndex,
     RowError,
     TabularError,
     detect_format,
