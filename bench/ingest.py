@@ -127,7 +127,7 @@ async def probe_rate_on_pngs(conn: asyncpg.Connection, url: str) -> float:
     """Background probing throughput on real 640x480 PNGs, one process."""
     from dataclasses import replace
 
-    from server.jobs import probe_batch
+    from server.probing import probe_batch
     from server.services import Services
     from server.settings import Settings
 

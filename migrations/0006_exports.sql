@@ -4,6 +4,8 @@ CREATE TABLE exports (
     project_id   bigint NOT NULL,
     format       text NOT NULL CHECK (format IN ('coco', 'jsonl', 'csv', 'masks', 'voc', 'yolo')),
     filters      jsonb NOT NULL,
+    -- Prepended to item keys where a format writes image URLs (AutoML's image_url).
+    image_url_prefix text NOT NULL DEFAULT '',
     status       text NOT NULL DEFAULT 'queued'
         CHECK (status IN ('queued', 'running', 'done', 'failed')),
     -- Items written so far out of the items the export covers.

@@ -72,6 +72,7 @@ class Settings:
     # Background jobs: how often each server process looks for due work.
     refresh_poll_s: float = 30.0
     probe_poll_s: float = 2.0
+    export_poll_s: float = 1.0
     background_jobs: bool = True
     # Collaboration WebSockets: largest frame (close 1009 beyond), per-connection rate.
     collab_max_message_bytes: int = 4 * 1024 * 1024
@@ -113,6 +114,7 @@ class Settings:
             media_max_pixels=_int(env, "COLABEL_MEDIA_MAX_PIXELS", 100_000_000),
             refresh_poll_s=float(_int(env, "COLABEL_REFRESH_POLL_S", 30)),
             probe_poll_s=float(_int(env, "COLABEL_PROBE_POLL_S", 2)),
+            export_poll_s=float(_int(env, "COLABEL_EXPORT_POLL_S", 1)),
             background_jobs=_bool(env, "COLABEL_BACKGROUND_JOBS", True),
             collab_max_message_bytes=_int(env, "COLABEL_COLLAB_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             collab_messages_per_s=float(_int(env, "COLABEL_COLLAB_MESSAGES_PER_S", 200)),
@@ -127,6 +129,10 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
 
     @property
     def cache_dir(self) -> Path:

@@ -6,8 +6,10 @@ from ..routing import Endpoint
 from . import (
     auth,
     dataset,
+    exports,
     imports,
     items,
+    label_imports,
     labels,
     members,
     meta,
@@ -34,8 +36,10 @@ def endpoints() -> list[Endpoint]:
         *dataset.ENDPOINTS,
         *uploads.ENDPOINTS,
         *imports.ENDPOINTS,
+        *label_imports.ENDPOINTS,
         *items.ENDPOINTS,
         *tasks.ENDPOINTS,
         *review.ENDPOINTS,
         *stats.ENDPOINTS,
+        *exports.ENDPOINTS,
     ]

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from pydantic import Field, ValidationError
 
-from .. import ingest, projects, tabular, uploads, work
+from .. import imported_labels, ingest, projects, tabular, uploads, work
 from ..datastores.base import UnsafeKey
 from ..datastores.factory import open_datastore
 from ..datastores.keys import accepted, check_key
@@ -34,12 +34,6 @@ MAX_ROWS = 1_000_000
 MAX_REPORTED_ERRORS = 1000
 _LABEL_ROWS = "SELECT id, parent_id, name FROM labels WHERE project_id = $1 ORDER BY position"
 _ITEM_IDS = "SELECT id, key, decided_by FROM items WHERE project_id = $1 AND key = ANY($2::text[])"
-_SET_FINAL = """
-UPDATE items SET final = $2, decided_by = 'imported', status = 'labeled', updated_at = now()
-WHERE id = $1
-"""
-_SET_PRELABEL = "UPDATE items SET prelabel = $2, updated_at = now() WHERE id = $1"
-_MARK_USED = "UPDATE labels SET used_at = now() WHERE id = ANY($1::bigint[]) AND used_at IS NULL"
 
 
 class MappingBody(Strict):
@@ -158,7 +152,6 @@ async def _apply(call: Call, pid: int, opts: ImportOptions, plan: tabular.Import
                  errors: list[dict[str, Any]]) -> dict[str, Any]:
     settings = call.services.settings
     keys = [r.key for r in plan.rows]
-    labeled = prelabeled = kept = 0
     async with call.services.db.acquire() as conn, conn.transaction():
         await conn.execute(projects.LOCK, pid)
         await projects.access(conn, call.me, pid, Role.OWNER)
@@ -166,35 +159,17 @@ async def _apply(call: Call, pid: int, opts: ImportOptions, plan: tabular.Import
         result = await ingest.register_keys(conn, pid, settings.max_items_per_project, keys,
                                             kind="import")
         items = {r["key"]: r for r in await conn.fetch(_ITEM_IDS, pid, keys)}
-        used: set[int] = set()
-        for row in plan.rows:
-            item = items.get(row.key)
-            if item is None or row.annotation is None:
-                continue
-            if opts.labels_as == "final":
-                if item["decided_by"] not in (None, "imported"):
-                    kept += 1  # a person already decided this item; their label wins
-                    continue
-                await conn.execute(_SET_FINAL, item["id"], row.annotation)
-                labeled += 1
-            else:
-                pre = dict(row.annotation)
-                if row.confidence is not None:
-                    pre["confidence"] = row.confidence
-                await conn.execute(_SET_PRELABEL, item["id"], pre)
-                prelabeled += 1
-            used.update(row.annotation.get("classes", []))
-            used.update(s["label"] for s in row.annotation.get("shapes", []))
-        if used:
-            await conn.execute(_MARK_USED, sorted(used))
-    if result.changed_items or labeled:
+        applied = await imported_labels.apply(conn, call.me.id, opts.labels_as, (
+            imported_labels.Labeled(items[row.key], row.annotation, row.confidence)
+            for row in plan.rows if row.key in items and row.annotation is not None))
+    if result.changed_items or applied.labeled:
         await work.forget_queue(call.services.redis, settings.redis_prefix, pid)
     return {
         "rows": plan.total,
         "imported": len(items),
-        "labeled": labeled,
-        "prelabeled": prelabeled,
-        "kept_human_labels": kept,
+        "labeled": applied.labeled,
+        "prelabeled": applied.prelabeled,
+        "kept_human_labels": applied.kept_human_labels,
         "errors": errors,
         "ingest": result.to_json(),
     }

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import PASSWORD, project_body
+from tests.export_setup import wait_export
 from tests.infra import Api, unique
 
 ROLES = ("admin", "owner", "reviewer", "labeler", "nonmember", "anonymous")
@@ -58,11 +59,13 @@ class World:
     iid: int = 0
     lid: str = "none"
     label_id: int = 0
+    eid: int = 0
 
     def fill(self, path: str) -> str:
         return (path.replace("{pid}", str(self.pid)).replace("{iid}", str(self.iid))
                 .replace("{uid}", str(self.people["labeler"].id))
-                .replace("{tid}", str(self.token_id or 1)).replace("{lid}", self.lid))
+                .replace("{tid}", str(self.token_id or 1)).replace("{lid}", self.lid)
+                .replace("{eid}", str(self.eid)))
 
 
 def dataset_body(w: World) -> dict[str, Any]:
@@ -79,6 +82,13 @@ def upload_body(w: World) -> Multipart:
 def import_body(w: World) -> Multipart:
     return Multipart([("file", ("t.csv", b"img,label\na.png,Animal\n", "text/csv"))],
                      {"mapping": '{"image": "img", "category": "label"}'})
+
+
+def label_import_body(w: World) -> Multipart:
+    coco = ('{"images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 3}], '
+            '"categories": [{"id": 7, "name": "Animal/Cat"}], '
+            '"annotations": [{"id": 1, "image_id": 1, "category_id": 7}]}')
+    return Multipart([("file", ("labels.json", coco.encode(), "application/json"))], {})
 
 
 Body = Callable[[World], Any]
@@ -132,6 +142,13 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("POST", "/api/v1/projects/{pid}/items/{iid}/decide"): (
         REVIEWERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "bound"),
     ("POST", "/api/v1/projects/{pid}/items/{iid}/reopen"): (OWNERS, None, "decided"),
+    ("POST", "/api/v1/projects/{pid}/label-imports"): (OWNERS, label_import_body, "bound"),
+    ("POST", "/api/v1/projects/{pid}/exports"): (
+        with_status(REVIEWERS, 202), lambda w: {"format": "coco"}, ""),
+    ("GET", "/api/v1/projects/{pid}/exports"): (REVIEWERS, None, ""),
+    ("GET", "/api/v1/exports/{eid}"): (REVIEWERS, None, "exported"),
+    ("GET", "/api/v1/exports/{eid}/download"): (REVIEWERS, None, "exported"),
+    ("DELETE", "/api/v1/exports/{eid}"): (with_status(REVIEWERS, 204), None, "exported"),
 }
 
 
@@ -173,6 +190,9 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
         leased = holder.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"]
         world.lid = leased[0]["lease_id"]
         world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
+    if setup == "exported":
+        world.eid = owner.post(f"/api/v1/projects/{pid}/exports", {"format": "csv"}).json()["export"]["id"]
+        wait_export(owner, world.eid)
     if setup == "own-token" and caller != "anonymous":
         who = people[caller]
         world.token_id = who.post("/api/v1/tokens", {"name": "mine"}).json()["id"]

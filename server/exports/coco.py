@@ -1,0 +1,120 @@
+"""COCO JSON: images, categories (the label tree flattened with full paths; ids are the
+labels' own, stable across exports), annotations with pixel `bbox`, polygon `segmentation`,
+`area` and `iscrowd`; semantic masks as one compressed RLE annotation per class.
+
+Classification projects get annotations with only `category_id` (COCO has no image-level
+class). Each image carries a `colabel` object saying how its label was decided and by
+whom; with raw annotations on, every labeler's own annotations follow in
+`colabel_raw_annotations` (same shape plus `labeler`), so `annotations` stays the final
+label that evaluation tools read.
+
+Written as a stream: images go straight to the file, annotations to a spill file that is
+appended at the end, so memory holds one batch at a time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from . import geometry
+from .source import Record
+from .writer import Context, Warnings
+
+NO_SIZE = "have no known size (not probed, or unreadable); their shapes were left out"
+
+
+class CocoWriter:
+    def __init__(self, path: Path, ctx: Context) -> None:
+        self.ctx = ctx
+        self.out = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.annotations: IO[bytes] = tempfile.TemporaryFile()
+        self.raw: IO[bytes] | None = tempfile.TemporaryFile() if ctx.filters.raw_annotations else None
+        self.next_id = 1
+        self.first = {"images": True, "annotations": True, "raw": True}
+        self.warnings = Warnings()
+        now = datetime.now(UTC)
+        info = {"description": ctx.project_name, "version": "1.0", "year": now.year,
+                "contributor": "Colabel", "date_created": now.isoformat()}
+        categories = [{"id": x.id, "name": x.path, "supercategory": x.path.rpartition("/")[0]}
+                      for x in ctx.labels.labels]
+        self.out.write(b'{"info":' + orjson.dumps(info) + b',"licenses":[],"categories":'
+                       + orjson.dumps(categories) + b',"images":[')
+
+    def write(self, records: list[Record]) -> None:
+        images: list[dict[str, Any]] = []
+        finals: list[dict[str, Any]] = []
+        raws: list[dict[str, Any]] = []
+        for r in records:
+            images.append({"id": r.item_id, "file_name": r.key, "width": r.width, "height": r.height,
+                           "colabel": r.provenance()})
+            if r.final:
+                finals.extend(self._annotations(r, r.final))
+            for a in r.raw:
+                raws.extend({**x, "labeler": a.labeler} for x in self._annotations(r, a.data))
+        self._append(self.out, "images", images)
+        self._append(self.annotations, "annotations", finals)
+        if self.raw is not None:
+            self._append(self.raw, "raw", raws)
+
+    def _append(self, fp: IO[bytes], part: str, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if not self.first[part]:
+            fp.write(b",")
+        self.first[part] = False
+        fp.write(orjson.dumps(rows)[1:-1])
+
+    def _annotations(self, r: Record, data: dict[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for label in data.get("classes", []):
+            out.append({"image_id": r.item_id, "category_id": label})
+        shapes = data.get("shapes", [])
+        mask = data.get("mask")
+        if (shapes or (mask and mask.get("tiles"))) and not (r.width and r.height):
+            self.warnings.add(NO_SIZE, r.key)
+            shapes, mask = [], None
+        w, h = r.width or 0, r.height or 0
+        for s in shapes:
+            if s["kind"] == "box":
+                bbox = geometry.box_pixels(s, w, h)
+                out.append({"image_id": r.item_id, "category_id": s["label"], "bbox": bbox,
+                            "area": round(bbox[2] * bbox[3], geometry.DIGITS), "iscrowd": 0})
+            else:
+                flat = geometry.polygon_pixels(s["points"], w, h)
+                out.append({"image_id": r.item_id, "category_id": s["label"], "segmentation": [flat],
+                            "bbox": geometry.polygon_bbox(flat),
+                            "area": round(geometry.polygon_area(flat), geometry.DIGITS), "iscrowd": 0})
+        if mask and mask.get("tiles"):
+            values = geometry.mask_from_tiles(mask, w, h)
+            for label in (int(v) for v in np.unique(values) if v):
+                rle = geometry.coco_rle(values == label)
+                area, bbox = geometry.rle_area_bbox(rle)
+                out.append({"image_id": r.item_id, "category_id": label, "segmentation": rle,
+                            "bbox": bbox, "area": area, "iscrowd": 0})
+        for a in out:
+            a["id"] = self.next_id
+            self.next_id += 1
+        return out
+
+    def close(self) -> list[str]:
+        self.out.write(b'],"annotations":[')
+        self.annotations.seek(0)
+        shutil.copyfileobj(self.annotations, self.out, 1 << 20)
+        self.annotations.close()
+        self.out.write(b"]")
+        if self.raw is not None:
+            self.out.write(b',"colabel_raw_annotations":[')
+            self.raw.seek(0)
+            shutil.copyfileobj(self.raw, self.out, 1 << 20)
+            self.raw.close()
+            self.out.write(b"]")
+        self.out.write(b"}")
+        self.out.close()
+        return self.warnings.sentences()
