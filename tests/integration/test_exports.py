@@ -3,6 +3,7 @@ masks, VOC and YOLO carry the labels; filters, provenance, Range downloads and e
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import csv
@@ -15,6 +16,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 import pytest
+import websockets
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -298,3 +300,19 @@ async def test_download_of_an_unfinished_export_is_refused(make_user: MakeUser, 
     r = p.owner.get(f"/api/v1/exports/{eid}/download")
     assert r.status_code == 409 and r.json()["error"]["code"] == "export_not_ready"
     assert p.owner.get(f"/api/v1/exports/{eid}").json()["export"]["error"] == "disk full"
+
+
+async def test_export_progress_reaches_the_live_events(make_user: MakeUser, data_dir: Path,
+                                                       server: str) -> None:
+    p = await asyncio.to_thread(labeled_project, make_user, data_dir, "bbox", ANIMALS, boxes, count=2)
+    token = p.owner.post("/api/v1/tokens", {"name": "ev"}).json()["token"]
+    async with websockets.connect(f"{server.replace('http://', 'ws://')}/events/{p.pid}?token={token}") as ws:
+        r = await asyncio.to_thread(p.owner.post, f"/api/v1/projects/{p.pid}/exports", {"format": "yolo"})
+        eid = r.json()["export"]["id"]
+        seen: list[dict[str, Any]] = []
+        while not any(e["type"] == "export" and e["status"] in ("done", "failed") for e in seen):
+            seen.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+    mine = [e for e in seen if e["type"] == "export"]
+    assert {e["export_id"] for e in mine} == {eid}
+    assert mine[0]["status"] == "running" and mine[0]["total"] == 2
+    assert mine[-1]["status"] == "done" and mine[-1]["done"] == 2 and mine[-1]["warnings"] == []
