@@ -79,6 +79,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _id(value: Any) -> int | str | None:
+    """A COCO id (int or string); None for anything else (lists, objects, booleans)."""
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else None
+
+
 def _unit(value: float, limit: float) -> float:
     """Clamp a coordinate that overshoots [0, 1] by no more than `limit`; ValueError beyond."""
     if -limit <= value < 0:
@@ -108,7 +113,7 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
     for i, cat in enumerate(doc["categories"]):
         where = f"categories[{i}]"
         name = cat.get("name") if isinstance(cat, dict) else None
-        if not isinstance(name, str) or not name.strip() or "id" not in cat:
+        if not isinstance(name, str) or not name.strip() or _id(cat.get("id")) is None:
             problems.append(Problem(where, 'needs an "id" and a non-empty "name"'))
             continue
         path = "/".join(part.strip() for part in name.strip().split("/"))
@@ -117,7 +122,8 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
     images: dict[Any, Parsed] = {}
     for i, img in enumerate(doc["images"]):
         where = f"images[{i}]"
-        if not isinstance(img, dict) or not isinstance(img.get("file_name"), str) or "id" not in img:
+        named = isinstance(img, dict) and isinstance(img.get("file_name"), str)
+        if not named or _id(img.get("id")) is None:
             problems.append(Problem(where, 'needs an "id" and a "file_name"'))
             continue
         if img["id"] in images:
@@ -133,20 +139,20 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
         if not isinstance(ann, dict):
             problems.append(Problem(where, "must be an object"))
             continue
-        record = images.get(ann.get("image_id"))
+        record = images.get(_id(ann.get("image_id")))
         if record is None:
             problems.append(Problem(where, f"image_id {ann.get('image_id')!r} is not in images"))
             continue
-        category = categories.get(ann.get("category_id"))
+        category = categories.get(_id(ann.get("category_id")))
         if category is None:
             problems.append(Problem(where, f"category_id {ann.get('category_id')!r} is not in categories"))
-            bad_images.add(ann.get("image_id"))
+            bad_images.add(_id(ann.get("image_id")))
             continue
         try:
             _coco_annotation(record, ann, category, task_type)
         except ValueError as exc:
             problems.append(Problem(where, f"{exc} (image {record.image!r})"))
-            bad_images.add(ann.get("image_id"))
+            bad_images.add(_id(ann.get("image_id")))
     records = []
     for image_id, record in images.items():
         if image_id in bad_images:

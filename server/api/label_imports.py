@@ -129,8 +129,8 @@ def _node(n: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _annotation(r: Parsed, ids: dict[str, int], task_type: str,
-                item: asyncpg.Record) -> dict[str, Any]:
+def _annotation(r: Parsed, ids: dict[str, int], task_type: str, item: asyncpg.Record,
+                max_pixels: int) -> dict[str, Any]:
     """The record in plain JSON form with label ids; ValueError/SchemaError when it cannot be."""
     if task_type in ("multiclass", "multilabel"):
         return {"classes": [ids[p] for p in r.classes]}
@@ -141,6 +141,8 @@ def _annotation(r: Parsed, ids: dict[str, int], task_type: str,
     if item["width"] and item["height"] and (item["width"], item["height"]) != (w, h):
         raise ValueError(f"the file says the image is {w}x{h}; it is {item['width']}x{item['height']}")
     assert w and h  # parsing refused masks without a size
+    if w * h > max_pixels:
+        raise ValueError(f"a {w}x{h} mask is larger than the {max_pixels}-pixel limit")
     values = np.zeros((h, w), dtype=np.uint32)
     for path, seg in r.masks:
         values[geometry.decode_segmentation(seg, w, h) != 0] = ids[path]
@@ -210,7 +212,8 @@ async def _apply(call: Call, pid: int, task_type: Any, opts: LabelImportOptions,
             if any(p not in ids for p in r.label_paths()):
                 continue  # its label is reported above
             try:
-                annotation = await asyncio.to_thread(_annotation, r, ids, task_type, item)
+                annotation = await asyncio.to_thread(_annotation, r, ids, task_type, item,
+                                                     call.services.settings.media_max_pixels)
                 validate_annotation(annotation, task_type, label_ids=label_ids, strict_submit=True)
             except (ValueError, KeyError) as exc:
                 reason = f"{exc.field}: {exc.reason}" if isinstance(exc, SchemaError) else str(exc)

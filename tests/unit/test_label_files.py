@@ -62,3 +62,22 @@ def test_automl_lines() -> None:
     assert got.records[0].shapes[0]["w"] == pytest.approx(0.4) and got.total == 4
     with pytest.raises(FileError):
         parse(lines, "jsonl", "semantic")
+
+
+def test_ids_that_are_not_ids_are_problems_not_crashes() -> None:
+    doc = {"images": [{"id": [1], "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
+           "categories": [{"id": {}, "name": "x"}, {"id": True, "name": "y"}],
+           "annotations": [{"image_id": [1], "category_id": 1}, {"image_id": 2, "category_id": {"a": 1}}]}
+    got = parse(json.dumps(doc).encode(), "coco", "multilabel")
+    assert {p.position for p in got.problems} == {
+        "images[0]", "categories[0]", "categories[1]", "annotations[0]", "annotations[1]"}
+    assert got.records == []
+
+
+def test_a_mask_larger_than_the_pixel_limit_is_refused_before_allocating() -> None:
+    from server.api.label_imports import _annotation
+    from server.label_files import Parsed
+
+    record = Parsed("images[0]", "a.png", 100_000, 100_000, masks=[("x", {"size": [1, 1], "counts": "1"})])
+    with pytest.raises(ValueError, match="pixel limit"):
+        _annotation(record, {"x": 1}, "semantic", {"width": None, "height": None}, 100_000_000)
