@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
 NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
+CLIENT_STAMP := client/node_modules/.installed-$(shell cksum < client/package-lock.json | cut -d' ' -f1)
 
-.PHONY: install install-test-tools run test lint clean
+.PHONY: install install-test-tools client run test lint clean
 
 # A virtual environment with Colabel and its test tools; redone when pyproject changes.
 $(STAMP): pyproject.toml
@@ -26,12 +27,20 @@ $(NODE_STAMP): package.json package-lock.json
 
 install-test-tools: $(NODE_STAMP)
 
+# The browser app, built into client/dist (the server serves it at /).
+$(CLIENT_STAMP): client/package.json client/package-lock.json
+	cd client && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+client: $(CLIENT_STAMP)
+	cd client && npm run build --silent
+
 # Serve on the embedded PostgreSQL and Redis, with a demo admin and project.
-run: install
+run: install client
 	$(BIN)/colabel serve --demo
 
 # The whole suite: lint, types, then unit and integration tests against real servers.
-test: install install-test-tools lint
+test: install install-test-tools client lint
 	$(BIN)/pytest
 
 lint: install
@@ -39,4 +48,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules client/node_modules client/dist .pytest_cache .mypy_cache .ruff_cache

@@ -73,9 +73,20 @@ async def _item(call: Call, role: Role) -> tuple[projects.ProjectAccess, asyncpg
     return pa, row
 
 
+_LABELERS = """
+SELECT l.user_id, u.name, l.state FROM leases l JOIN users u ON u.id = l.user_id
+WHERE l.item_id = $1 AND l.state IN ('active', 'submitted') ORDER BY l.created_at
+"""
+
+
 async def get_item(call: Call) -> dict[str, Any]:
-    _, row = await _item(call, Role.LABELER)
-    return {"item": item_json(row, full=True)}
+    pa, row = await _item(call, Role.LABELER)
+    out = item_json(row, full=True)
+    if pa.role >= Role.REVIEWER:
+        # Whose documents on this item a reviewer can watch: labelers at work and done.
+        out["labelers"] = [{"user": {"id": r["user_id"], "name": r["name"]}, "state": r["state"]}
+                           for r in await call.services.db.fetch(_LABELERS, row["id"])]
+    return {"item": out}
 
 
 def _float_param(call: Call, name: str) -> float | None:

@@ -287,3 +287,13 @@ async def test_concurrent_submits_on_one_item_still_decide_it(services: Services
         await db.release(first)
     assert late.item_status == "labeled" and late.decided
     assert await db.fetchval("SELECT status FROM items WHERE id = $1", iid) == "labeled"
+
+
+def test_reviewers_see_who_works_on_an_item(make_user: MakeUser, data_dir: Path) -> None:
+    p = setup_project(make_user, data_dir, items=1)
+    a = p.labelers[0]
+    lease = next_(a, p.pid)[0]
+    iid = lease["item"]["id"]
+    seen = p.owner.get(f"/api/v1/projects/{p.pid}/items/{iid}").json()["item"]["labelers"]
+    assert seen == [{"user": {"id": a.id, "name": a.user["name"]}, "state": "active"}]  # type: ignore[index]
+    assert "labelers" not in a.get(f"/api/v1/projects/{p.pid}/items/{iid}").json()["item"]

@@ -1,0 +1,239 @@
+// Reading and editing the annotation document's root maps (DESIGN.md "document schema"):
+// `classes` label id -> true, `shapes` shape id -> Y.Map {kind, label, x, y, w, h | points,
+// source, confidence, created_by}, `mask` "tx,ty" -> RLE bytes plus `tile_size`.
+// Geometry is normalized to [0, 1]; mask tiles are in image pixels.
+import * as Y from "yjs";
+
+export interface Shape {
+  id: string;
+  kind: "box" | "polygon";
+  label: number;
+  x?: number;
+  y?: number;
+  w?: number;
+  h?: number;
+  points?: number[];
+  source: "human" | "model";
+  confidence: number | null;
+}
+
+export const DEFAULT_TILE = 256;
+
+export const roots = (doc: Y.Doc) => ({
+  meta: doc.getMap("meta"),
+  classes: doc.getMap<boolean>("classes"),
+  shapes: doc.getMap<Y.Map<unknown>>("shapes"),
+  mask: doc.getMap<unknown>("mask"),
+});
+
+export function readClasses(doc: Y.Doc): number[] {
+  const out: number[] = [];
+  roots(doc).classes.forEach((v, k) => {
+    if (v === true && /^\d+$/.test(k)) out.push(Number(k));
+  });
+  return out.sort((a, b) => a - b);
+}
+
+/** Toggle a class; for multiclass the chosen class replaces any other. */
+export function toggleClass(doc: Y.Doc, label: number, single: boolean, author: string): void {
+  const { classes } = roots(doc);
+  doc.transact(() => {
+    const key = String(label);
+    const on = classes.get(key) === true;
+    if (single) {
+      for (const k of [...classes.keys()]) if (k !== key) classes.delete(k);
+      if (!on) classes.set(key, true);
+    } else if (on) classes.delete(key);
+    else classes.set(key, true);
+    touch(doc, author);
+  });
+}
+
+export function setSingleClass(doc: Y.Doc, label: number, author: string): void {
+  const { classes } = roots(doc);
+  doc.transact(() => {
+    for (const k of [...classes.keys()]) if (k !== String(label)) classes.delete(k);
+    classes.set(String(label), true);
+    touch(doc, author);
+  });
+}
+
+function touch(doc: Y.Doc, author: string): void {
+  const meta = roots(doc).meta;
+  meta.set("updated_by", author);
+  meta.set("updated_at", new Date().toISOString());
+  if (meta.get("status") !== "draft") meta.set("status", "draft");
+}
+
+export function readShapes(doc: Y.Doc): Shape[] {
+  const out: Shape[] = [];
+  roots(doc).shapes.forEach((m, id) => {
+    if (!(m instanceof Y.Map)) return;
+    const s = m.toJSON() as Omit<Shape, "id">;
+    if (s.kind === "box" && [s.x, s.y, s.w, s.h].every((v) => typeof v === "number")) out.push({ ...s, id });
+    if (s.kind === "polygon" && Array.isArray(s.points) && s.points.length >= 6) out.push({ ...s, id });
+  });
+  return out.sort((a, b) => (a.id < b.id ? -1 : 1));
+}
+
+export function newShapeId(): string {
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export function addShape(doc: Y.Doc, shape: Omit<Shape, "id" | "source" | "confidence">, author: string): string {
+  const id = newShapeId();
+  doc.transact(() => {
+    const m = new Y.Map<unknown>();
+    for (const [k, v] of Object.entries({ ...shape, source: "human", confidence: null, created_by: author })) {
+      m.set(k, v);
+    }
+    roots(doc).shapes.set(id, m);
+    touch(doc, author);
+  });
+  return id;
+}
+
+export function updateShape(doc: Y.Doc, id: string, fields: Partial<Shape>, author: string): void {
+  const m = roots(doc).shapes.get(id);
+  if (!(m instanceof Y.Map)) return;
+  doc.transact(() => {
+    for (const [k, v] of Object.entries(fields)) if (k !== "id") m.set(k, v);
+    touch(doc, author);
+  });
+}
+
+export function deleteShapes(doc: Y.Doc, ids: string[], author: string): void {
+  doc.transact(() => {
+    for (const id of ids) roots(doc).shapes.delete(id);
+    touch(doc, author);
+  });
+}
+
+/** Accept model prelabels: they become the labeler's own shapes. */
+export function acceptShapes(doc: Y.Doc, ids: string[], author: string): void {
+  doc.transact(() => {
+    for (const id of ids) {
+      const m = roots(doc).shapes.get(id);
+      if (m instanceof Y.Map) {
+        m.set("source", "human");
+        m.set("confidence", null);
+      }
+    }
+    touch(doc, author);
+  });
+}
+
+// --- mask tiles: LEB128 varint pairs (run length, label id), rows top to bottom -------------
+
+export function rleDecode(data: Uint8Array, n: number): Uint32Array {
+  const out = new Uint32Array(n);
+  let pos = 0;
+  let i = 0;
+  const varint = (): number => {
+    let value = 0;
+    let shift = 0;
+    for (;;) {
+      if (i >= data.length) throw new Error("truncated RLE");
+      const b = data[i++];
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+      shift += 7;
+    }
+  };
+  while (i < data.length) {
+    const run = varint();
+    const label = varint();
+    if (pos + run > n) throw new Error("RLE longer than the tile");
+    out.fill(label, pos, pos + run);
+    pos += run;
+  }
+  if (pos !== n) throw new Error("RLE shorter than the tile");
+  return out;
+}
+
+export function rleEncode(values: Uint32Array): Uint8Array {
+  const bytes: number[] = [];
+  const push = (v: number) => {
+    while (v >= 0x80) {
+      bytes.push((v % 0x80) | 0x80);
+      v = Math.floor(v / 0x80);
+    }
+    bytes.push(v);
+  };
+  let start = 0;
+  for (let i = 1; i <= values.length; i++) {
+    if (i === values.length || values[i] !== values[start]) {
+      push(i - start);
+      push(values[start]);
+      start = i;
+    }
+  }
+  return new Uint8Array(bytes);
+}
+
+export function tileSize(doc: Y.Doc): number {
+  const size = roots(doc).mask.get("tile_size");
+  return typeof size === "number" ? size : DEFAULT_TILE;
+}
+
+/** Every tile as label ids, keyed "tx,ty". */
+export function readTiles(doc: Y.Doc): Map<string, Uint32Array> {
+  const size = tileSize(doc);
+  const out = new Map<string, Uint32Array>();
+  roots(doc).mask.forEach((v, k) => {
+    if (/^\d+,\d+$/.test(k) && v instanceof Uint8Array) {
+      try {
+        out.set(k, rleDecode(v, size * size));
+      } catch {
+        // a tile that breaks the schema is skipped, as the server does
+      }
+    }
+  });
+  return out;
+}
+
+/** Paint a disc (label, or 0 to erase) along a stroke of image-pixel points, tile by tile,
+ * in one transaction so everyone sees the stroke at once. */
+export function paintStroke(doc: Y.Doc, points: { x: number; y: number }[], radius: number, label: number,
+  width: number, height: number, author: string): void {
+  const { mask } = roots(doc);
+  const size = tileSize(doc);
+  const tiles = new Map<string, Uint32Array>();
+  const tileOf = (tx: number, ty: number): Uint32Array => {
+    const key = `${tx},${ty}`;
+    let t = tiles.get(key);
+    if (!t) {
+      const raw = mask.get(key);
+      t = raw instanceof Uint8Array ? rleDecode(raw, size * size) : new Uint32Array(size * size);
+      tiles.set(key, t);
+    }
+    return t;
+  };
+  const r2 = radius * radius;
+  for (const p of points) {
+    const x0 = Math.max(0, Math.floor(p.x - radius)), x1 = Math.min(width - 1, Math.ceil(p.x + radius));
+    const y0 = Math.max(0, Math.floor(p.y - radius)), y1 = Math.min(height - 1, Math.ceil(p.y + radius));
+    for (let y = y0; y <= y1; y++) {
+      for (let x = x0; x <= x1; x++) {
+        const dx = x + 0.5 - p.x, dy = y + 0.5 - p.y;
+        if (dx * dx + dy * dy > r2) continue;
+        const t = tileOf(Math.floor(x / size), Math.floor(y / size));
+        t[(y % size) * size + (x % size)] = label;
+      }
+    }
+  }
+  doc.transact(() => {
+    if (mask.get("tile_size") !== size) mask.set("tile_size", size);
+    for (const [key, values] of tiles) {
+      if (values.every((v) => v === 0)) mask.delete(key);
+      else mask.set(key, rleEncode(values));
+    }
+    touch(doc, author);
+  });
+}
+
+export function bytesToBase64(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(text);
+}

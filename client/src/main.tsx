@@ -1,0 +1,58 @@
+// Entry point: load the session, then route on the URL hash.
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { get, post } from "./api";
+import { Spinner, navigate, session } from "./ui";
+import { Login } from "./pages/Login";
+import { Projects } from "./pages/Projects";
+import { ProjectHome } from "./pages/ProjectHome";
+import { Wizard } from "./pages/Wizard";
+import { Label } from "./pages/Label";
+import { Review } from "./pages/Review";
+import { Monitor } from "./pages/Monitor";
+import { Export } from "./pages/Export";
+import "./styles.css";
+
+function useHash(): string {
+  const [hash, setHash] = useState(location.hash || "#/");
+  useEffect(() => {
+    const on = () => setHash(location.hash || "#/");
+    addEventListener("hashchange", on);
+    return () => removeEventListener("hashchange", on);
+  }, []);
+  return hash;
+}
+
+function App() {
+  const hash = useHash();
+  const [ready, setReady] = useState(false);
+  useEffect(() => {
+    get("/api/v1/me").then((r) => (session.user = r.user), () => (session.user = null))
+      .finally(() => setReady(true));
+  }, []);
+  if (!ready) return <Spinner />;
+  const path = hash.replace(/^#/, "").split("?")[0];
+  if (path === "/logout") {
+    post("/api/v1/auth/logout").finally(() => {
+      session.user = null;
+      navigate("#/login");
+    });
+    return <Spinner />;
+  }
+  if (!session.user || path === "/login") return <Login onDone={() => navigate("#/")} />;
+  const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?$/);
+  if (m) {
+    const pid = Number(m[1]);
+    switch (m[2]) {
+      case undefined: return <ProjectHome key={pid} pid={pid} />;
+      case "label": return <Label key={pid} pid={pid} />;
+      case "review": return <Review key={pid} pid={pid} />;
+      case "monitor": return <Monitor key={pid} pid={pid} />;
+      case "export": return <Export key={pid} pid={pid} />;
+    }
+  }
+  if (path === "/new") return <Wizard />;
+  return <Projects />;
+}
+
+render(<App />, document.getElementById("app")!);

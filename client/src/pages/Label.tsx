@@ -1,0 +1,60 @@
+// The labeling view: asks the dispatcher for work and shows the classification grid or the
+// drawing tools; moves on as soon as a page is submitted or skipped.
+import { useState } from "preact/hooks";
+import { post, type Lease } from "../api";
+import { ErrorBox, Page, Spinner, useProject } from "../ui";
+import { ClassifyView } from "./labeling/Classify";
+import { DrawView } from "./labeling/Draw";
+import { useWork } from "./labeling/work";
+
+const GRID_SIZES = [1, 4, 6, 9];
+
+export function Label({ pid }: { pid: number }) {
+  const [project, tree, error] = useProject(pid);
+  const classify = project?.task_type === "multiclass" || project?.task_type === "multilabel";
+  const [grid, setGrid] = useState(() => Number(localStorage.getItem("colabel.grid") ?? 4));
+  const count = classify ? grid : 1;
+  if (!project || !tree) return <Page title="Label"><ErrorBox error={error} />{!error && <Spinner />}</Page>;
+  return (
+    <Page title={`Label · ${project.name}`} project={project} wide>
+      {classify && (
+        <div class="row" style="margin-bottom:8px">
+          <span class="muted">Images per page</span>
+          {GRID_SIZES.map((n) => (
+            <button class={n === grid ? "active" : ""} data-testid={`grid-${n}`} onClick={() => {
+              localStorage.setItem("colabel.grid", String(n));
+              setGrid(n);
+            }}>{n}</button>
+          ))}
+        </div>
+      )}
+      <Work pid={pid} count={count} render={(leases, done) => classify
+        ? <ClassifyView key={leases.map((l) => l.lease_id).join()} project={project} tree={tree} leases={leases}
+          onDone={done} />
+        : <DrawView project={project} tree={tree} room={leases[0].document} item={leases[0].item} actions={[
+          { text: "Submit", testid: "submit", primary: true, checks: true,
+            run: (annotation) => post(`/api/v1/leases/${leases[0].lease_id}/submit`, { annotation }).then(done) },
+          { text: "Skip", testid: "skip", run: () => post(`/api/v1/leases/${leases[0].lease_id}/skip`).then(done) },
+        ]} />} />
+    </Page>
+  );
+}
+
+function Work({ pid, count, render }: {
+  pid: number; count: number; render: (leases: Lease[], done: () => void) => preact.ComponentChildren;
+}) {
+  const work = useWork(pid, count);
+  if (work.state === "loading") return <Spinner />;
+  if (work.state === "empty") {
+    return (
+      <div class="notice" data-testid="no-work">
+        Nothing is waiting for you right now: every item is labeled, held by someone else or already yours.
+        <p><button onClick={work.advance}>Look again</button></p>
+      </div>
+    );
+  }
+  if (work.state === "stopped" || work.state === "error") {
+    return <div><ErrorBox error={work.error} /><button onClick={work.advance}>Try again</button></div>;
+  }
+  return <>{render(work.current, work.advance)}</>;
+}

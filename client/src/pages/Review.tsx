@@ -1,0 +1,205 @@
+// Review: the Needs Review queue; for an item, every labeler's annotation (their live
+// documents, overlaid in their colours and updating as they change), the consensus outcome,
+// and the `final` document that reviewers edit together before deciding it.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { get, mediaUrl, post, type Item, type LabelNode, type Project } from "../api";
+import { readClasses, setSingleClass, toggleClass } from "../doc/annotation";
+import { LiveDoc, userColor } from "../doc/live";
+import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
+import { DrawView, type Beneath } from "./labeling/Draw";
+import { LabelPicker, People, SyncBadge, labelColors, labelNames, useLive } from "./labeling/parts";
+
+interface ReviewItem extends Item {
+  agreement: number | null;
+  annotations: { user: { id: number; name: string }; annotation: any; submitted_at: string }[];
+  final_document: string;
+}
+
+function useLabelerDocs(pid: number, item: ReviewItem | null): Beneath[] {
+  const [docs, setDocs] = useState<Beneath[]>([]);
+  const me = session.user!;
+  useEffect(() => {
+    if (!item) return;
+    const opened = item.annotations.map((a) => ({
+      name: a.user.name, color: userColor(a.user.id),
+      doc: new LiveDoc(`${pid}/${item.id}/${a.user.id}`, { id: me.id, name: me.name || me.email }),
+    }));
+    setDocs(opened);
+    return () => opened.forEach((b) => b.doc.destroy());
+  }, [item?.id]);
+  return docs;
+}
+
+function Outcome({ item }: { item: ReviewItem }) {
+  return (
+    <div class="card" data-testid="outcome">
+      <h3 style="margin-top:0">{item.status === "needs_review" ? "Consensus" : "Status"}</h3>
+      {item.status === "needs_review" ? (
+        <p>No agreement among {item.annotations.length} labelers
+          {item.agreement != null && ` (best agreement ${Math.round(item.agreement * 100)}%)`}.
+          Edit the final label and decide it.</p>
+      ) : (
+        <p>{item.status.replace("_", " ")}{item.decided_by ? `, decided by ${item.decided_by}` : ""}
+          {" "}· {item.annotations.length} labeler(s); their documents update here live.</p>
+      )}
+    </div>
+  );
+}
+
+/** Any item (for example one being labeled right now), opened by id from the URL. */
+async function loadItem(pid: number, iid: number): Promise<ReviewItem> {
+  const r = await get(`/api/v1/projects/${pid}/items/${iid}`);
+  const item = r.item;
+  return {
+    ...item, agreement: item.agreement ?? null, final_document: `${pid}/${iid}/final`,
+    annotations: (item.labelers ?? []).map((l: any) => ({ user: l.user, annotation: null, submitted_at: "" })),
+  };
+}
+
+function ClassReview({ project, tree, item, beneath, onDecided }: {
+  project: Project; tree: LabelNode[]; item: ReviewItem; beneath: Beneath[]; onDecided: () => void;
+}) {
+  const me = session.user!;
+  const [final, setFinal] = useState<LiveDoc | null>(null);
+  const version = useLive([final, ...beneath.map((b) => b.doc)]);
+  const [error, setError] = useState<unknown>(null);
+  const color = useMemo(() => labelColors(tree), [tree]);
+  const name = useMemo(() => labelNames(tree), [tree]);
+  useEffect(() => {
+    const d = new LiveDoc(item.final_document, { id: me.id, name: me.name || me.email });
+    setFinal(d);
+    return () => d.destroy();
+  }, [item.id]);
+  const single = project.task_type === "multiclass";
+  const chosen = final ? readClasses(final.doc) : [];
+  const decide = async () => {
+    try {
+      await post(`/api/v1/projects/${project.id}/items/${item.id}/decide`, { annotation: { classes: chosen } });
+      onDecided();
+    } catch (e) {
+      setError(e);
+    }
+  };
+  return (
+    <div class="labeler" data-version={version}>
+      <div class="stage" style="display:grid;place-items:center">
+        <img src={mediaUrl(project.id, item.id)} alt={item.key} style="max-width:100%;max-height:100%" />
+      </div>
+      <aside class="side">
+        <Outcome item={item} />
+        <div class="card">
+          <h3 style="margin-top:0">Labelers</h3>
+          {beneath.map((b) => (
+            <p><span class="person" style={{ background: b.color }}>{b.name}</span>{" "}
+              {readClasses(b.doc.doc).map(name).join(", ") || <span class="muted">nothing</span>}</p>
+          ))}
+        </div>
+        <div class="card">
+          <div class="row"><strong>Final</strong><span class="spacer" />{final && <SyncBadge state={final.state} />}
+            {final && <People people={final.others()} />}</div>
+          <p>{chosen.map(name).join(", ") || <span class="muted">not chosen yet</span>}</p>
+          <button class="primary" disabled={!chosen.length} onClick={decide} data-testid="decide">Decide</button>
+          <ErrorBox error={error} />
+        </div>
+        <LabelPicker tree={tree} current={chosen} color={color} onPick={(id) => final && (single
+          ? setSingleClass(final.doc, id, String(me.id)) : toggleClass(final.doc, id, false, String(me.id)))} />
+      </aside>
+    </div>
+  );
+}
+
+export function Review({ pid }: { pid: number }) {
+  const [project, tree, error] = useProject(pid);
+  const [queue, setQueue] = useState<ReviewItem[] | null>(null);
+  const [queueError, setQueueError] = useState<unknown>(null);
+  const [current, setCurrent] = useState<ReviewItem | null>(null);
+  const [hidden, setHidden] = useState<Set<string>>(new Set());
+  const [reopenId, setReopenId] = useState("");
+  const [notice, setNotice] = useState<string | null>(null);
+  const load = () => get<{ items: ReviewItem[] }>(`/api/v1/projects/${pid}/review?limit=200`).then((r) => {
+    setQueue(r.items);
+    setQueueError(null);
+    setCurrent((c) => (c && r.items.find((i) => i.id === c.id)) || c || r.items[0] || null);
+  }, setQueueError);
+  useEffect(() => {
+    const wanted = Number(new URLSearchParams(location.hash.split("?")[1] ?? "").get("item"));
+    if (wanted) loadItem(pid, wanted).then(setCurrent, setQueueError);
+    load();
+    const t = setInterval(load, 10000);
+    return () => clearInterval(t);
+  }, [pid]);
+  const beneath = useLabelerDocs(pid, current);
+  if (!project || !tree) return <Page title="Review"><ErrorBox error={error} />{!error && <Spinner />}</Page>;
+  const decided = () => {
+    setNotice(`Item ${current?.key} decided.`);
+    setCurrent(null);
+    load();
+  };
+  const classify = project.task_type === "multiclass" || project.task_type === "multilabel";
+  const shown = beneath.filter((b) => !hidden.has(b.name));
+  return (
+    <Page title={`Review · ${project.name}`} project={project} wide>
+      {notice && <div class="notice">{notice}</div>}
+      <div class="review">
+        <aside class="queue card">
+          <h3 style="margin-top:0">Needs review ({queue?.length ?? "…"})</h3>
+          <ErrorBox error={queueError} />
+          {queue?.length === 0 && <p class="muted" data-testid="review-empty">Nothing needs review.</p>}
+          {queue?.map((i) => (
+            <button class={current?.id === i.id ? "active" : ""} data-testid={`review-item-${i.key}`}
+              onClick={() => setCurrent(i)}>
+              <span>{i.key}</span><span class="muted">{i.annotations.length} labelers</span>
+            </button>
+          ))}
+          {project.role === "owner" && (
+            <form style="margin-top:16px" onSubmit={async (e) => {
+              e.preventDefault();
+              try {
+                await post(`/api/v1/projects/${pid}/items/${reopenId}/reopen`);
+                setNotice(`Item ${reopenId} went back to labeling.`);
+              } catch (err) {
+                setQueueError(err);
+              }
+            }}>
+              <h3>Re-open a labeled item</h3>
+              <div class="row"><input size={8} placeholder="item id" value={reopenId}
+                onInput={(e) => setReopenId(e.currentTarget.value)} /><button type="submit">Re-open</button></div>
+            </form>
+          )}
+        </aside>
+        <section style="grid-column: span 2; min-height: 0">
+          {!current && <p class="muted">Pick an item from the queue.</p>}
+          {current && classify && (
+            <ClassReview key={current.id} project={project} tree={tree} item={current} beneath={beneath}
+              onDecided={decided} />
+          )}
+          {current && !classify && (
+            <DrawView key={current.id} project={project} tree={tree} room={current.final_document} item={current}
+              beneath={shown}
+              actions={[{
+                text: "Decide", testid: "decide", primary: true,
+                run: (annotation) => post(`/api/v1/projects/${pid}/items/${current.id}/decide`, { annotation })
+                  .then(decided),
+              }]}
+              side={(
+                <>
+                  <Outcome item={current} />
+                  <div class="card">
+                    <h3 style="margin-top:0">Labelers (dashed)</h3>
+                    {beneath.map((b) => (
+                      <label class="inline"><input type="checkbox" checked={!hidden.has(b.name)} onChange={() => {
+                        const next = new Set(hidden);
+                        if (next.has(b.name)) next.delete(b.name);
+                        else next.add(b.name);
+                        setHidden(next);
+                      }} /><span class="person" style={{ background: b.color }}>{b.name}</span></label>
+                    ))}
+                  </div>
+                </>
+              )} />
+          )}
+        </section>
+      </div>
+    </Page>
+  );
+}

@@ -1,0 +1,157 @@
+// Classification: a grid of 1, 4, 6 or 9 images, each on its own live document. Click
+// selects an image, shift- or ctrl-click adds to the selection; number keys 1–9 (or the
+// picker) set the label on every selected image (multi-label: toggle it).
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { mediaUrl, post, type LabelNode, type Lease, type Project } from "../../api";
+import { readClasses, setSingleClass, toggleClass } from "../../doc/annotation";
+import { LiveDoc } from "../../doc/live";
+import { ErrorBox, session } from "../../ui";
+import {
+  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, isTyping, labelColors,
+  labelNames, useKeys, useLive,
+} from "./parts";
+
+const SHORTCUTS: [string, string][] = [
+  ["1–9", "set (multi-label: toggle) a label on the selected images"],
+  ["click / shift-click", "select an image / add it to the selection"],
+  ["A", "select all images"],
+  ["Ctrl+Enter", "submit the page"],
+  ["?", "this sheet"],
+];
+
+const COLUMNS: Record<number, string> = { 1: "1fr", 4: "1fr 1fr", 6: "1fr 1fr 1fr", 9: "1fr 1fr 1fr" };
+
+export function ClassifyView({ project, tree, leases: page, onDone }: {
+  project: Project; tree: LabelNode[]; leases: Lease[]; onDone: () => void;
+}) {
+  const me = session.user!;
+  const author = String(me.id);
+  const single = project.task_type === "multiclass";
+  const [gone, setGone] = useState<Set<string>>(new Set());
+  const leases = useMemo(() => page.filter((l) => !gone.has(l.lease_id)), [page, gone]);
+  const [docs, setDocs] = useState<LiveDoc[]>([]);
+  const version = useLive(docs);
+  const [selected, setSelected] = useState<Set<number>>(new Set([0]));
+  const [brightness, setBrightness] = useState(1);
+  const [contrast, setContrast] = useState(1);
+  const [help, setHelp] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const color = useMemo(() => labelColors(tree), [tree]);
+  const name = useMemo(() => labelNames(tree), [tree]);
+
+  useEffect(() => {
+    const opened = leases.map((l) => new LiveDoc(l.document, { id: me.id, name: me.name || me.email }));
+    setDocs(opened);
+    setSelected(new Set([0]));
+    return () => opened.forEach((d) => d.destroy());
+  }, [leases]);
+
+  const apply = (label: number) => {
+    for (const i of selected) {
+      const d = docs[i];
+      if (!d) continue;
+      if (single) setSingleClass(d.doc, label, author);
+      else toggleClass(d.doc, label, false, author);
+    }
+  };
+
+  const submit = async () => {
+    const missing = docs.map((d, i) => (readClasses(d.doc).length ? -1 : i)).filter((i) => i >= 0);
+    if (single && missing.length) {
+      setSelected(new Set(missing));
+      setError(new Error(`give ${missing.length === 1 ? "the selected image" : "the selected images"} a label, or skip`));
+      return;
+    }
+    setBusy(true);
+    try {
+      await Promise.all(leases.map((l, i) => post(`/api/v1/leases/${l.lease_id}/submit`,
+        { annotation: { classes: readClasses(docs[i].doc) } })));
+      setError(null);
+      onDone();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const skip = async () => {
+    setBusy(true);
+    try {
+      const targets = selected.size && selected.size < leases.length ? [...selected].map((i) => leases[i]) : leases;
+      await Promise.all(targets.map((l) => post(`/api/v1/leases/${l.lease_id}/skip`)));
+      if (targets.length === leases.length) onDone();
+      else setGone(new Set([...gone, ...targets.map((l) => l.lease_id)]));
+      setError(null);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  useKeys((e: KeyboardEvent) => {
+    if (isTyping(e)) return;
+    const hot = hotkeyLabel(tree, e.key);
+    if (hot != null && !e.ctrlKey && !e.metaKey) return apply(hot);
+    if (e.key === "?") return setHelp(true);
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) return void submit();
+    if (e.key.toLowerCase() === "a" && !e.ctrlKey) setSelected(new Set(leases.map((_, i) => i)));
+  });
+
+  const n = leases.length;
+  const rows = n <= 1 ? 1 : n <= 4 ? 2 : n <= 6 ? 2 : 3;
+  const current = [...selected].flatMap((i) => (docs[i] ? readClasses(docs[i].doc) : []));
+  const others = docs.flatMap((d) => d.others());
+  const states = docs.map((d) => d.state);
+  const state = states.includes("offline") ? "offline" : states.includes("syncing") ? "syncing" : "synced";
+
+  return (
+    <div class="labeler" data-version={version}>
+      <div style="display:flex;flex-direction:column;min-height:0">
+        <div class="toolbar">
+          <span class="muted">{n} image{n === 1 ? "" : "s"} · {selected.size} selected</span>
+          <button onClick={() => setSelected(new Set(leases.map((_, i) => i)))}>Select all (A)</button>
+          <button onClick={() => setHelp(true)}>?</button>
+          <span class="spacer" />
+          {docs.length > 0 && <SyncBadge state={state} />}
+          <People people={others} />
+        </div>
+        <div class="gridview" style={{ gridTemplateColumns: COLUMNS[n] ?? "1fr 1fr 1fr", gridTemplateRows: `repeat(${rows}, 1fr)`, flex: 1, minHeight: 0 }}>
+          {leases.map((l, i) => {
+            const classes = docs[i] ? readClasses(docs[i].doc) : [];
+            return (
+              <div class={`cell ${selected.has(i) ? "selected" : ""}`} data-testid={`cell-${i}`} key={l.lease_id}
+                onClick={(e) => {
+                  const next = e.shiftKey || e.ctrlKey || e.metaKey ? new Set(selected) : new Set<number>();
+                  if (next.has(i) && next.size > 1) next.delete(i);
+                  else next.add(i);
+                  setSelected(next);
+                }}>
+                <img src={mediaUrl(project.id, l.item.id)} alt={l.item.key} draggable={false}
+                  style={{ filter: `brightness(${brightness}) contrast(${contrast})` }} />
+                <div class="tags" data-testid={`tags-${i}`}>
+                  {classes.map((c) => <span style={{ borderLeft: `4px solid ${color(c)}` }}>{name(c)}</span>)}
+                </div>
+              </div>
+            );
+          })}
+        </div>
+      </div>
+      <aside class="side">
+        <div class="card">
+          <div class="row">
+            <button class="primary" disabled={busy} onClick={submit} data-testid="submit">Submit {n > 1 ? "page" : ""}</button>
+            <button disabled={busy} onClick={skip} data-testid="skip">Skip {selected.size < n ? "selected" : ""}</button>
+          </div>
+          <ErrorBox error={error} />
+        </div>
+        <LabelPicker tree={tree} current={current} onPick={apply} color={color} />
+        <ImageControls brightness={brightness} contrast={contrast} setBrightness={setBrightness} setContrast={setContrast} />
+        <Instructions project={project} />
+      </aside>
+      {help && <ShortcutSheet keys={SHORTCUTS} onClose={() => setHelp(false)} />}
+    </div>
+  );
+}

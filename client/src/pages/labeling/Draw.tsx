@@ -1,0 +1,295 @@
+// Editing one image's live document with drawing tools: boxes, polygons or a semantic mask,
+// with presence and prelabels to accept or reject. Labelers submit or skip their own
+// document; reviewers decide the `final` one while the labelers' documents show beneath.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import type { ComponentChildren } from "preact";
+import { mediaUrl, type Item, type LabelNode, type Project } from "../../api";
+import { useShapeTools, type ShapeTool } from "../../canvas/shapes";
+import { MaskLayer, maskIsEmpty, useBrush } from "../../canvas/mask";
+import { Stage } from "../../canvas/Stage";
+import {
+  acceptShapes, bytesToBase64, deleteShapes, readShapes, readTiles, tileSize, updateShape,
+} from "../../doc/annotation";
+import { LiveDoc } from "../../doc/live";
+import { ErrorBox, session } from "../../ui";
+import {
+  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, isTyping, labelColors,
+  labelNames, useKeys, useLive,
+} from "./parts";
+
+type Tool = ShapeTool | "brush" | "eraser";
+
+const SHORTCUTS: [string, string][] = [
+  ["1–9", "pick a label (or relabel the selected shape)"],
+  ["B / P / V / H", "box, polygon, select, pan tool"],
+  ["R / E", "brush, eraser (semantic)"],
+  ["[ / ]", "smaller / larger brush"],
+  ["Delete", "delete the selected shape"],
+  ["Enter", "close the polygon being drawn"],
+  ["Esc", "cancel drawing, deselect"],
+  ["F", "fit the image"],
+  ["Space + drag, wheel", "pan, zoom"],
+  ["Ctrl+Enter", "submit"],
+  ["?", "this sheet"],
+];
+
+/** The annotation to submit, in the plain JSON form of DESIGN.md, from the local document. */
+export function snapshot(doc: LiveDoc, task: string): Record<string, unknown> {
+  if (task === "semantic") {
+    const tiles: Record<string, string> = {};
+    for (const [k, v] of doc.doc.getMap("mask").entries()) {
+      if (v instanceof Uint8Array) tiles[k] = bytesToBase64(v);
+    }
+    return { mask: { tile_size: tileSize(doc.doc), tiles } };
+  }
+  return {
+    shapes: readShapes(doc.doc).map(({ id, kind, label, x, y, w, h, points, source, confidence }) =>
+      kind === "box" ? { id, kind, label, x, y, w, h, source, confidence } : { id, kind, label, points, source, confidence }),
+  };
+}
+
+/** A document shown read-only beneath the one being edited (a labeler's, in review). */
+export interface Beneath {
+  name: string;
+  color: string;
+  doc: LiveDoc;
+}
+
+export interface Action {
+  text: string;
+  testid: string;
+  primary?: boolean;
+  /** Called with the document's annotation in plain JSON form; resolves when done. */
+  run: (annotation: Record<string, unknown>) => Promise<unknown>;
+  /** Submitting needs a complete annotation; skipping does not. */
+  checks?: boolean;
+}
+
+export function DrawView({ project, tree, room, item, actions, beneath = [], side }: {
+  project: Project; tree: LabelNode[]; room: string; item: Item; actions: Action[]; beneath?: Beneath[];
+  side?: ComponentChildren;
+}) {
+  const task = project.task_type;
+  const me = session.user!;
+  const author = String(me.id);
+  const [live, setLive] = useState<LiveDoc | null>(null);
+  const version = useLive([live, ...beneath.map((b) => b.doc)]);
+  const [size, setSize] = useState<{ w: number; h: number } | null>(null);
+  const [tool, setTool] = useState<Tool>(task === "bbox" ? "box" : task === "polygon" ? "polygon" : "brush");
+  const [label, setLabel] = useState<number | null>(null);
+  const [selected, setSelected] = useState<string | null>(null);
+  const [brightness, setBrightness] = useState(1);
+  const [contrast, setContrast] = useState(1);
+  const [win, setWin] = useState<{ wc: string; ww: string }>({ wc: "", ww: "" });
+  const [radius, setRadius] = useState(12);
+  const [opacity, setOpacity] = useState(0.55);
+  const [fit, setFit] = useState(0);
+  const [help, setHelp] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const color = useMemo(() => labelColors(tree), [tree]);
+  const name = useMemo(() => labelNames(tree), [tree]);
+
+  useEffect(() => {
+    const d = new LiveDoc(room, { id: me.id, name: me.name || me.email });
+    setLive(d);
+    setSelected(null);
+    return () => d.destroy();
+  }, [room]);
+
+  const shapes = live ? readShapes(live.doc) : [];
+  const tools = useShapeTools({
+    doc: live?.doc ?? null, shapes, tool: tool === "brush" || tool === "eraser" ? "pan" : tool, label, author, size,
+    selected, setSelected, color, labelName: name,
+  });
+  const brush = useBrush({ doc: live?.doc ?? null, size, radius, label, erase: tool === "eraser", author,
+    active: tool === "brush" || tool === "eraser" });
+
+  const pick = (id: number) => {
+    setLabel(id);
+    if (selected && live) updateShape(live.doc, selected, { label: id }, author);
+  };
+
+  const run = async (action: Action) => {
+    if (!live) return;
+    if (action.checks && task === "semantic" && maskIsEmpty(live.doc)) {
+      setError(new Error("paint at least one region, or skip this image"));
+      return;
+    }
+    const pending = readShapes(live.doc).filter((s) => s.source === "model").length;
+    if (action.checks && pending) {
+      setError(new Error(`accept or reject the ${pending} suggested shape(s) first`));
+      return;
+    }
+    setBusy(true);
+    try {
+      await action.run(snapshot(live, task));
+      setError(null);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const primary = actions.find((a) => a.primary);
+
+  useKeys((e: KeyboardEvent) => {
+    if (isTyping(e)) return;
+    const hot = hotkeyLabel(tree, e.key);
+    if (hot != null && !e.ctrlKey && !e.metaKey) return pick(hot);
+    if (e.key === "?") return setHelp(true);
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && primary) return void run(primary);
+    if (e.key === "Enter") return tools.closeDraft();
+    if (e.key === "Escape") {
+      tools.cancelDraft();
+      return setSelected(null);
+    }
+    if ((e.key === "Delete" || e.key === "Backspace") && selected && live) {
+      deleteShapes(live.doc, [selected], author);
+      return setSelected(null);
+    }
+    const k = e.key.toLowerCase();
+    if (k === "f") setFit((f) => f + 1);
+    if (task === "bbox" && k === "b") setTool("box");
+    if (task === "polygon" && k === "p") setTool("polygon");
+    if (task !== "semantic" && k === "v") setTool("select");
+    if (k === "h") setTool("pan");
+    if (task === "semantic" && k === "r") setTool("brush");
+    if (task === "semantic" && k === "e") setTool("eraser");
+    if (k === "[") setRadius((r) => Math.max(1, Math.round(r / 1.25)));
+    if (k === "]") setRadius((r) => Math.min(200, Math.round(r * 1.25)));
+  });
+
+  const dicom = item.media_kind === "dicom";
+  const src = mediaUrl(project.id, item.id, dicom && win.wc && win.ww ? { wc: win.wc, ww: win.ww } : {});
+  const others = live ? live.others() : [];
+  const models = shapes.filter((s) => s.source === "model");
+  const onPointer = tool === "brush" || tool === "eraser" ? brush.onPointer : tools.onPointer;
+  const toolButtons: [Tool, string][] = task === "semantic"
+    ? [["brush", "Brush (R)"], ["eraser", "Eraser (E)"], ["pan", "Pan (H)"]]
+    : [[task === "bbox" ? "box" : "polygon", task === "bbox" ? "Box (B)" : "Polygon (P)"], ["select", "Select (V)"],
+      ["pan", "Pan (H)"]];
+
+  return (
+    <div class="labeler" data-version={version}>
+      <div style="display:flex;flex-direction:column;min-height:0">
+        <div class="toolbar">
+          {toolButtons.map(([t, text]) => (
+            <button class={tool === t ? "active" : ""} data-testid={`tool-${t}`} onClick={() => setTool(t)}>{text}</button>
+          ))}
+          {task === "semantic" && (
+            <>
+              <span class="sep" />
+              <label class="inline">Size<input type="range" min="1" max="120" value={radius}
+                onInput={(e) => setRadius(Number(e.currentTarget.value))} /></label>
+              <label class="inline">Opacity<input type="range" min="0.1" max="1" step="0.05" value={opacity}
+                onInput={(e) => setOpacity(Number(e.currentTarget.value))} /></label>
+            </>
+          )}
+          <span class="sep" />
+          <button onClick={() => setFit((f) => f + 1)}>Fit (F)</button>
+          <button onClick={() => setHelp(true)} title="Keyboard shortcuts">?</button>
+          <span class="spacer" />
+          {live && <SyncBadge state={live.state} />}
+          <People people={others} />
+        </div>
+        <div style="flex:1;min-height:0">
+          <Stage src={src} brightness={brightness} contrast={contrast} fitSignal={fit}
+            cursor={tool === "brush" || tool === "eraser" ? "crosshair" : tools.cursor}
+            onSize={(w, h) => setSize({ w, h })}
+            onPointer={(kind, p, e, view) => {
+              live?.setCursor(size ? { x: p.x / size.w, y: p.y / size.h } : null);
+              return onPointer(kind, p, e, view);
+            }}
+            onLeave={() => live?.setCursor(null)}
+            onDoubleClick={tools.onDoubleClick}
+            under={live && size && task === "semantic" ? (
+              <>
+                {beneath.map((b) => (
+                  <MaskLayer doc={b.doc.doc} width={size.w} height={size.h} opacity={0.25} color={() => b.color}
+                    version={version} />
+                ))}
+                <MaskLayer doc={live.doc} width={size.w} height={size.h} opacity={opacity} color={color}
+                  version={version} />
+              </>) : null}
+            overlay={(view, s) => (
+              <g>
+                {beneath.flatMap((b) => readShapes(b.doc.doc).map((sh) => (
+                  <BeneathShape shape={sh} color={b.color} view={view} w={s.w} h={s.h} />)))}
+                {tools.overlay(view)}
+                {others.filter((o) => o.cursor).map((o) => (
+                  <g>
+                    <circle cx={o.cursor!.x * s.w} cy={o.cursor!.y * s.h} r={5 / view.scale} fill={o.user.color} />
+                    <text x={o.cursor!.x * s.w + 8 / view.scale} y={o.cursor!.y * s.h + 4 / view.scale}
+                      fill={o.user.color} font-size={12 / view.scale}>{o.user.name}</text>
+                  </g>
+                ))}
+              </g>
+            )} />
+        </div>
+      </div>
+      <aside class="side">
+        <div class="card">
+          <div class="row">
+            <strong title={item.key}>{item.key}</strong>
+          </div>
+          <div class="row" style="margin-top:8px">
+            {actions.map((a) => (
+              <button class={a.primary ? "primary" : ""} disabled={busy} onClick={() => run(a)}
+                data-testid={a.testid}>{a.text}</button>
+            ))}
+          </div>
+          <ErrorBox error={error} />
+          {live?.closedReason && <div class="error">{live.closedReason}</div>}
+        </div>
+        {side}
+        <LabelPicker tree={tree} current={[]} active={label} onPick={pick} color={color} />
+        {task !== "semantic" && (
+          <div class="card">
+            <h3 style="margin-top:0">Shapes ({shapes.length})</h3>
+            {models.length > 0 && live && (
+              <div class="row" style="margin-bottom:6px">
+                <button onClick={() => acceptShapes(live.doc, models.map((m) => m.id), author)}>Accept all suggestions</button>
+                <button class="danger" onClick={() => deleteShapes(live.doc, models.map((m) => m.id), author)}>Reject all</button>
+              </div>
+            )}
+            <div class="shapes-list" data-testid="shapes">
+              {shapes.map((s) => (
+                <div class={`shape ${s.source}`} key={s.id}>
+                  <span class="swatch" style={{ background: color(s.label) }} />
+                  <a href="#" onClick={(e) => {
+                    e.preventDefault();
+                    setSelected(s.id);
+                  }} style={{ fontWeight: s.id === selected ? 700 : 400 }}>{name(s.label)}</a>
+                  {s.source === "model" && <span class="muted">{s.confidence != null ? `${Math.round(s.confidence * 100)}%` : "suggested"}</span>}
+                  <span class="spacer" />
+                  {s.source === "model" && live && <button onClick={() => acceptShapes(live.doc, [s.id], author)}>Accept</button>}
+                  {live && <button class="danger" onClick={() => deleteShapes(live.doc, [s.id], author)}>✕</button>}
+                </div>
+              ))}
+            </div>
+          </div>
+        )}
+        {task === "semantic" && live && (
+          <p class="muted">{readTiles(live.doc).size} painted tile(s)</p>
+        )}
+        <ImageControls brightness={brightness} contrast={contrast} setBrightness={setBrightness}
+          setContrast={setContrast} dicom={dicom} wc={win.wc} ww={win.ww} setWindow={(wc, ww) => setWin({ wc, ww })} />
+        <Instructions project={project} />
+      </aside>
+      {help && <ShortcutSheet keys={SHORTCUTS} onClose={() => setHelp(false)} />}
+    </div>
+  );
+}
+
+function BeneathShape({ shape, color, view, w, h }: {
+  shape: ReturnType<typeof readShapes>[number]; color: string; view: { scale: number }; w: number; h: number;
+}) {
+  const common = { fill: "none", stroke: color, "stroke-width": 1.5 / view.scale, "stroke-opacity": 0.9,
+    "stroke-dasharray": `${2 / view.scale} ${3 / view.scale}`, "pointer-events": "none" };
+  if (shape.kind === "box") {
+    return <rect x={shape.x! * w} y={shape.y! * h} width={shape.w! * w} height={shape.h! * h} {...common} />;
+  }
+  const pts = shape.points!;
+  return <polygon points={pts.reduce((acc, v, i) => acc + (i % 2 ? `,${v * h} ` : `${v * w}`), "")} {...common} />;
+}
