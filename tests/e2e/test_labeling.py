@@ -4,6 +4,7 @@ reviewer."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import shot, sign_in
-from tests.export_setup import MakeUser, image_folder, new_project
+from tests.export_setup import MakeUser, export, image_folder, new_project
 from tests.infra import Api, unique
 
 TREE = [{"name": "cat"}, {"name": "dog"}, {"name": "car"}]
@@ -121,3 +122,66 @@ def test_two_labelers_reach_consensus_or_review(make_user: MakeUser, data_dir: P
     decided = owner.get(f"/api/v1/projects/{pid}/items/{items['differ.png']['id']}").json()["item"]
     assert decided["status"] == "labeled" and decided["decided_by"] == "owner"
     assert decided["final"] == {"classes": [labels["car"]]}
+
+
+def _started(make_user: MakeUser, data_dir: Path, task_type: str) -> tuple[Api, Api, int, dict[str, int]]:
+    folder, _ = image_folder(data_dir, 2)
+    owner, pid, labels = new_project(make_user, folder, task_type, TREE)
+    labeler = make_user("labeler")
+    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
+    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+    return owner, labeler, pid, labels
+
+
+def _center(page: Page) -> tuple[float, float]:
+    box = page.locator("[data-testid=stage]").bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def test_polygons_are_clicked_closed_and_edited(make_user: MakeUser, data_dir: Path, server: str,
+                                                new_context: Any) -> None:
+    owner, labeler, pid, labels = _started(make_user, data_dir, "polygon")
+    page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
+    _stage_ready(page)
+    key = page.locator(".side strong").first.inner_text()
+    page.keyboard.press("3")
+    cx, cy = _center(page)
+    for dx, dy in ((-100, -80), (120, -60), (40, 100)):
+        page.mouse.click(cx + dx, cy + dy)
+    page.mouse.click(cx - 100, cy - 80)  # back on the first point closes the polygon
+    expect(page.locator("[data-testid=shapes] .shape")).to_have_count(1)
+    page.mouse.dblclick(cx + 10, cy - 70)  # on the first edge: a fourth vertex
+    expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
+    shot(page, "labeling-polygon")
+    page.click("[data-testid=submit]")
+    page.wait_for_function(f"() => document.querySelector('.side strong')?.innerText !== {key!r}")
+    iid = _items(owner, pid)[key]["id"]
+    [shape] = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]["final"]["shapes"]
+    assert shape["kind"] == "polygon" and shape["label"] == labels["car"] and len(shape["points"]) == 8
+
+
+def test_semantic_brush_paints_the_mask(make_user: MakeUser, data_dir: Path, server: str,
+                                        new_context: Any) -> None:
+    owner, labeler, pid, labels = _started(make_user, data_dir, "semantic")
+    page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
+    _stage_ready(page)
+    key = page.locator(".side strong").first.inner_text()
+    page.click("[data-testid=submit]")
+    expect(page.locator(".side .error")).to_contain_text("paint at least one region")
+    page.keyboard.press("1")
+    cx, cy = _center(page)
+    page.mouse.move(cx - 80, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 80, cy, steps=8)
+    page.mouse.up()
+    expect(page.locator(".side")).to_contain_text("painted tile")
+    expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
+    shot(page, "labeling-semantic")
+    page.click("[data-testid=submit]")
+    page.wait_for_function(f"() => document.querySelector('.side strong')?.innerText !== {key!r}")
+    iid = _items(owner, pid)[key]["id"]
+    mask = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]["final"]["mask"]
+    assert mask["tiles"] and mask["tile_size"] == 256
+    _, raw = export(owner, pid, "coco")
+    assert labels["cat"] in {a["category_id"] for a in json.loads(raw)["annotations"]}
