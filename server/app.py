@@ -72,7 +72,7 @@ def _client_routes(client_dist: Path) -> list[BaseRoute]:
     return [Route("/", welcome)]
 
 
-def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette:
+def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette:
     """Build the app; URLs in `settings` must already point at running Postgres and Redis."""
     endpoints = api.endpoints()
     # Pillow's bomb guard is process-wide; it follows the configured limit (media.py turns
@@ -115,7 +115,7 @@ def create_app(settings: Settings, client_dist: Path = CLIENT_DIST) -> Starlette
 
     app = Starlette(
         routes=[*build_routes(endpoints), *collab_ws.ROUTES, *events_ws.ROUTES,
-                *_client_routes(client_dist)],
+                *_client_routes(client_dist or settings.client_dir or CLIENT_DIST)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -74,6 +74,8 @@ class Settings:
     probe_poll_s: float = 2.0
     export_poll_s: float = 1.0
     background_jobs: bool = True
+    # The built browser app; None = client/dist next to the server package (a checkout).
+    client_dir: Path | None = None
     # Collaboration WebSockets: largest frame (close 1009 beyond), per-connection rate.
     collab_max_message_bytes: int = 4 * 1024 * 1024
     collab_messages_per_s: float = 200.0
@@ -116,6 +118,7 @@ class Settings:
             probe_poll_s=float(_int(env, "COLABEL_PROBE_POLL_S", 2)),
             export_poll_s=float(_int(env, "COLABEL_EXPORT_POLL_S", 1)),
             background_jobs=_bool(env, "COLABEL_BACKGROUND_JOBS", True),
+            client_dir=Path(env["COLABEL_CLIENT_DIR"]) if env.get("COLABEL_CLIENT_DIR") else None,
             collab_max_message_bytes=_int(env, "COLABEL_COLLAB_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             collab_messages_per_s=float(_int(env, "COLABEL_COLLAB_MESSAGES_PER_S", 200)),
             collab_burst=float(_int(env, "COLABEL_COLLAB_BURST", 1000)),
