@@ -105,6 +105,7 @@ export interface Project {
   label_count: number;
   editable: Record<string, boolean>;
   created_at: string;
+  updated_at: string;
   started_at: string | null;
 }
 

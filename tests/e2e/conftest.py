@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("COLABEL_E2E_ARTIFACTS", Path(__file__).parent / "artifacts"))
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's synchronous API is open it keeps an event
+# loop running in this thread, which the asyncio tests that follow cannot share.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("COLABEL_E2E_REQUIRED"):

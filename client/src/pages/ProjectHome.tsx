@@ -2,6 +2,7 @@
 import { useState } from "preact/hooks";
 import { del, get, post, put, type LabelNode, type Project } from "../api";
 import { ErrorBox, Page, Spinner, useLoad, useProject } from "../ui";
+import { ProjectSettings } from "./ProjectSettings";
 
 interface Member {
   user: { id: number; name: string; email: string };
@@ -156,6 +157,11 @@ export function ProjectHome({ pid }: { pid: number }) {
           )}
         </section>
       </div>
+      {owner && (
+        <div style="margin-top:16px">
+          <ProjectSettings key={project.updated_at} project={project} onSaved={reload} />
+        </div>
+      )}
       {(owner || project.role === "reviewer") && <Members project={project} />}
     </Page>
   );

@@ -153,7 +153,9 @@ export function Wizard() {
             </fieldset>
             {step === "review" && flow.phase && <CreateProgress phase={flow.phase} upload={flow.upload} />}
             {tried.has(step) && Object.keys(issues).length > 0 && (
-              <p class="wz-issue" role="alert" data-testid="wizard-issues">Fix the marked fields to continue.</p>
+              <p class="wz-issue wz-issues-line" role="alert" data-testid="wizard-issues">
+                Fix the marked fields to continue.
+              </p>
             )}
             <Nav first={index === 0} last={step === "review"} busy={flow.phase !== null}
               createdPid={flow.created?.pid ?? null} onBack={() => goTo(steps[Math.max(0, index - 1)])} />
@@ -197,9 +199,11 @@ function Nav({ first, last, busy, createdPid, onBack }: {
     <div class="row wz-nav">
       <button type="button" data-testid="wizard-back" disabled={first || busy} onClick={onBack}>← Back</button>
       <span class="spacer" />
-      <a href={createdPid ? `#/p/${createdPid}` : "#/"} data-testid="wizard-cancel" class="wz-cancel">
-        {createdPid ? "Leave (the project is kept)" : "Cancel"}
-      </a>
+      {!busy && (
+        <a href={createdPid ? `#/p/${createdPid}` : "#/"} data-testid="wizard-cancel" class="wz-cancel">
+          {createdPid ? "Leave (the project is kept)" : "Cancel"}
+        </a>
+      )}
       {last ? (
         <button type="submit" class="primary" data-testid="wizard-create" disabled={busy}>
           {busy ? "Working…" : createdPid ? "Finish creating" : "Create project"}

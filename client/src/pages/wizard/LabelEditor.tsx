@@ -3,7 +3,7 @@
 import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import {
   addChild, addPaths, addSiblingAfter, countLabels, flatten, MAX_DEPTH, moveBeside, newLabel, remove,
-  rename, restore, sameParent, shift, type LabelDraft, type Removed,
+  rename, restore, sameParent, shift, type LabelDraft, type RefusedLine, type Removed,
 } from "./labelTree";
 import type { Issues } from "./state";
 
@@ -206,12 +206,13 @@ function LabelRow({ node, depth, first, last, controls: c }: {
 /** Many labels at once: one path per line, levels separated by '/'. */
 function BulkAdd({ tree, onChange }: { tree: LabelDraft[]; onChange: (tree: LabelDraft[]) => void }) {
   const [text, setText] = useState("");
-  const [refused, setRefused] = useState<string[]>([]);
+  const [refused, setRefused] = useState<RefusedLine[]>([]);
   const add = () => {
     const [next, bad] = addPaths(tree, text);
     onChange(next);
     setRefused(bad);
-    setText(bad.length ? text : "");
+    // Keep only what still needs fixing.
+    setText(bad.map((r) => r.line).join("\n"));
   };
   return (
     <details class="wz-bulk">
@@ -226,7 +227,7 @@ function BulkAdd({ tree, onChange }: { tree: LabelDraft[]; onChange: (tree: Labe
       {refused.length > 0 && (
         <div class="error" role="alert" data-testid="label-bulk-refused">
           Not added:
-          <ul>{refused.slice(0, 20).map((r) => <li>{r}</li>)}</ul>
+          <ul>{refused.slice(0, 20).map((r) => <li>{r.line}: {r.why}</li>)}</ul>
         </div>
       )}
     </details>

@@ -208,30 +208,31 @@ export function keyAtLoc(tree: LabelDraft[], loc: unknown[]): string | null {
   return found?.key ?? null;
 }
 
+export interface RefusedLine {
+  line: string;
+  why: string;
+}
+
+function pathProblem(parts: string[]): string | null {
+  if (parts.some((p) => !p)) return "empty level in the path";
+  if (parts.length > MAX_DEPTH) return `${parts.length} levels; labels can be at most ${MAX_DEPTH} levels deep`;
+  return parts.map(nameProblem).find((p) => p) ?? null;
+}
+
 /**
  * Add labels written one per line as paths ("Animal/Cat"); missing parents are created and
  * existing ones reused. Returns the new tree and the lines that could not be added.
  */
-export function addPaths(tree: LabelDraft[], text: string): [LabelDraft[], string[]] {
+export function addPaths(tree: LabelDraft[], text: string): [LabelDraft[], RefusedLine[]] {
   let next = tree;
-  const refused: string[] = [];
+  const refused: RefusedLine[] = [];
   for (const raw of text.split(/\r?\n/)) {
-    const parts = raw.split("/").map((p) => p.trim());
-    if (parts.every((p) => !p)) continue;
-    if (parts.some((p) => !p)) {
-      refused.push(`${raw.trim()}: empty level in the path`);
-      continue;
-    }
-    if (parts.length > MAX_DEPTH) {
-      refused.push(`${raw.trim()}: ${parts.length} levels; labels can be at most ${MAX_DEPTH} levels deep`);
-      continue;
-    }
-    const bad = parts.map(nameProblem).find((p) => p);
-    if (bad) {
-      refused.push(`${raw.trim()}: ${bad}`);
-      continue;
-    }
-    next = ensurePath(next, parts);
+    const line = raw.trim();
+    if (!line) continue;
+    const parts = line.split("/").map((p) => p.trim());
+    const why = pathProblem(parts);
+    if (why) refused.push({ line, why });
+    else next = ensurePath(next, parts);
   }
   return [next, refused];
 }
