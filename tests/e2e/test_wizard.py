@@ -61,3 +61,14 @@ def test_wizard_creates_a_project_from_uploaded_images(make_user: MakeUser, serv
         ("Cat", []), ("Dog", ["Puppy"])]
     keys = {i["key"] for i in owner.get(f"/api/v1/projects/{pid}/items").json()["items"]}
     assert keys == {"photo0.png", "photo1.png", "photo2.png"}
+
+    # Afterwards the labels can still change (the settings say what cannot).
+    expect(page.locator("[data-testid=settings]")).to_contain_text("fixed since the project started")
+    editor = page.locator("[data-testid=labels-editor]")
+    editor.locator("[data-testid=label-add-root]").click()
+    editor.locator("[data-testid=label-name]").last.fill("Bird")
+    editor.locator("[data-testid=labels-save]").click()
+    expect(editor).to_contain_text("Saved.")
+    after = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"]
+    assert [n["name"] for n in after] == ["Cat", "Dog", "Bird"]
+    assert after[0]["id"] == project["labels"][0]["id"]  # existing labels keep their ids

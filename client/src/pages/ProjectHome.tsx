@@ -2,6 +2,7 @@
 import { useState } from "preact/hooks";
 import { del, get, post, put, type LabelNode, type Project } from "../api";
 import { ErrorBox, Page, Spinner, useLoad, useProject } from "../ui";
+import { LabelsCard } from "./LabelsCard";
 import { ProjectSettings } from "./ProjectSettings";
 
 interface Member {
@@ -157,9 +158,10 @@ export function ProjectHome({ pid }: { pid: number }) {
           )}
         </section>
       </div>
-      {owner && (
-        <div style="margin-top:16px">
+      {owner && labels && (
+        <div class="grid2" style="margin-top:16px">
           <ProjectSettings key={project.updated_at} project={project} onSaved={reload} />
+          <LabelsCard key={JSON.stringify(labels)} project={project} tree={labels} onSaved={reload} />
         </div>
       )}
       {(owner || project.role === "reviewer") && <Members project={project} />}
