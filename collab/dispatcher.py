@@ -171,7 +171,7 @@ return 1
 """
 
 _PG_ITEMS = """
-SELECT id, shuffle_key, coalesce(target, $2) AS target FROM items
+SELECT id, coalesce(cluster_rank, shuffle_key) AS shuffle_key, coalesce(target, $2) AS target FROM items
 WHERE project_id = $1 AND status IN ('unlabeled', 'in_progress')
 """
 _PG_LEASES = """

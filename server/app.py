@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from PIL import Image
@@ -22,7 +22,7 @@ from collab.manager import CollabLimits, RoomManager
 from collab.store import DocumentStore
 from migrations.runner import migrate
 
-from . import api, collab_ws, events_ws, openapi, work
+from . import api, collab_ws, events_ws, ml, openapi, work
 from .api.meta import app_version
 from .errors import ApiError
 from .jobs import BackgroundJobs
@@ -100,7 +100,16 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
         app.state.lease_log = work.LeaseLog(services.db)
         # Redis may have lost everything while we were down; Postgres has the truth.
         rebuilding = asyncio.create_task(work.rebuild_missing(dispatcher, services.db))
-        jobs = BackgroundJobs(services)
+        models = None
+        extra: list[tuple[str, Callable[[], Awaitable[int]], float]] = []
+        if settings.ml_enabled:
+            # Ray itself starts only when a project first needs the model service.
+            from inference.client import ModelService
+
+            models = ModelService()
+            extra.append(("ml", ml.MLWorker(services, models).step, settings.ml_poll_s))
+        app.state.models = models
+        jobs = BackgroundJobs(services, extra)
         if settings.background_jobs:
             jobs.start()
         try:
@@ -110,6 +119,9 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rebuilding
             await jobs.stop()
+            if models is not None:
+                with contextlib.suppress(Exception):
+                    await models.shutdown()
             await collab.stop()
             await services.close()
 

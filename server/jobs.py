@@ -77,8 +77,10 @@ async def refresh_due(services: Services) -> int:
 class BackgroundJobs:
     """Owns the background loops of one process; `stop` cancels and awaits them."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services,
+                 extra: list[tuple[str, Callable[[], Awaitable[int]], float]] | None = None) -> None:
         self.services = services
+        self.extra = extra or []
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -87,6 +89,8 @@ class BackgroundJobs:
             asyncio.create_task(self._loop("probe", probe_batch, s.probe_poll_s)),
             asyncio.create_task(self._loop("refresh", refresh_due, s.refresh_poll_s)),
             asyncio.create_task(self._loop("export", exports.run_next, s.export_poll_s)),
+            *(asyncio.create_task(self._loop(name, _ignoring_services(step), idle))
+              for name, step, idle in self.extra),
         ]
 
     async def _loop(self, name: str, step: Callable[[Services], Awaitable[int]],
@@ -113,4 +117,9 @@ class BackgroundJobs:
         self._tasks = []
 
 
+def _ignoring_services(step: Callable[[], Awaitable[int]]) -> Callable[[Services], Awaitable[int]]:
+    """Adapt a step that carries its own state to the loop's (services) signature."""
+    async def run(_: Services) -> int:
+        return await step()
 
+    return run

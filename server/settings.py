@@ -74,6 +74,11 @@ class Settings:
     probe_poll_s: float = 2.0
     export_poll_s: float = 1.0
     background_jobs: bool = True
+    # ML assistance: off turns the model service off for this process (no Ray at all).
+    ml_enabled: bool = True
+    ml_poll_s: float = 5.0
+    ml_input_size: int = 224
+    ml_epochs: int = 12
     # The built browser app; None = client/dist next to the server package (a checkout).
     client_dir: Path | None = None
     # Collaboration WebSockets: largest frame (close 1009 beyond), per-connection rate.
@@ -119,6 +124,10 @@ class Settings:
             export_poll_s=float(_int(env, "COLABEL_EXPORT_POLL_S", 1)),
             background_jobs=_bool(env, "COLABEL_BACKGROUND_JOBS", True),
             client_dir=Path(env["COLABEL_CLIENT_DIR"]) if env.get("COLABEL_CLIENT_DIR") else None,
+            ml_enabled=_bool(env, "COLABEL_ML_ENABLED", True),
+            ml_poll_s=float(_int(env, "COLABEL_ML_POLL_S", 5)),
+            ml_input_size=_int(env, "COLABEL_ML_INPUT_SIZE", 224),
+            ml_epochs=_int(env, "COLABEL_ML_EPOCHS", 12),
             collab_max_message_bytes=_int(env, "COLABEL_COLLAB_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             collab_messages_per_s=float(_int(env, "COLABEL_COLLAB_MESSAGES_PER_S", 200)),
             collab_burst=float(_int(env, "COLABEL_COLLAB_BURST", 1000)),
@@ -132,6 +141,10 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
 
     @property
     def exports_dir(self) -> Path:

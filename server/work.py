@@ -48,7 +48,7 @@ WHERE id = ANY($1::text[]) AND state = 'active'
 # its sub-queries from the snapshot it took before the wait, so a submit queued behind
 # another on the same item would not see that one's annotation and never decide the item.
 _LEASE_FOR_UPDATE = """
-SELECT l.id, l.project_id, l.item_id, l.user_id, l.state, l.expires_at
+SELECT l.id, l.project_id, l.item_id, l.user_id, l.state, l.expires_at, l.prelabel_version
 FROM leases l JOIN items i ON i.id = l.item_id WHERE l.id = $1
 FOR UPDATE OF l, i
 """

@@ -140,6 +140,7 @@ def env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) ->
                       COLABEL_UPLOAD_MAX_FILE_BYTES=str(UPLOAD_MAX_FILE),
                       COLABEL_UPLOAD_MAX_REQUEST_BYTES=str(UPLOAD_MAX_REQUEST),
                       COLABEL_PROBE_POLL_S="1",
+                      COLABEL_ML_POLL_S="1", COLABEL_ML_INPUT_SIZE="64", COLABEL_ML_EPOCHS="8",
                       COLABEL_AZURE_ALLOW_EMULATOR="true")
 
 

@@ -13,6 +13,7 @@ from . import (
     labels,
     members,
     meta,
+    ml,
     projects,
     review,
     stats,
@@ -42,4 +43,5 @@ def endpoints() -> list[Endpoint]:
         *review.ENDPOINTS,
         *stats.ENDPOINTS,
         *exports.ENDPOINTS,
+        *ml.ENDPOINTS,
     ]

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import asyncpg
 from pydantic import Field
 
 from collab import schema
 from collab.dispatcher import Dispatcher
 from collab.manager import RoomManager
 
-from .. import documents, events, labels, projects, work
+from .. import documents, events, labels, ml, projects, work
 from ..errors import ApiError, Conflict, NotFound, ServiceUnavailable, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..validation import Strict
 from .items import ITEM_COLUMNS, item_json
+
+log = logging.getLogger(__name__)
 
 GRID_SIZES = (1, 4, 6, 9)
 CLASSIFICATION = ("multiclass", "multilabel")
@@ -77,13 +81,20 @@ async def next_tasks(call: Call) -> dict[str, Any]:
         await events.publish(call.services.redis, call.services.settings.redis_prefix, pid,
                              "leased", user_id=call.me.id, items=sorted(recorded.values()))
     rows = {r["id"]: r for r in await call.services.db.fetch(_ITEMS, list(recorded.values()))}
-    out = []
-    for lease in batch.leases:
-        iid = recorded.get(lease.lease_id)
-        if iid is not None:
-            out.append({"lease_id": lease.lease_id, "item": item_json(rows[iid]),
-                        "expires_at": lease.expires_ms / 1000.0,
-                        "document": f"{pid}/{iid}/{call.me.id}"})
+    granted = [(lease, recorded[lease.lease_id]) for lease in batch.leases if lease.lease_id in recorded]
+    prelabels: dict[int, Any] = {}
+    if pa.setting("ml_assist").get("enabled") and granted:
+        try:
+            prelabels = await ml.prelabel_leases(
+                call.services.db, _rooms(call), pa.row["task_type"],
+                [(lease.lease_id, iid, f"{pid}/{iid}/{call.me.id}") for lease, iid in granted
+                 if rows[iid]["media_kind"] == "image"])
+        except (asyncpg.PostgresError, OSError) as exc:
+            # Prelabels help; they must never stop work from being handed out.
+            log.warning("prelabels for project %s not written: %s", pid, exc)
+    out = [{"lease_id": lease.lease_id, "item": item_json(rows[iid]),
+            "expires_at": lease.expires_ms / 1000.0, "document": f"{pid}/{iid}/{call.me.id}",
+            "prelabel": prelabels.get(iid)} for lease, iid in granted]
     return {"leases": out}
 
 
@@ -134,6 +145,8 @@ async def submit(call: Call) -> dict[str, Any]:
             if lease_row["state"] == "submitted":
                 raise WorkConflict("already submitted", code="already_submitted")
             decision, final = await work.submit(conn, pa.row, lease_row, annotation, body.duration_ms)
+            await ml.record_outcome(conn, row["project_id"], row["item_id"], lease_row["prelabel_version"],
+                                    annotation)
             completed = False
             if decision.decided:
                 completed = await work.complete_if_done(conn, row["project_id"])

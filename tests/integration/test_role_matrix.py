@@ -149,6 +149,8 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/api/v1/exports/{eid}"): (REVIEWERS, None, "exported"),
     ("GET", "/api/v1/exports/{eid}/download"): (REVIEWERS, None, "exported"),
     ("DELETE", "/api/v1/exports/{eid}"): (with_status(REVIEWERS, 204), None, "exported"),
+    ("GET", "/api/v1/projects/{pid}/ml"): (REVIEWERS, None, ""),
+    ("POST", "/api/v1/projects/{pid}/ml"): (with_status(OWNERS, 202), lambda w: {"action": "train"}, "ml"),
 }
 
 
@@ -190,6 +192,9 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
         leased = holder.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"]
         world.lid = leased[0]["lease_id"]
         world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
+    if setup == "ml":
+        r = owner.patch(f"/api/v1/projects/{pid}", {"ml_assist": {"enabled": True, "min_labeled": 1000}})
+        assert r.status_code == 200, r.text
     if setup == "exported":
         world.eid = owner.post(f"/api/v1/projects/{pid}/exports", {"format": "csv"}).json()["export"]["id"]
         wait_export(owner, world.eid)

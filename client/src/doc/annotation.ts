@@ -237,3 +237,28 @@ export function bytesToBase64(bytes: Uint8Array): string {
   for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(text);
 }
+
+/** Model suggestions for classes: a class whose value is a confidence (a number) rather than
+ * `true` is suggested, not chosen, until the labeler accepts it. */
+export function readSuggestions(doc: Y.Doc): { label: number; confidence: number }[] {
+  const out: { label: number; confidence: number }[] = [];
+  roots(doc).classes.forEach((v, k) => {
+    if (typeof v === "number" && /^\d+$/.test(k)) out.push({ label: Number(k), confidence: v });
+  });
+  return out.sort((a, b) => b.confidence - a.confidence);
+}
+
+/** Accept (the suggested classes become chosen) or reject (they go) every suggestion. */
+export function resolveSuggestions(doc: Y.Doc, accept: boolean, single: boolean, author: string): void {
+  const { classes } = roots(doc);
+  const suggested = readSuggestions(doc);
+  if (!suggested.length) return;
+  doc.transact(() => {
+    for (const s of suggested) classes.delete(String(s.label));
+    if (accept) {
+      if (single) for (const k of [...classes.keys()]) classes.delete(k);
+      for (const s of single ? suggested.slice(0, 1) : suggested) classes.set(String(s.label), true);
+    }
+    touch(doc, author);
+  });
+}

@@ -6,6 +6,8 @@ import { get, type Project } from "../api";
 import { BarChart, Legend, LineChart, type Point, type TimeSeries } from "../charts";
 import { useProjectEvents, type Connection, type ItemStatus, type ProjectEvent } from "../events";
 import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
+import { labelNames } from "./labeling/parts";
+import { MlCard } from "./MlCard";
 import "../monitor.css";
 
 type Counts = Record<ItemStatus, number> & { total: number };
@@ -404,39 +406,6 @@ function RefreshStatus({ project, now }: { project: Project; now: number }) {
   );
 }
 
-const ML_NAMES: Record<string, string> = {
-  min_labeled: "Training starts after",
-  precision_target: "Precision target",
-  backbone_weights: "Backbone weights",
-};
-
-function mlValue(key: string, value: unknown): string {
-  if (value === null || value === undefined || value === "") return key === "backbone_weights" ? "none" : "—";
-  if (key === "min_labeled") return `${value} decided items`;
-  if (key === "precision_target" && typeof value === "number") return `${Math.round(value * 100)}%`;
-  return typeof value === "object" ? JSON.stringify(value) : String(value);
-}
-
-function MlStatus({ project, labeled }: { project: Project; labeled: number | null }) {
-  const ml = project.ml_assist ?? { enabled: false };
-  const unsupported = project.task_type === "semantic";
-  const min = typeof ml.min_labeled === "number" ? ml.min_labeled : null;
-  const rest = Object.entries(ml).filter(([k]) => k !== "enabled");
-  return (
-    <section class="card" data-testid="ml-status">
-      <h3>ML assistance</h3>
-      <p>
-        <span class={ml.enabled ? "badge running" : "badge"} data-testid="ml-enabled">{ml.enabled ? "on" : "off"}</span>
-        {unsupported && <span class="muted"> not available for semantic segmentation</span>}
-      </p>
-      {ml.enabled && min !== null && labeled !== null && labeled < min && (
-        <p class="muted small-text">{labeled} of {min} decided items needed for the first training.</p>
-      )}
-      {rest.length > 0 && <Facts rows={rest.map(([k, v]) => [ML_NAMES[k] ?? k.replace(/_/g, " "), mlValue(k, v)])} />}
-    </section>
-  );
-}
-
 function ActivityFeed({ items }: { items: Activity[] }) {
   return (
     <section class="card activity">
@@ -452,7 +421,9 @@ function ActivityFeed({ items }: { items: Activity[] }) {
   );
 }
 
-function Dashboard({ project, reloadProject }: { project: Project; reloadProject: () => void }) {
+function Dashboard({ project, reloadProject, labelName }: {
+  project: Project; reloadProject: () => void; labelName: (id: number) => string;
+}) {
   const pid = project.id;
   const [hours, setHours] = useState(24);
   const { stats, error, reload, soon } = useStats(pid, hours);
@@ -569,7 +540,7 @@ function Dashboard({ project, reloadProject }: { project: Project; reloadProject
         <AgreementChart stats={stats} />
         <div class="stack">
           <Queue stats={stats} />
-          <MlStatus project={project} labeled={counts?.labeled ?? null} />
+          <MlCard project={project} names={labelName} />
         </div>
       </div>
       <Labelers stats={stats} />
@@ -582,7 +553,7 @@ function Dashboard({ project, reloadProject }: { project: Project; reloadProject
 }
 
 export function Monitor({ pid }: { pid: number }) {
-  const [project, , error, reload] = useProject(pid);
+  const [project, labels, error, reload] = useProject(pid);
   if (!project) return <Page title="Monitor"><ErrorBox error={error} />{!error && <Spinner />}</Page>;
   if (project.role !== "owner" && project.role !== "reviewer") {
     return (
@@ -593,7 +564,7 @@ export function Monitor({ pid }: { pid: number }) {
   }
   return (
     <Page title={`Monitor · ${project.name}`} project={project}>
-      <Dashboard project={project} reloadProject={reload} />
+      <Dashboard project={project} reloadProject={reload} labelName={labelNames(labels ?? [])} />
     </Page>
   );
 }

@@ -3,7 +3,9 @@
 // picker) set the label on every selected image (multi-label: toggle it).
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { mediaUrl, post, type LabelNode, type Lease, type Project } from "../../api";
-import { readClasses, setSingleClass, toggleClass } from "../../doc/annotation";
+import {
+  readClasses, readSuggestions, resolveSuggestions, setSingleClass, toggleClass,
+} from "../../doc/annotation";
 import { LiveDoc } from "../../doc/live";
 import { ErrorBox, session } from "../../ui";
 import {
@@ -133,6 +135,12 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
                   style={{ filter: `brightness(${brightness}) contrast(${contrast})` }} />
                 <div class="tags" data-testid={`tags-${i}`}>
                   {classes.map((c) => <span style={{ borderLeft: `4px solid ${color(c)}` }}>{name(c)}</span>)}
+                  {docs[i] && readSuggestions(docs[i].doc).map((s) => (
+                    <span class="suggested" data-testid={`suggestion-${i}`} title="suggested by the model"
+                      style={{ borderLeft: `4px dashed ${color(s.label)}` }}>
+                      {name(s.label)} {Math.round(s.confidence * 100)}%?
+                    </span>
+                  ))}
                 </div>
               </div>
             );
@@ -146,6 +154,15 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
             <button disabled={busy} onClick={skip} data-testid="skip">Skip {selected.size < n ? "selected" : ""}</button>
           </div>
           <ErrorBox error={error} />
+          {docs.some((d) => readSuggestions(d.doc).length > 0) && (
+            <div class="row" style="margin-top:8px">
+              <span class="muted">Model suggestions:</span>
+              <button data-testid="accept-suggestions"
+                onClick={() => docs.forEach((d) => resolveSuggestions(d.doc, true, single, author))}>Accept all</button>
+              <button class="danger"
+                onClick={() => docs.forEach((d) => resolveSuggestions(d.doc, false, single, author))}>Reject all</button>
+            </div>
+          )}
         </div>
         <LabelPicker tree={tree} current={current} onPick={apply} color={color} />
         <ImageControls brightness={brightness} contrast={contrast} setBrightness={setBrightness} setContrast={setContrast} />
