@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycrdt import Map
 
+from server.services import Services
 from tests.export_setup import MakeUser
 from tests.infra import Api, unique
 from tests.yclient import py_client
@@ -44,7 +45,7 @@ def _wait(owner: Api, pid: int, done: Any, timeout: float = 240) -> dict[str, An
 
 
 async def test_prelabels_from_a_trained_model_reach_the_document_live(
-        make_user: MakeUser, data_dir: Path, server: str) -> None:
+        make_user: MakeUser, data_dir: Path, server: str, services: Services) -> None:
     rng = random.Random(5)
     folder = data_dir / "datasets" / unique("ml")
     folder.mkdir(parents=True)
@@ -91,6 +92,12 @@ async def test_prelabels_from_a_trained_model_reach_the_document_live(
                                           {"count": 4})).json()["leases"]
         prelabeled = [x for x in leases if x["prelabel"]]
         assert prelabeled, leases
+        # Clustering put open items in similarity order: a page holds images of one kind.
+        ranked = await services.db.fetchval(
+            "SELECT count(*) FROM items WHERE project_id = $1 AND cluster_rank IS NOT NULL", pid)
+        assert ranked == len(open_items)
+        kinds = [truth[x["item"]["key"]] for x in leases]
+        assert len(leases) == 4 and max(kinds.count(k) for k in kinds) >= 3, kinds
         lease = prelabeled[0]
         iid = lease["item"]["id"]
         answer = lease["prelabel"]
