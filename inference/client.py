@@ -38,6 +38,8 @@ _NAMESPACE = "colabel"
 _CONTROL_TIMEOUT_S = 30.0
 # How long a TCP probe of RAY_ADDRESS may take: ray.init itself retries a dead address for minutes.
 _PROBE_TIMEOUT_S = 3.0
+# Ray ends a driver process that loses its cluster's GCS for 60 s; a server must outlive Ray.
+_GCS_RECONNECT_ENV = ("RAY_gcs_rpc_server_reconnect_timeout_s", str(365 * 24 * 3600))
 # "package.module.SomeError: message" lines of a replica's traceback.
 _RAISED = re.compile(r"^[\w.]*(?:Error|Exception)\b[^\n]*", re.MULTILINE)
 
@@ -86,8 +88,9 @@ class ModelService:
         train_cpus: float = 1.0,
         train_gpus: float = 0.5,
     ) -> None:
-        # None: RAY_ADDRESS, and without it a private local Ray.
-        self.address = address if address is not None else (os.environ.get("RAY_ADDRESS") or None)
+        # None: RAY_ADDRESS. Unset, empty or "local": a private local Ray.
+        address = address if address is not None else os.environ.get("RAY_ADDRESS")
+        self.address = None if not address or address == "local" else address
         self.options = options or ServeOptions()
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
@@ -104,6 +107,8 @@ class ModelService:
         self._handles: dict[str, DeploymentHandle[Any]] = {}
         self._stopped: dict[str, str] = {}
         self._release: threading.Event | None = None
+        # Set once a control call got no answer: later calls fail fast instead of piling up threads.
+        self._lost: str | None = None
 
     async def start(self) -> None:
         """Connect to (or start) Ray and Serve; idempotent. Raises `ModelServiceDown`."""
@@ -217,6 +222,8 @@ class ModelService:
 
     async def stop(self, project_id: int, version: int | None = None) -> None:
         """Stop serving one version of a project's model, or all of them."""
+        if not self._started and self.address is None:
+            return  # a private Ray that never started serves nothing
         await self.start()
         if version is not None:
             names = [app_name(project_id, version)]
@@ -253,32 +260,30 @@ class ModelService:
         """Disconnect from Ray; a local Ray this service started stops with its deployments."""
         async with self._start_lock:
             self._handles.clear()
-            if self._owns_ray:
-                await asyncio.to_thread(self._stop_local)
-            elif self._connected:
-                import ray
+            try:
+                if self._lost is None and self._owns_ray:
+                    await self._control(self._stop_local, timeout=self.connect_timeout_s)
+                elif self._lost is None and self._connected:
+                    import ray
 
-                # Deployments on a shared cluster stay: other server processes use them too.
-                await asyncio.to_thread(ray.shutdown)
-            if self._release is not None:
-                self._release.set()
-                self._release = None
-            self._started = self._owns_ray = self._connected = False
-            self._reason = "shut down"
+                    # Deployments on a shared cluster stay: other server processes use them too.
+                    await self._control(ray.shutdown, timeout=self.connect_timeout_s)
+            finally:
+                if self._release is not None:
+                    self._release.set()
+                    self._release = None
+                self._started = self._owns_ray = self._connected = False
+                self._reason = "shut down"
 
     # Connecting.
 
     async def _connect(self) -> None:
         import ray
 
-        if ray.is_initialized():
-            if self.address is not None:
-                raise ModelServiceDown(
-                    f"this process is already connected to another Ray cluster, not {self.address}"
-                )
-        else:
-            if self.address not in (None, "auto", "local"):
-                await _probe(self.address)
+        if self.address not in (None, "auto"):
+            await _probe(self.address)
+        # Ray is one connection per process: when other code already made it, use that one.
+        if not ray.is_initialized():
             await self._init_ray()
         try:
             await self._control(_start_serve, timeout=self.connect_timeout_s)
@@ -299,6 +304,7 @@ class ModelService:
         else:
             kwargs = {"address": self.address}
         kwargs.update(namespace=_NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+        os.environ.setdefault(*_GCS_RECONNECT_ENV)
         # Linux ends a child process when the *thread* that started it ends (Ray sets
         # PR_SET_PDEATHSIG), so a local Ray is started by a thread that lives until shutdown.
         # A daemon one: should Ray hang on a dead address, it must not keep the process alive.
@@ -323,7 +329,9 @@ class ModelService:
                 f"Ray unreachable: no answer from {where} in {self.connect_timeout_s:.0f} s"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - any failure to start or reach Ray
-            raise ModelServiceDown(f"Ray unreachable: {where}: {type(exc).__name__}: {exc}") from exc
+            # Ray wraps the telling error (a refused token, a version mismatch) in a generic one.
+            cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+            raise ModelServiceDown(f"Ray unreachable: {where}: {type(exc).__name__}: {exc}{cause}") from exc
         self._owns_ray = self.address is None
         self._connected = True
 
@@ -334,11 +342,17 @@ class ModelService:
         from ray.exceptions import RayError
         from ray.serve.exceptions import RayServeException
 
-        call = asyncio.to_thread(func, *args)
+        if self._lost is not None:
+            raise ModelServiceDown(self._lost)
+        call = _in_thread(func, *args)
         try:
             return await (asyncio.wait_for(call, timeout) if timeout is not None else call)
         except TimeoutError as exc:
-            raise ModelServiceDown(f"Ray unreachable: no answer in {timeout:.0f} s") from exc
+            self._lost = (
+                f"Ray unreachable: no answer in {timeout:.0f} s; the connection is lost, "
+                "restart this process once Ray is back"
+            )
+            raise ModelServiceDown(self._lost) from exc
         except (RayError, ConnectionError) as exc:
             raise ModelServiceDown(f"Ray unreachable: {type(exc).__name__}: {exc}") from exc
         except RayServeException as exc:
@@ -458,6 +472,24 @@ class ModelService:
 
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def _in_thread(func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """`func(*args)` on a daemon thread of its own.
+
+    Not the loop's default executor: a call stuck on a dead cluster would hold one of its few
+    threads for good, and its non-daemon threads would keep the process from exiting.
+    """
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(func(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="colabel-ray-call", daemon=True).start()
+    return asyncio.wrap_future(future)
 
 
 def _start_serve() -> None:
