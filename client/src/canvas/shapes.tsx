@@ -121,7 +121,8 @@ export function useShapeTools(opts: {
       if (draft) {
         const a = norm(draft[0]), b = norm(p);
         const w = Math.abs(b.x - a.x), h = Math.abs(b.y - a.y);
-        if (w * W >= 3 && h * H >= 3 && opts.label != null) {
+        // A drag shorter than a few screen pixels is a click, however far the image is zoomed.
+        if (w * W * view.scale >= 4 && h * H * view.scale >= 4 && opts.label != null) {
           const id = addShape(doc, { kind: "box", label: opts.label, x: Math.min(a.x, b.x), y: Math.min(a.y, b.y), w, h },
             author);
           opts.setSelected(id);

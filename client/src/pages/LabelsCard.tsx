@@ -1,7 +1,7 @@
 // Owners edit a project's label tree at any time: rename, move, reorder and add labels with
 // the wizard's editor; existing labels keep their ids (the server refuses to delete labels
 // that annotations already use).
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { patch, type LabelNode, type Project } from "../api";
 import { ErrorBox } from "../ui";
 import { LabelEditor } from "./wizard/LabelEditor";
@@ -31,6 +31,8 @@ export function LabelsCard({ project, tree, onSaved }: { project: Project; tree:
   const [draft, setDraft] = useState<LabelDraft[]>(() => toDraft(tree));
   const [error, setError] = useState<unknown>(null);
   const [saved, setSaved] = useState(false);
+  // The saved tree comes back with the new labels' ids: edit that from now on.
+  useEffect(() => setDraft(toDraft(tree)), [JSON.stringify(tree)]);
   const issues = treeIssues(draft);
   const save = async () => {
     try {

@@ -160,8 +160,8 @@ export function ProjectHome({ pid }: { pid: number }) {
       </div>
       {owner && labels && (
         <div class="grid2" style="margin-top:16px">
-          <ProjectSettings key={project.updated_at} project={project} onSaved={reload} />
-          <LabelsCard key={JSON.stringify(labels)} project={project} tree={labels} onSaved={reload} />
+          <ProjectSettings project={project} onSaved={reload} />
+          <LabelsCard project={project} tree={labels} onSaved={reload} />
         </div>
       )}
       {(owner || project.role === "reviewer") && <Members project={project} />}
