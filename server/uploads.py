@@ -23,6 +23,7 @@ from . import media
 from .datastores.base import DICOM_EXTENSIONS, UnsafeKey
 from .datastores.keys import accepted, check_key, extension
 from .errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from .settings import Settings
 
 SNIFF_BYTES = 512
 MAX_FIELD_BYTES = 4096
@@ -194,3 +195,17 @@ def place(staged: StagedFile, root: Path) -> None:
     target = root / staged.key
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged.path, target)
+
+
+async def receive_one_file(request: Request, settings: Settings, what: str) -> UploadBatch:
+    """An import request: exactly one file in the multipart field 'file' (within the import
+    size limit) plus plain form fields; 422 naming `what` otherwise."""
+    batch = await receive(
+        request, settings.uploads_dir / ".staging", file_field="file",
+        max_file=settings.import_max_bytes, max_request=settings.import_max_bytes + 65536,
+        check_files=False,
+    )
+    if len(batch.files) != 1:
+        batch.discard()
+        raise Unprocessable(f"send exactly one {what} in the multipart field 'file'", code="no_file")
+    return batch

@@ -107,15 +107,8 @@ async def import_table(call: Call) -> dict[str, Any]:
     binding = pa.row["dataset"]
     if binding is None:
         raise Conflict("bind a dataset first: imported rows name files in it", code="no_dataset")
-    batch = await uploads.receive(
-        call.request, settings.uploads_dir / ".staging", file_field="file",
-        max_file=settings.import_max_bytes, max_request=settings.import_max_bytes + 65536,
-        check_files=False,
-    )
+    batch = await uploads.receive_one_file(call.request, settings, "table")
     try:
-        if len(batch.files) != 1:
-            raise Unprocessable("send exactly one table in the multipart field 'file'",
-                                code="no_file")
         opts = _options(batch.fields)
         staged = batch.files[0]
         store = open_datastore(settings, pid, binding)

@@ -155,15 +155,8 @@ async def import_labels(call: Call) -> dict[str, Any]:
     settings = call.services.settings
     pa = await projects.access(call.services.db, call.me, pid, Role.OWNER)
     task_type = pa.row["task_type"]
-    batch = await uploads.receive(
-        call.request, settings.uploads_dir / ".staging", file_field="file",
-        max_file=settings.import_max_bytes, max_request=settings.import_max_bytes + 65536,
-        check_files=False,
-    )
+    batch = await uploads.receive_one_file(call.request, settings, "COCO or JSON Lines file")
     try:
-        if len(batch.files) != 1:
-            raise Unprocessable("send exactly one COCO or JSON Lines file in the multipart field 'file'",
-                                code="no_file")
         opts = _options(batch.fields)
         staged = batch.files[0]
         try:
