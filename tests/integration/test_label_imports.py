@@ -134,6 +134,8 @@ def test_bad_files_and_options(make_user: MakeUser, data_dir: Path) -> None:
                              ("x.txt", b"{}", "bad_file")):
         r = import_labels(owner, src.pid, name, data)
         assert r.status_code == 422 and r.json()["error"]["code"] == code, r.text
+    none = owner.post(f"/api/v1/projects/{src.pid}/label-imports", files=[("format", (None, "coco"))])
+    assert none.status_code == 422 and none.json()["error"]["code"] == "no_file"
     r = import_labels(owner, src.pid, "x.jsonl", b'{"image_url": "img00.png", "label": "car"}\n', wat="1")
     assert r.status_code == 422
     lines = (b'{"image_url": "img00.png", "label": "animal/cat"}\nnot json\n'
