@@ -189,7 +189,7 @@ def accepted_unchanged(prelabel: dict[str, Any], submitted: dict[str, Any]) -> b
                for s in prelabel["shapes"])
 
 
-async def prelabel_leases(db: asyncpg.Pool, rooms: RoomManager, task_type: str,
+async def prelabel_leases(db: asyncpg.Pool, rooms: RoomManager, project_id: int, task_type: str,
                           leases: list[tuple[str, int, str]]) -> dict[int, dict[str, Any]]:
     """Write the ready prelabels of freshly leased items into their labelers' documents;
     return item id -> prelabel (plain JSON, `source` model) for the lease answer.
@@ -212,7 +212,6 @@ async def prelabel_leases(db: asyncpg.Pool, rooms: RoomManager, task_type: str,
     by_version: dict[int, int] = {}
     for iid in out:
         by_version[rows[iid]["model_version"]] = by_version.get(rows[iid]["model_version"], 0) + 1
-    project_id = await db.fetchval("SELECT project_id FROM items WHERE id = $1", next(iter(out)))
     for version, n in by_version.items():
         await db.execute(_SHOWN, project_id, version, n)
     return out

@@ -86,7 +86,7 @@ async def next_tasks(call: Call) -> dict[str, Any]:
     if pa.setting("ml_assist").get("enabled") and granted:
         try:
             prelabels = await ml.prelabel_leases(
-                call.services.db, _rooms(call), pa.row["task_type"],
+                call.services.db, _rooms(call), pid, pa.row["task_type"],
                 [(lease.lease_id, iid, f"{pid}/{iid}/{call.me.id}") for lease, iid in granted
                  if rows[iid]["media_kind"] == "image"])
         except (asyncpg.PostgresError, OSError) as exc:
