@@ -115,3 +115,14 @@ def export(api: Api, pid: int, fmt: str, **body: Any) -> tuple[dict[str, Any], b
 def import_labels(api: Api, pid: int, name: str, data: bytes, **fields: str) -> Any:
     return api.post(f"/api/v1/projects/{pid}/label-imports",
                     files=[("file", (name, data, "application/octet-stream"))], data=fields)
+
+
+def started_project(make_user: MakeUser, data_dir: Path, task_type: str, tree: list[dict[str, Any]],
+                    count: int) -> tuple[Api, Api, int, dict[str, int]]:
+    """A running project on `count` generated images with one labeler: (owner, labeler, id, labels)."""
+    folder, _ = image_folder(data_dir, count)
+    owner, pid, labels = new_project(make_user, folder, task_type, tree)
+    labeler = make_user("labeler")
+    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
+    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+    return owner, labeler, pid, labels

@@ -12,7 +12,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import shot, sign_in
-from tests.export_setup import MakeUser, export, image_folder, new_project
+from tests.export_setup import MakeUser, export, new_project, started_project
 from tests.infra import Api, unique
 
 TREE = [{"name": "cat"}, {"name": "dog"}, {"name": "car"}]
@@ -31,11 +31,7 @@ def _stage_ready(page: Page) -> None:
 
 def test_a_drawn_box_appears_live_for_a_watcher(make_user: MakeUser, data_dir: Path, server: str,
                                                 new_context: Any) -> None:
-    folder, _ = image_folder(data_dir, 3)
-    owner, pid, labels = new_project(make_user, folder, "bbox", TREE)
-    labeler = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
-    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+    owner, labeler, pid, labels = started_project(make_user, data_dir, "bbox", TREE, 3)
 
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
     _stage_ready(page)
@@ -63,9 +59,7 @@ def test_a_drawn_box_appears_live_for_a_watcher(make_user: MakeUser, data_dir: P
     shot(page, "labeling-boxes")
     shot(watcher, "review-watching")
 
-    page.click("[data-testid=submit]")
-    page.wait_for_function(f"() => document.querySelector('.side strong')?.innerText !== {key!r}")
-    item = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]
+    item = _submit_and_read(page, owner, pid, key)
     assert item["status"] == "labeled" and item["decided_by"] == "single"
     [box] = item["final"]["shapes"]
     assert box["label"] == labels["dog"] and box["kind"] == "box" and 0 < box["w"] < 1 and 0 < box["h"] < 1
@@ -124,13 +118,13 @@ def test_two_labelers_reach_consensus_or_review(make_user: MakeUser, data_dir: P
     assert decided["final"] == {"classes": [labels["car"]]}
 
 
-def _started(make_user: MakeUser, data_dir: Path, task_type: str) -> tuple[Api, Api, int, dict[str, int]]:
-    folder, _ = image_folder(data_dir, 2)
-    owner, pid, labels = new_project(make_user, folder, task_type, TREE)
-    labeler = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
-    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
-    return owner, labeler, pid, labels
+def _submit_and_read(page: Page, owner: Api, pid: int, key: str) -> dict[str, Any]:
+    """Submit the item on screen, wait for the next one, and return the submitted item."""
+    page.click("[data-testid=submit]")
+    page.wait_for_function(f"() => document.querySelector('.side strong')?.innerText !== {key!r}")
+    iid = _items(owner, pid)[key]["id"]
+    item: dict[str, Any] = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]
+    return item
 
 
 def _center(page: Page) -> tuple[float, float]:
@@ -141,7 +135,7 @@ def _center(page: Page) -> tuple[float, float]:
 
 def test_polygons_are_clicked_closed_and_edited(make_user: MakeUser, data_dir: Path, server: str,
                                                 new_context: Any) -> None:
-    owner, labeler, pid, labels = _started(make_user, data_dir, "polygon")
+    owner, labeler, pid, labels = started_project(make_user, data_dir, "polygon", TREE, 2)
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
     _stage_ready(page)
     key = page.locator(".side strong").first.inner_text()
@@ -154,16 +148,13 @@ def test_polygons_are_clicked_closed_and_edited(make_user: MakeUser, data_dir: P
     page.mouse.dblclick(cx + 10, cy - 70)  # on the first edge: a fourth vertex
     expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
     shot(page, "labeling-polygon")
-    page.click("[data-testid=submit]")
-    page.wait_for_function(f"() => document.querySelector('.side strong')?.innerText !== {key!r}")
-    iid = _items(owner, pid)[key]["id"]
-    [shape] = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]["final"]["shapes"]
+    [shape] = _submit_and_read(page, owner, pid, key)["final"]["shapes"]
     assert shape["kind"] == "polygon" and shape["label"] == labels["car"] and len(shape["points"]) == 8
 
 
 def test_semantic_brush_paints_the_mask(make_user: MakeUser, data_dir: Path, server: str,
                                         new_context: Any) -> None:
-    owner, labeler, pid, labels = _started(make_user, data_dir, "semantic")
+    owner, labeler, pid, labels = started_project(make_user, data_dir, "semantic", TREE, 2)
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
     _stage_ready(page)
     key = page.locator(".side strong").first.inner_text()
@@ -178,10 +169,7 @@ def test_semantic_brush_paints_the_mask(make_user: MakeUser, data_dir: Path, ser
     expect(page.locator(".side")).to_contain_text("painted tile")
     expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
     shot(page, "labeling-semantic")
-    page.click("[data-testid=submit]")
-    page.wait_for_function(f"() => document.querySelector('.side strong')?.innerText !== {key!r}")
-    iid = _items(owner, pid)[key]["id"]
-    mask = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]["final"]["mask"]
+    mask = _submit_and_read(page, owner, pid, key)["final"]["mask"]
     assert mask["tiles"] and mask["tile_size"] == 256
     _, raw = export(owner, pid, "coco")
     assert labels["cat"] in {a["category_id"] for a in json.loads(raw)["annotations"]}

@@ -9,18 +9,14 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import shot, sign_in
-from tests.export_setup import MakeUser, image_folder, new_project
+from tests.export_setup import MakeUser, started_project
 
 TREE = [{"name": "cat"}, {"name": "dog, or wolf"}]
 
 
 def test_monitor_counts_are_live_and_exports_download(make_user: MakeUser, data_dir: Path, server: str,
                                                       new_context: Any, tmp_path: Path) -> None:
-    folder, _ = image_folder(data_dir, 3)
-    owner, pid, labels = new_project(make_user, folder, "multiclass", TREE)
-    labeler = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
-    assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+    owner, labeler, pid, labels = started_project(make_user, data_dir, "multiclass", TREE, 3)
 
     page = sign_in(new_context(), server, owner, f"#/p/{pid}/monitor")
     expect(page.locator("[data-testid=events-state]")).to_have_attribute("data-state", "open")
