@@ -1,26 +1,40 @@
 # The two commands a newcomer needs: `make run` and `make test`.
-PYTHON ?= python3
+# Python packages come only from the hashed locks in requirements/ (see requirements/README.md).
+
+# The first of these that is Python 3.11 or 3.12; `make PYTHON=/path/to/python3.12` to choose.
+SUPPORTED_PY := import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 12) else 1)
+PYTHON ?= $(firstword $(foreach p,python3.11 python3.12 python3,\
+            $(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED_PY)' 2>/dev/null && echo $(p))))
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+LOCKS  := requirements
+lock_stamp = $(VENV)/.installed-$(1)-$(shell cksum < $(LOCKS)/$(1).txt | cut -d' ' -f1)
 
 NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
 CLIENT_STAMP := client/node_modules/.installed-$(shell cksum < client/package-lock.json | cut -d' ' -f1)
+.PHONY: install install-ml install-test-tools client run test lint lock lock-check wheel clean
 
-.PHONY: install install-test-tools client run test lint clean
+# A virtual environment holding exactly what a lock names, plus Colabel itself (editable).
+$(VENV)/bin/python:
+	@test -n "$(PYTHON)" || { echo "Colabel needs Python 3.11 or 3.12: install one (for example" \
+	  "'pyenv install 3.12' or your system's python3.12 package) or run" \
+	  "'make PYTHON=/path/to/python3.12 ...'" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 
-# A virtual environment with Colabel and its test tools; redone when pyproject changes.
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Colabel needs Python 3.11")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
+$(VENV)/.installed-%: | $(VENV)/bin/python
+	@$(BIN)/python -c '$(SUPPORTED_PY)' || { echo "$(VENV) holds Python" \
+	  "$$($(BIN)/python -V 2>&1); Colabel needs 3.11 or 3.12: 'make clean' and retry" >&2; exit 1; }
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCKS)/$(word 1,$(subst -, ,$*)).txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-$(word 1,$(subst -, ,$*))-*
 	touch $@
 
-install: $(STAMP)
+# Server, ML assistance and the test tools (make test, CI).
+install: $(call lock_stamp,dev)
+# Server and ML assistance (make run).
+install-ml: $(call lock_stamp,ml)
 
-# Node tools the tests drive (the Azurite blob emulator).
+# Node tools the tests drive (the Azurite blob emulator, Yjs clients).
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -36,16 +50,30 @@ client: $(CLIENT_STAMP)
 	cd client && npm run build --silent
 
 # Serve on the embedded PostgreSQL and Redis, with a demo admin and project.
-run: install client
+run: install-ml client
 	$(BIN)/colabel serve --demo
 
-# The whole suite: lint, types, then unit and integration tests against real servers.
+# The whole suite: lint, types, the lock check, then unit, integration and browser tests.
 test: install install-test-tools client lint
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check server collab inference migrations tests bench
+	$(BIN)/python $(LOCKS)/lockfile.py check
+	$(BIN)/ruff check server collab inference migrations tests bench requirements setup.py
 	$(BIN)/mypy
 
+# Resolve the locks afresh from PyPI after changing dependencies in pyproject.toml
+# (or to take newer releases); review the diff, then run `make test`.
+lock: install
+	$(BIN)/python $(LOCKS)/lockfile.py compile
+
+# A wheel in dist/ with the browser app inside (setup.py copies client/dist into it):
+# `pip install dist/colabel-*.whl`, then `colabel serve --demo` from any directory.
+wheel: install client
+	rm -rf build  # setuptools would reuse stale files from an earlier build
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	@ls dist/colabel-*.whl
+
 clean:
-	rm -rf $(VENV) node_modules client/node_modules client/dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules client/node_modules client/dist build dist \
+	  .pytest_cache .mypy_cache .ruff_cache

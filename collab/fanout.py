@@ -57,7 +57,7 @@ class Fanout:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
             self._reader = None
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()
 
     async def _subscribe(self, channel: bytes) -> None:
         self._pending[channel] = asyncio.get_running_loop().create_future()

@@ -54,7 +54,7 @@ async def events_endpoint(ws: WebSocket) -> None:
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
 
 
 async def _pump(ws: WebSocket, services: Services, pid: int, pubsub: object) -> None:
