@@ -48,8 +48,9 @@ import torch
 from PIL import Image
 
 from inference import nets
+from inference.apps import ServeOptions
 from inference.predict import Model, SavedState
-from inference.serve import Predictor, ServeOptions
+from inference.serve import Predictor
 
 TARGET = 0.8
 
@@ -106,8 +107,8 @@ def shares(images: list[bytes], streams: int) -> list[list[tuple[int, bytes]]]:
 async def served_ray(args: argparse.Namespace, state: bytes, images: list[bytes]) -> dict[str, Any]:
     from ray import serve
 
+    from inference.apps import app_name
     from inference.client import ModelService
-    from inference.serve import app_name
 
     options = ServeOptions(max_batch_size=args.batch, idle_to_zero_s=None)
     service = ModelService(options=options)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
-from inference.serve import ServeOptions, app_name, application, parse_app_name
+from inference.apps import ServeOptions, app_name, parse_app_name
 
 if TYPE_CHECKING:
     from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
@@ -130,6 +130,8 @@ class ModelService:
     async def deploy(self, project_id: int, version: int, state: bytes) -> None:
         """Serve a model version (its `TrainResult.state`); a no-op when it is already served."""
         from ray.serve.exceptions import RayServeException
+
+        from inference.serve import application  # torch: only once a model is deployed
 
         await self.start()
         name = app_name(project_id, version)

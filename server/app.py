@@ -32,8 +32,17 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-CLIENT_DIST = Path(__file__).resolve().parent.parent / "client" / "dist"
+# The browser app: built in a checkout, or shipped inside the wheel (see setup.py).
+CHECKOUT_CLIENT = Path(__file__).resolve().parent.parent / "client" / "dist"
+PACKAGED_CLIENT = Path(__file__).resolve().parent / "webapp"
 WELCOME_PAGE = Path(__file__).resolve().parent / "static" / "welcome.html"
+
+
+def client_dir(settings: Settings) -> Path:
+    """Where the browser app is: COLABEL_CLIENT_DIR, else the checkout's build, else the wheel's."""
+    if settings.client_dir is not None:
+        return settings.client_dir
+    return CHECKOUT_CLIENT if (CHECKOUT_CLIENT / "index.html").exists() else PACKAGED_CLIENT
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -102,8 +111,9 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
         rebuilding = asyncio.create_task(work.rebuild_missing(dispatcher, services.db))
         models = None
         extra: list[tuple[str, Callable[[], Awaitable[int]], float]] = []
-        if settings.ml_enabled:
-            # Ray itself starts only when a project first needs the model service.
+        if ml.service_unavailable(settings) is None:
+            # Importing the client loads neither torch nor Ray: Ray starts, and torch is
+            # imported, only when a project with ML assistance first needs the model service.
             from inference.client import ModelService
 
             models = ModelService()
@@ -127,7 +137,7 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
 
     app = Starlette(
         routes=[*build_routes(endpoints), *collab_ws.ROUTES, *events_ws.ROUTES,
-                *_client_routes(client_dist or settings.client_dir or CLIENT_DIST)],
+                *_client_routes(client_dist or client_dir(settings))],
         lifespan=lifespan,
         exception_handlers={
             ApiError: _api_error,

@@ -13,9 +13,9 @@ from typing import BinaryIO, Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from server import media_dicom
 from server.datastores.base import ACCEPTED_EXTENSIONS, DICOM_EXTENSIONS, IMAGE_EXTENSIONS
 from server.errors import ApiError, Unprocessable, UnsupportedMediaType
+from server.pixels import check_pixels, min_max, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,15 @@ def probe(fp: BinaryIO, ext: str, max_pixels: int) -> Probe:
     try:
         with _guarded():
             if fmt is None or fmt == "dicom":
+                from server import media_dicom  # pydicom: ~40 MB, loaded at the first DICOM
+
                 width, height, frames = media_dicom.read_header(
                     fp, headerless=fmt is None, max_pixels=max_pixels
                 )
                 return Probe("dicom", width, height, frames)
             with Image.open(fp, formats=[_PIL_FORMATS[fmt]]) as im:
                 width, height, frames = _dimensions(im)
-                media_dicom.check_pixels(width * height * frames, max_pixels)
+                check_pixels(width * height * frames, max_pixels)
                 return Probe("image", width, height, frames)
     finally:
         fp.seek(0)
@@ -127,6 +129,8 @@ def render(
     fmt = _content_format(data[:SNIFF_BYTES], kind, ext)
     with _guarded():
         if fmt is None or fmt == "dicom":
+            from server import media_dicom
+
             im = media_dicom.render_frame(
                 io.BytesIO(data), headerless=fmt is None, frame=frame, wc=wc, ww=ww, max_pixels=max_pixels
             )
@@ -203,7 +207,7 @@ def _render_image(
 ) -> Rendered:
     with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]]) as im:
         width, height, frames = _dimensions(im)
-        media_dicom.check_pixels(width * height * frames, max_pixels)
+        check_pixels(width * height * frames, max_pixels)
         orientation = _orientation(im)
         if frame is not None:
             if not 0 <= frame < frames:
@@ -211,7 +215,7 @@ def _render_image(
                     f"frame {frame} does not exist; the file has {frames}", code="invalid_frame"
                 )
             im.seek(frame)
-            media_dicom.check_pixels(im.size[0] * im.size[1], max_pixels)  # pages may differ in size
+            check_pixels(im.size[0] * im.size[1], max_pixels)  # pages may differ in size
         if size == "full" and fmt in _CONTENT_TYPES and orientation == 1 and (frame is None or frames == 1):
             _validate(im)
             return Rendered(data, _CONTENT_TYPES[fmt])
@@ -243,7 +247,7 @@ def _display(im: Image.Image) -> Image.Image:
     """An L, RGB or RGBA image; high bit depths are stretched from their min/max, not clipped."""
     if im.mode in ("I", "F") or im.mode.startswith("I;"):
         values = np.asarray(im)
-        return Image.fromarray(media_dicom.to_uint8(values, *media_dicom.min_max(values)))
+        return Image.fromarray(to_uint8(values, *min_max(values)))
     if im.mode == "RGBA":
         return im
     if im.has_transparency_data:

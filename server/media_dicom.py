@@ -23,6 +23,7 @@ from pydicom.pixels.processing import (
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from server.errors import Unprocessable, UnsupportedMediaType
+from server.pixels import check_pixels, min_max, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -35,29 +36,6 @@ _FRAME_GROUPS = (
     ("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept")),
     ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction")),
 )
-
-
-def check_pixels(count: int, max_pixels: int) -> None:
-    """Raise 422 image_too_large when `count` pixels exceed `max_pixels`."""
-    if count > max_pixels:
-        raise Unprocessable(
-            f"the image has {count} pixels, more than the {max_pixels} allowed", code="image_too_large"
-        )
-
-
-def to_uint8(values: NDArray[Any], lo: float, hi: float) -> NDArray[np.uint8]:
-    """Map `lo`..`hi` linearly onto 0..255, clipping what lies outside (and NaN to 0)."""
-    scaled = np.asarray(values, dtype=np.float64)
-    scaled = (scaled - lo) * (255.0 / (hi - lo)) if hi != lo else np.zeros_like(scaled)
-    return np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
-
-
-def min_max(values: NDArray[Any]) -> tuple[float, float]:
-    """The smallest and largest finite values (0, 0 when there are none)."""
-    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-    if finite.size == 0:
-        return 0.0, 0.0
-    return float(finite.min()), float(finite.max())
 
 
 def read_header(fp: BinaryIO, *, headerless: bool, max_pixels: int) -> tuple[int, int, int]:

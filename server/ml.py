@@ -22,10 +22,12 @@ from pycrdt import Map
 
 from collab import schema
 from collab.manager import RoomManager
+from inference import extra as ml_extra
 
 from .datastores.base import DatastoreError
 from .datastores.factory import open_datastore
 from .services import Services
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,14 @@ def _allowed_weights(path: Path, roots: tuple[Path, ...]) -> bool:
     """Owners name a weights file on the server: only inside the folders the admin opened."""
     resolved = path.resolve()
     return resolved.is_file() and any(resolved.is_relative_to(r.resolve()) for r in roots)
+
+
+def service_unavailable(settings: Settings) -> str | None:
+    """Why this server process runs no model service (None when it does): switched off, or
+    installed without the `ml` extra, with how to enable it."""
+    if not settings.ml_enabled:
+        return "ML assistance is switched off on this server (COLABEL_ML_ENABLED=false)"
+    return ml_extra.unavailable_reason()
 
 
 def unsupported_reason(task_type: str) -> str | None:
@@ -258,10 +268,14 @@ async def status_json(services: Services, service: Any, project: asyncpg.Record)
     decided = int(await db.fetchval(_DECIDED, pid))
     latest = await db.fetchrow(_LATEST, pid)
     ready = await db.fetchrow(_READY, pid)
+    missing = ml_extra.unavailable_reason()
     if not settings.get("enabled"):
         phase = "off"
     elif reason:
         phase = "unsupported"
+    elif missing and ready is None:
+        # Nothing trains or serves until a server with the extra runs (another node may).
+        phase, reason = "unavailable", missing
     elif latest is not None and latest["status"] in ("queued", "training"):
         phase = "training"
     elif ready is not None:
@@ -283,7 +297,7 @@ async def status_json(services: Services, service: Any, project: asyncpg.Record)
                         "prelabel_share": counts["with_prelabel"] / counts["predicted"]
                         if counts["predicted"] else None},
         "service": await service.status() if service is not None
-        else {"up": False, "reason": "ML assistance is switched off on this server (COLABEL_ML_ENABLED)"},
+        else {"up": False, "reason": service_unavailable(services.settings)},
     }
 
 

@@ -15,13 +15,11 @@ import json
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, cast
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .labeltree import LabelIndex
 
@@ -104,11 +102,25 @@ def detect_format(filename: str, declared: str | None) -> Format:
     return fmt
 
 
+@contextmanager
+def _parquet_file(path: Path) -> Iterator[Any]:
+    """pyarrow's Parquet reader, imported on first use: it costs every server process about
+    40 MB of memory, and most never read a Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as pfile:
+            yield pfile
+    except pa.ArrowException as e:
+        raise TabularError(f"cannot read the parquet file: {e}") from e
+
+
 def read_columns(path: Path, fmt: Format) -> list[str] | None:
     """The column names: CSV header, Parquet schema or the first JSON Lines object's keys (None if none)."""
     try:
         if fmt == "parquet":
-            with pq.ParquetFile(path) as pfile:
+            with _parquet_file(path) as pfile:
                 return list(cast(list[str], pfile.schema_arrow.names))
         if fmt == "csv":
             with path.open(encoding="utf-8-sig", newline="") as f:
@@ -118,7 +130,7 @@ def read_columns(path: Path, fmt: Format) -> list[str] | None:
             return header
         first = next((r for r in read_rows(path, fmt, sys.maxsize) if not isinstance(r, BadRow)), None)
         return None if first is None else list(first)
-    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowException) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise TabularError(f"cannot read the {fmt} file: {e}") from e
 
 
@@ -147,7 +159,7 @@ def read_rows(
 
     try:
         if fmt == "parquet":
-            with pq.ParquetFile(path) as pfile:
+            with _parquet_file(path) as pfile:
                 if pfile.metadata.num_rows > max_rows:
                     raise TabularError(f"the file has more than {max_rows} rows")
                 for batch in pfile.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
@@ -186,7 +198,7 @@ def read_rows(
                     yield BadRow(f"line {number} is not valid JSON: {e}")
                     continue
                 yield obj if isinstance(obj, dict) else BadRow(f"line {number} is not a JSON object")
-    except (OSError, UnicodeDecodeError, csv.Error, pa.ArrowException) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise TabularError(f"cannot read the {fmt} file: {e}") from e
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from inference import extra as ml_extra
+
 from .. import ml, projects
 from ..errors import Conflict
 from ..roles import Role
@@ -33,6 +35,9 @@ async def post_ml(call: Call) -> dict[str, Any]:
     if not pa.setting("ml_assist").get("enabled"):
         raise Conflict("ML assistance is off for this project; enable it in the settings first",
                        code="ml_disabled")
+    missing = ml_extra.unavailable_reason()
+    if missing:
+        raise Conflict(missing, code="ml_unavailable")
     version = await ml.request_training(call.services.db, pid, "owner")
     if version is None:
         raise Conflict("a model version is already waiting or training", code="ml_training")

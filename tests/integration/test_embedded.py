@@ -43,6 +43,7 @@ def test_createuser_then_serve_demo_on_embedded_engines(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLABEL_")}
     env["COLABEL_DATA_DIR"] = str(data_dir)
+    env["COLABEL_ML_POLL_S"] = "1"
     cli = [sys.executable, "-m", "server"]
     # createuser before the first serve just works, and stops what it started.
     out = subprocess.run([*cli, "createuser", "--email", "first@colabel.test",
@@ -71,6 +72,15 @@ def test_createuser_then_serve_demo_on_embedded_engines(tmp_path: Path) -> None:
         assert project["status"] == "running" and project["label_count"] == 4
         images = list(Path(project["dataset"]["datastore"]["path"]).glob("*.png"))
         assert len(images) == 12
+        # With ML assistance on but nothing to train yet, and after the ML worker has looked
+        # at the project a few times, the server has loaded neither torch nor Ray.
+        r = demo.patch(f"/api/v1/projects/{project['id']}", {"ml_assist": {"enabled": True}})
+        assert r.status_code == 200, r.text
+        time.sleep(2.5)
+        assert demo.get(f"/api/v1/projects/{project['id']}/ml").json()["ml"]["phase"] == "waiting_for_labels"
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "/torch/lib/" not in maps and "/ray/_raylet" not in maps
+        assert "/pyarrow/" not in maps  # loaded at the first Parquet import
         Api(base).login("first@colabel.test", "first-password")
         assert len(engine_pids(data_dir)) >= 2
         # Readiness reports a dead Redis instead of pretending.

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from inference import nets
+from inference.apps import ServeOptions, app_name
 from inference.client import ModelService, ModelServiceDown, ModelServiceError
 from inference.predict import SavedState, Task
-from inference.serve import ServeOptions, app_name
 from inference.train import Sample, TrainConfig, TrainResult
 
 # Ray is imported inside the tests, where these marks apply, not at collection.

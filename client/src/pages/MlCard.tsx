@@ -18,7 +18,7 @@ interface MlModel {
 }
 
 interface MlStatus {
-  phase: "off" | "unsupported" | "waiting_for_labels" | "training" | "ready" | "failed";
+  phase: "off" | "unsupported" | "unavailable" | "waiting_for_labels" | "training" | "ready" | "failed";
   reason: string | null;
   decided: number;
   min_labeled: number | null;
@@ -29,9 +29,13 @@ interface MlStatus {
 }
 
 const PHASE: Record<MlStatus["phase"], string> = {
-  off: "off", unsupported: "not available", waiting_for_labels: "waiting for labels", training: "training",
+  off: "off", unsupported: "not available", unavailable: "not installed", waiting_for_labels: "waiting for labels",
+  training: "training",
   ready: "ready", failed: "last training failed",
 };
+
+// Phases in which no model can run here: nothing to train, no service to report on.
+const IDLE: MlStatus["phase"][] = ["off", "unsupported", "unavailable"];
 
 const pct = (v: number | null | undefined) => (v == null ? "—" : `${Math.round(v * 100)}%`);
 
@@ -68,8 +72,8 @@ export function MlCard({ project, names }: { project: Project; names: (id: numbe
           <p>
             <span class={status.phase === "ready" ? "badge running" : "badge"} data-testid="ml-phase"
               data-phase={status.phase}>{PHASE[status.phase]}</span>
-            {status.reason && <span class="muted"> {status.reason}</span>}
-            {status.phase !== "off" && status.phase !== "unsupported" && (
+            {status.reason && <span class="muted" data-testid="ml-reason"> {status.reason}</span>}
+            {!IDLE.includes(status.phase) && (
               <span class="muted" data-testid="ml-service"> · model service {status.service.up ? "up"
                 : `down${status.service.reason ? ` (${status.service.reason})` : ""}; labeling goes on without prelabels`}</span>
             )}
@@ -105,7 +109,7 @@ export function MlCard({ project, names }: { project: Project; names: (id: numbe
               ))}
             </div>
           )}
-          {project.role === "owner" && status.phase !== "off" && status.phase !== "unsupported" && (
+          {project.role === "owner" && !IDLE.includes(status.phase) && (
             <p><button onClick={train} disabled={status.phase === "training"} data-testid="ml-train">Train now</button></p>
           )}
         </>
