@@ -73,14 +73,16 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float,
 
 
 @contextmanager
-def run_server(env: dict[str, str], args: list[str], log: Path,
-               timeout_s: float = 60) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
-    """Start `colabel serve` as a child process; stop it with SIGTERM afterwards."""
+def run_server(env: dict[str, str], args: list[str], log: Path, timeout_s: float = 60, *,
+               command: list[str] | None = None,
+               cwd: Path = ROOT) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """Start `colabel serve` (from the checkout unless `command` names another `colabel`) as a
+    child process; stop it with SIGTERM afterwards."""
     port = free_port()
-    cmd = [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1",
+    cmd = [*(command or [sys.executable, "-m", "server"]), "serve", "--host", "127.0.0.1",
            "--port", str(port), *args]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         took = wait_ready(base, proc, timeout_s, log)
