@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 
-# Verified against when the account does not exist, so a wrong email costs the same
-# time as a wrong password and timing does not reveal which accounts exist.
-_DUMMY_HASH = _hasher.hash("colabel-no-such-user")
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the account does not exist, so a wrong email costs the same
+    time as a wrong password and timing does not reveal which accounts exist. Made at the
+    first sign-in of any kind rather than at import: hashing is slow on purpose (~0.15 s),
+    and start-up should not wait for it."""
+    return _hasher.hash("colabel-no-such-user")
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
@@ -20,7 +27,8 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
+    dummy = _dummy_hash()
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or dummy, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
