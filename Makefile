@@ -16,9 +16,9 @@ CLIENT_STAMP := client/node_modules/.installed-$(shell cksum < client/package-lo
 
 # A virtual environment holding exactly what a lock names, plus Colabel itself (editable).
 $(VENV)/bin/python:
-	@test -n "$(PYTHON)" || { echo "Colabel needs Python 3.11 or 3.12: install one (for example" \
-	  "'pyenv install 3.12' or your system's python3.12 package) or run" \
-	  "'make PYTHON=/path/to/python3.12 ...'" >&2; exit 1; }
+	@test -n "$(PYTHON)" && $(PYTHON) -c '$(SUPPORTED_PY)' 2>/dev/null || { echo "Colabel needs Python 3.11 or 3.12" \
+	  "($(or $(PYTHON),none found)): install one (for example 'pyenv install 3.12' or your" \
+	  "system's python3.12 package) or run 'make PYTHON=/path/to/python3.12 ...'" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-%: | $(VENV)/bin/python
