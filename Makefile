@@ -12,7 +12,8 @@ lock_stamp = $(VENV)/.installed-$(1)-$(shell cksum < $(LOCKS)/$(1).txt | cut -d'
 
 NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
 CLIENT_STAMP := client/node_modules/.installed-$(shell cksum < client/package-lock.json | cut -d' ' -f1)
-.PHONY: install install-ml install-test-tools client run test lint lock lock-check wheel clean
+
+.PHONY: install install-ml install-test-tools client run test lint lock wheel clean
 
 # A virtual environment holding exactly what a lock names, plus Colabel itself (editable).
 $(VENV)/bin/python:
