@@ -301,3 +301,26 @@ def test_reviewers_see_who_works_on_an_item(make_user: MakeUser, data_dir: Path)
     seen = p.owner.get(f"/api/v1/projects/{p.pid}/items/{iid}").json()["item"]["labelers"]
     assert seen == [{"user": {"id": a.id, "name": a.user["name"]}, "state": "active"}]  # type: ignore[index]
     assert "labelers" not in a.get(f"/api/v1/projects/{p.pid}/items/{iid}").json()["item"]
+
+
+def test_boxes_on_one_place_with_three_labels_go_to_review(make_user: MakeUser, data_dir: Path) -> None:
+    """The trial that failed: min 2 / max 3 on boxes, three labelers put a box on the same
+    place with three different labels; the item was "labeled by consensus" with no box."""
+    p = setup_project(make_user, data_dir, items=1, task_type="bbox", labelers=3,
+                      consensus={"enabled": True, "min": 2, "max": 3})
+    a, b, c = p.labelers
+
+    def drawn(label: str, x: float) -> dict[str, object]:
+        return {"shapes": [{"id": "s1", "kind": "box", "label": p.labels[label],
+                            "x": x, "y": 0.2, "w": 0.3, "h": 0.3}]}
+
+    la, lb = next_(a, p.pid)[0], next_(b, p.pid)[0]
+    assert submit(a, la, drawn("cat", 0.10)).json()["item_status"] == "in_progress"
+    r = submit(b, lb, drawn("dog", 0.11)).json()
+    assert (r["item_status"], r["target"], r["decided"]) == ("in_progress", 3, False)
+    assert "no label has a majority" in r["detail"]
+    r = submit(c, next_(c, p.pid)[0], drawn("bird", 0.12)).json()
+    assert (r["item_status"], r["decided"]) == ("needs_review", False)
+    assert r["agreement"] == pytest.approx(1 / 3)
+    got = item(p.owner, p.pid, la["item"]["id"])
+    assert got["status"] == "needs_review" and got["final"] is None
