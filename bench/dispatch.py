@@ -10,7 +10,7 @@ builds the dispatcher's Redis state with `Dispatcher.rebuild` under a unique key
 at the end), then runs every labeler as an asyncio task in this one process against one asyncpg
 pool and one redis.asyncio client. A labeler loops: `work.lease` (Lua LEASE + Postgres INSERT),
 then for each lease the transaction server/api/tasks.py runs (`LEASE_FOR_UPDATE`, `work.submit`,
-`work.complete_if_done` when decided, commit) followed by `Dispatcher.finish(..., "s")`. The
+commit), `work.complete_if_done` when decided, and `Dispatcher.finish(..., "s")`. The
 annotation is the item's true class (item id modulo the number of labels) or, with probability
 --disagree, another class. `--redis-only` skips Postgres in the loop: LEASE, then at once FINISH
 ('s' by default, which consumes the item as a submit would; 'k' gives it back to the queue head).
@@ -224,11 +224,11 @@ async def labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher
                         continue
                     decision, _final = await work.submit(conn, setup.project, lease_row, annotation,
                                                          rng.randint(1000, 5000))
-                    if decision.decided:
-                        await work.complete_if_done(conn, pid)
             except work.WorkError as exc:
                 stats.errors[f"submit:{exc.code}"] += 1
                 continue
+            if decision.decided:
+                await work.complete_if_done(pool, pid)
             await dispatcher.finish(pid, lease_id, "s", target=decision.target,
                                     closed=decision.item_status in CLOSED)
             stats.submit_s.append(time.perf_counter() - started)

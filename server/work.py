@@ -422,10 +422,12 @@ async def rebuild_missing(dispatcher: Dispatcher, db: asyncpg.Pool) -> int:
     return done
 
 
-async def complete_if_done(conn: asyncpg.Connection, project_id: int) -> bool:
-    """Mark a running project completed once no item is left undecided."""
-    if await conn.fetchval(_UNDECIDED, project_id) is None:
-        status: str = await conn.execute(_COMPLETE, project_id)
+async def complete_if_done(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> bool:
+    """Mark a running project completed once no item is left undecided. Call it after the
+    decision has committed: inside the deciding transaction, two submits deciding the last
+    two items at once would each still see the other's item open."""
+    if await db.fetchval(_UNDECIDED, project_id) is None:
+        status: str = await db.execute(_COMPLETE, project_id)
         return status.endswith(" 1")
     return False
 

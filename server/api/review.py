@@ -81,7 +81,7 @@ async def decide(call: Call) -> dict[str, Any]:
         if item["status"] == "missing":
             raise Conflict("the item's file is missing", code="item_missing")
         await conn.execute(_DECIDE, iid, final, call.me.id)
-        completed = await work.complete_if_done(conn, pid)
+    completed = await work.complete_if_done(db, pid)  # after the commit (see work.complete_if_done)
     dispatcher: Dispatcher = call.request.app.state.dispatcher
     await dispatcher.close(pid, iid)
     await events.publish(call.services.redis, call.services.settings.redis_prefix, pid, "decided",

@@ -169,11 +169,11 @@ async def submit(call: Call) -> dict[str, Any]:
             decision, final = await work.submit(conn, pa.row, lease_row, annotation, body.duration_ms)
             await ml.record_outcome(conn, row["project_id"], row["item_id"], lease_row["prelabel_version"],
                                     annotation)
-            completed = False
-            if decision.decided:
-                completed = await work.complete_if_done(conn, row["project_id"])
     except work.WorkError as exc:
         raise _work_error(exc) from None
+    # After the commit: a check inside the transaction cannot see other submits deciding the
+    # last items at the same moment, and each would leave the project running.
+    completed = decision.decided and await work.complete_if_done(db, row["project_id"])
     await _dispatcher(call).finish(row["project_id"], row["id"], "s", target=decision.target,
                                    closed=decision.item_status in ("labeled", "needs_review"))
     await events.publish(call.services.redis, call.services.settings.redis_prefix,

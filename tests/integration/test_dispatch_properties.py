@@ -331,8 +331,8 @@ class DispatchMachine(RuleBasedStateMachine):
             lease_row = await conn.fetchrow(work.LEASE_FOR_UPDATE, lease_id)
             assert lease_row["state"] != "submitted"
             decision, _final = await work.submit(conn, self.project, lease_row, annotation, 1000)
-            if decision.decided:
-                await work.complete_if_done(conn, self.pid)
+        if decision.decided:
+            await work.complete_if_done(self.pool, self.pid)
         await self.dispatcher.finish(self.pid, lease_id, "s", target=decision.target,
                                      closed=decision.item_status in CLOSED)
         return decision
@@ -605,7 +605,7 @@ async def _abandon_then_finish(database_url: str, redis_url: str, page: int, pla
                 async with pool.acquire() as conn, conn.transaction():
                     row = await conn.fetchrow(work.LEASE_FOR_UPDATE, g.lease_id)
                     decision, _ = await work.submit(conn, project, row, {"classes": [label]}, 1000)
-                    await work.complete_if_done(conn, pid)
+                await work.complete_if_done(pool, pid)
                 await dispatcher.finish(pid, g.lease_id, "s", target=decision.target, closed=decision.decided)
         rows = await pool.fetch("SELECT status FROM items WHERE project_id = $1", pid)
         statuses = [r["status"] for r in rows]
