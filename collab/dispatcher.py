@@ -184,6 +184,16 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 """
 
+# KEYS: epoch, leases. ARGV: lease id, expiry. Brings an active lease's expiry forward (never
+# later). 1 if done, 0 if not active, -1 = rebuild.
+SHORTEN = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local cur = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if cur == false then return 0 end
+if tonumber(ARGV[2]) < tonumber(cur) then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+return 1
+"""
+
 _PG_ITEMS = """
 SELECT id, coalesce(cluster_rank, shuffle_key) AS shuffle_key, coalesce(target, $2) AS target FROM items
 WHERE project_id = $1 AND status IN ('unlabeled', 'in_progress')
@@ -223,6 +233,7 @@ class Dispatcher:
         self._lease = client.register_script(LEASE)
         self._finish = client.register_script(FINISH)
         self._extend = client.register_script(EXTEND)
+        self._shorten = client.register_script(SHORTEN)
 
     def keys(self, project_id: int) -> DispatchKeys:
         return DispatchKeys(self.prefix, project_id)
@@ -267,6 +278,15 @@ class Dispatcher:
         if ok == -1:
             raise NeedsRebuild(project_id)
         return expires if ok == 1 else None
+
+    async def shorten(self, project_id: int, lease_id: str, expires_ms: int) -> bool:
+        """Let an active lease expire at `expires_ms` if that is sooner; False if it is not
+        active, NeedsRebuild if Redis lost the project's state."""
+        k = self.keys(project_id)
+        ok = int(await self._shorten(keys=[k.epoch, k.leases], args=[lease_id, expires_ms]))
+        if ok == -1:
+            raise NeedsRebuild(project_id)
+        return ok == 1
 
     async def reopen(self, project_id: int, item_id: int, priority: float, target: int) -> None:
         """Put a re-opened item back in the queue with a fresh target (in `ready`: its

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -65,6 +67,11 @@ _RELEASE = """
 UPDATE leases SET state = 'released', finished_at = now()
 WHERE id = ANY($1::text[]) AND user_id = $2 AND state = 'active' AND expires_at > now()
 RETURNING id, project_id
+"""
+_RELEASE_LATER = """
+UPDATE leases SET expires_at = least(expires_at, to_timestamp($3 / 1000.0))
+WHERE id = ANY($1::text[]) AND user_id = $2 AND state = 'active' AND expires_at > now()
+RETURNING id, project_id, expires_at
 """
 # A newer lease of the same labeler on the item, open or finished: a late submit of an old
 # one would make two annotations of one labeler (or undo their skip).
@@ -300,12 +307,21 @@ async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Recor
 
 
 async def release(dispatcher: Dispatcher, db: asyncpg.Pool, user_id: int,
-                  lease_ids: Sequence[str]) -> dict[int, list[str]]:
+                  lease_ids: Sequence[str], after_s: int = 0) -> dict[int, list[str]]:
     """Give back the caller's live leases among `lease_ids` without a submission: their
-    items return to the queue and may come back to this labeler. Returns project -> ids."""
-    rows = await db.fetch(_RELEASE, list(lease_ids), user_id)
+    items return to the queue and may come back to this labeler. With `after_s`, not at
+    once but when that time has passed, unless the labeler asks for work first and resumes
+    them (a closing tab cannot be told from a reload). Returns project -> ids."""
     by_project: dict[int, list[str]] = {}
-    for row in rows:
+    if after_s > 0:
+        at_ms = int(time.time() * 1000) + after_s * 1000
+        for row in await db.fetch(_RELEASE_LATER, list(lease_ids), user_id, at_ms):
+            expires = int(row["expires_at"].timestamp() * 1000)
+            pid, lid = row["project_id"], row["id"]
+            await _with_state(dispatcher, db, pid, partial(dispatcher.shorten, pid, lid, expires))
+            by_project.setdefault(pid, []).append(lid)
+        return by_project
+    for row in await db.fetch(_RELEASE, list(lease_ids), user_id):
         await dispatcher.finish(row["project_id"], row["id"], "r")
         by_project.setdefault(row["project_id"], []).append(row["id"])
     return by_project

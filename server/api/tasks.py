@@ -53,6 +53,10 @@ class NextBody(Strict):
 
 class ReleaseBody(Strict):
     lease_ids: LeaseIds = Field(min_length=1, max_length=64)
+    after_s: int = Field(
+        0, ge=0, le=3600,
+        description="give them back after this many seconds unless resumed first (a closing tab "
+                    "cannot be told from a reload); 0 = now")
 
 
 class SubmitBody(Strict):
@@ -111,10 +115,15 @@ async def next_tasks(call: Call) -> dict[str, Any]:
 
 async def release(call: Call) -> dict[str, Any]:
     body: ReleaseBody = call.body
-    released = await work.release(_dispatcher(call), call.services.db, call.me.id, body.lease_ids)
-    for pid, ids in released.items():
-        await events.publish(call.services.redis, call.services.settings.redis_prefix, pid,
-                             "released", user_id=call.me.id, leases=len(ids))
+    try:
+        released = await work.release(_dispatcher(call), call.services.db, call.me.id, body.lease_ids,
+                                      body.after_s)
+    except work.WorkError as exc:
+        raise _work_error(exc) from None
+    if not body.after_s:
+        for pid, ids in released.items():
+            await events.publish(call.services.redis, call.services.settings.redis_prefix, pid,
+                                 "released", user_id=call.me.id, leases=len(ids))
     done = {lid for ids in released.values() for lid in ids}
     return {"released": [lid for lid in body.lease_ids if lid in done],
             "inactive": [lid for lid in body.lease_ids if lid not in done]}

@@ -119,3 +119,45 @@ def test_held_leases_are_submitted_while_the_project_is_paused(make_user: MakeUs
     assert "paused" in r.json()["error"]["message"]
     done = submit(a, la, {"classes": [p.labels["cat"]]})
     assert done.status_code == 200 and done.json()["item_status"] == "labeled"
+
+
+async def test_a_delayed_release_waits_for_a_reload_then_gives_the_items_back(
+        services: Services, make_user: MakeUser, data_dir: Path) -> None:
+    """A closing tab releases its leases after a grace period: a reload within it resumes them
+    all (and the grace is forgotten), a tab that stays closed gives them back."""
+    p = await asyncio.to_thread(setup_project, make_user, data_dir, items=8, labelers=2)
+    a, b = p.labelers
+    page = await asyncio.to_thread(next_, a, p.pid, 4)
+    ahead = await asyncio.to_thread(next_, a, p.pid, 4, page)
+
+    async def expiry_s() -> list[float]:
+        """Seconds each lease of both pages has left."""
+        rows = await services.db.fetch(
+            "SELECT id, extract(epoch FROM expires_at - now())::float8 AS left FROM leases "
+            "WHERE id = ANY($1::text[])", [x["lease_id"] for x in page + ahead])
+        return [r["left"] for r in rows]
+
+    def leave(after_s: int) -> dict[str, list[str]]:
+        r = a.post("/api/v1/leases/release", {"lease_ids": [x["lease_id"] for x in page + ahead],
+                                              "after_s": after_s})
+        assert r.status_code == 200, r.text
+        out: dict[str, list[str]] = r.json()
+        return out
+
+    out = await asyncio.to_thread(leave, 30)
+    assert out["released"] == [x["lease_id"] for x in page + ahead] and out["inactive"] == []
+    assert all(0 < left <= 30 for left in await expiry_s())
+    assert await asyncio.to_thread(next_, b, p.pid, 9) == []  # still a's during the grace
+    # A reload within the grace resumes the same two pages, with their full lifetime back.
+    again = await asyncio.to_thread(next_, a, p.pid, 4)
+    assert [x["lease_id"] for x in again] == [x["lease_id"] for x in page]
+    assert [x["lease_id"] for x in await asyncio.to_thread(next_, a, p.pid, 4, again)] == \
+        [x["lease_id"] for x in ahead]
+    assert all(left > 30 for left in await expiry_s())
+    # The tab closes for good: once the grace is over the items go to whoever asks.
+    await asyncio.to_thread(leave, 1)
+    await asyncio.sleep(1.2)
+    theirs = await asyncio.to_thread(next_, b, p.pid, 9)
+    assert sorted(x["item"]["id"] for x in theirs) == sorted(x["item"]["id"] for x in page + ahead)
+    r = await asyncio.to_thread(a.post, "/api/v1/leases/release", {"lease_ids": ["x"], "after_s": 3601})
+    assert r.status_code == 422
