@@ -2,7 +2,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { get, post } from "./api";
-import { Spinner, navigate, session } from "./ui";
+import { Spinner, navigate, setUser, useUser } from "./ui";
 import { Login } from "./pages/Login";
 import { Projects } from "./pages/Projects";
 import { ProjectHome } from "./pages/ProjectHome";
@@ -25,21 +25,22 @@ function useHash(): string {
 
 function App() {
   const hash = useHash();
+  const user = useUser();
   const [ready, setReady] = useState(false);
   useEffect(() => {
-    get("/api/v1/me").then((r) => (session.user = r.user), () => (session.user = null))
+    get("/api/v1/me").then((r) => setUser(r.user), () => setUser(null))
       .finally(() => setReady(true));
   }, []);
   if (!ready) return <Spinner />;
   const path = hash.replace(/^#/, "").split("?")[0];
   if (path === "/logout") {
     post("/api/v1/auth/logout").finally(() => {
-      session.user = null;
+      setUser(null);
       navigate("#/login");
     });
     return <Spinner />;
   }
-  if (!session.user || path === "/login") return <Login onDone={() => navigate("#/")} />;
+  if (!user || path === "/login") return <Login onDone={() => navigate("#/")} />;
   const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?$/);
   if (m) {
     const pid = Number(m[1]);
