@@ -3,6 +3,7 @@
 import { useEffect, useRef } from "preact/hooks";
 import type * as Y from "yjs";
 import { paintStroke, readTiles, roots, tileSize } from "../doc/annotation";
+import type { History } from "../doc/history";
 import type { Point, PointerKind, View } from "./Stage";
 
 /** "#rrggbb" or "hsl(...)" to [r, g, b] through a 1x1 canvas (any CSS colour works). */
@@ -57,7 +58,7 @@ export function MaskLayer({ doc, width, height, opacity, color, version }: {
 /** Brush and eraser: strokes are painted as the pointer moves, one transaction per step. */
 export function useBrush(opts: {
   doc: Y.Doc | null; size: { w: number; h: number } | null; radius: number; label: number | null;
-  erase: boolean; author: string; active: boolean;
+  erase: boolean; author: string; active: boolean; history?: History;
 }) {
   const last = useRef<Point | null>(null);
   const onPointer = (kind: PointerKind, p: Point, _e: PointerEvent, _view: View): boolean => {
@@ -65,6 +66,7 @@ export function useBrush(opts: {
     if (!opts.active || !doc || !size || (!opts.erase && opts.label == null)) return false;
     if (kind === "up") {
       last.current = null;
+      opts.history?.endStroke();
       return true;
     }
     if (kind === "move" && !last.current) return false;
@@ -72,7 +74,10 @@ export function useBrush(opts: {
     const steps = Math.max(1, Math.ceil(Math.hypot(p.x - from.x, p.y - from.y) / Math.max(1, opts.radius / 2)));
     const pts: Point[] = [];
     for (let i = 1; i <= steps; i++) pts.push({ x: from.x + ((p.x - from.x) * i) / steps, y: from.y + ((p.y - from.y) * i) / steps });
-    if (kind === "down") pts.unshift(p);
+    if (kind === "down") {
+      pts.unshift(p);
+      opts.history?.beginStroke(); // the whole stroke is one step to undo
+    }
     paintStroke(doc, pts, opts.radius, opts.erase ? 0 : opts.label!, size.w, size.h, opts.author);
     last.current = p;
     return true;

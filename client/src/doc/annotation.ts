@@ -4,6 +4,10 @@
 // Geometry is normalized to [0, 1]; mask tiles are in image pixels.
 import * as Y from "yjs";
 
+/** The origin of every edit made in this tab. Undo tracks only this origin: updates that come
+ * from the server (collaborators, model prelabels, consensus) carry the provider as origin. */
+export const LOCAL_EDIT = Symbol("colabel local edit");
+
 export interface Shape {
   id: string;
   kind: "box" | "polygon";
@@ -46,7 +50,7 @@ export function toggleClass(doc: Y.Doc, label: number, single: boolean, author: 
     } else if (on) classes.delete(key);
     else classes.set(key, true);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 export function setSingleClass(doc: Y.Doc, label: number, author: string): void {
@@ -55,10 +59,11 @@ export function setSingleClass(doc: Y.Doc, label: number, author: string): void 
     for (const k of [...classes.keys()]) if (k !== String(label)) classes.delete(k);
     classes.set(String(label), true);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
-function touch(doc: Y.Doc, author: string): void {
+/** Who changed the document last, and when; every edit and every undo or redo calls it. */
+export function touch(doc: Y.Doc, author: string): void {
   const meta = roots(doc).meta;
   meta.set("updated_by", author);
   meta.set("updated_at", new Date().toISOString());
@@ -89,7 +94,7 @@ export function addShape(doc: Y.Doc, shape: Omit<Shape, "id" | "source" | "confi
     }
     roots(doc).shapes.set(id, m);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
   return id;
 }
 
@@ -99,14 +104,14 @@ export function updateShape(doc: Y.Doc, id: string, fields: Partial<Shape>, auth
   doc.transact(() => {
     for (const [k, v] of Object.entries(fields)) if (k !== "id") m.set(k, v);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 export function deleteShapes(doc: Y.Doc, ids: string[], author: string): void {
   doc.transact(() => {
     for (const id of ids) roots(doc).shapes.delete(id);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 /** Accept model prelabels: they become the labeler's own shapes. */
@@ -120,7 +125,7 @@ export function acceptShapes(doc: Y.Doc, ids: string[], author: string): void {
       }
     }
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 // --- mask tiles: LEB128 varint pairs (run length, label id), rows top to bottom -------------
@@ -176,6 +181,15 @@ export function tileSize(doc: Y.Doc): number {
   return typeof size === "number" ? size : DEFAULT_TILE;
 }
 
+/** How many mask tiles hold paint (counted from the keys: decoding them all is slow). */
+export function paintedTiles(doc: Y.Doc): number {
+  let n = 0;
+  roots(doc).mask.forEach((v, k) => {
+    if (v instanceof Uint8Array && /^\d+,\d+$/.test(k)) n++;
+  });
+  return n;
+}
+
 /** Every tile as label ids, keyed "tx,ty". */
 export function readTiles(doc: Y.Doc): Map<string, Uint32Array> {
   const size = tileSize(doc);
@@ -229,7 +243,7 @@ export function paintStroke(doc: Y.Doc, points: { x: number; y: number }[], radi
       else mask.set(key, rleEncode(values));
     }
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 export function bytesToBase64(bytes: Uint8Array): string {
@@ -260,5 +274,5 @@ export function resolveSuggestions(doc: Y.Doc, accept: boolean, single: boolean,
       for (const s of single ? suggested.slice(0, 1) : suggested) classes.set(String(s.label), true);
     }
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }

@@ -138,11 +138,6 @@ export function hotkeyLabel(tree: LabelNode[], key: string): number | null {
   return n ? n.id : null;
 }
 
-export function isTyping(e: KeyboardEvent): boolean {
-  const t = e.target as HTMLElement | null;
-  return !!t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable);
-}
-
 /** A window keydown handler that always sees the latest render's state: effects run only
  * after the next frame, so a listener re-registered in an effect would lag a fast key. */
 export function useKeys(handler: (e: KeyboardEvent) => void): void {
