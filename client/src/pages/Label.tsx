@@ -1,8 +1,8 @@
 // The labeling view: asks the dispatcher for work and shows the classification grid or the
 // drawing tools; moves on as soon as a page is submitted or skipped.
 import { useState } from "preact/hooks";
-import { post, type Lease } from "../api";
-import { ErrorBox, Page, Spinner, useProject } from "../ui";
+import { ApiError, post, type Lease } from "../api";
+import { ErrorBox, Page, Spinner, errorText, useProject } from "../ui";
 import { ClassifyView } from "./labeling/Classify";
 import { DrawView } from "./labeling/Draw";
 import { useWork } from "./labeling/work";
@@ -33,7 +33,8 @@ export function Label({ pid }: { pid: number }) {
           onDone={done} />
         : <DrawView project={project} tree={tree} room={leases[0].document} item={leases[0].item} actions={[
           { text: "Submit", testid: "submit", primary: true, checks: true,
-            run: (annotation) => post(`/api/v1/leases/${leases[0].lease_id}/submit`, { annotation }).then(done) },
+            run: (annotation, duration_ms) => post(`/api/v1/leases/${leases[0].lease_id}/submit`,
+              { annotation, duration_ms }).then(done) },
           { text: "Skip", testid: "skip", run: () => post(`/api/v1/leases/${leases[0].lease_id}/skip`).then(done) },
         ]} />} />
     </Page>
@@ -53,8 +54,30 @@ function Work({ pid, count, render }: {
       </div>
     );
   }
-  if (work.state === "stopped" || work.state === "error") {
+  if (work.state === "stopped") return <Stopped error={work.error} retry={work.advance} />;
+  if (work.state === "error") {
     return <div><ErrorBox error={work.error} /><button onClick={work.advance}>Try again</button></div>;
   }
   return <>{render(work.current, work.advance)}</>;
+}
+
+/** The project hands out no work: paused by its owner (work done so far is kept, and labeling
+ * goes on when it runs again), complete, or not started. */
+export function Stopped({ error, retry }: { error: unknown; retry: () => void }) {
+  const status = error instanceof ApiError ? (error.details as { status?: string } | null)?.status : undefined;
+  if (status === "completed") {
+    return (
+      <div class="notice" data-testid="project-complete" role="status">
+        Every item of this project is labeled: the project is complete. Thank you!
+      </div>
+    );
+  }
+  return (
+    <div class="notice warn" data-testid="project-paused" role="alert">
+      {status === "paused"
+        ? "This project is paused by its owner; your work is saved. Labeling can go on as soon as it runs again."
+        : `This project is not running (${status ?? errorText(error)}); your work is saved.`}
+      <p><button onClick={retry} data-testid="try-again">Try again</button></p>
+    </div>
+  );
 }

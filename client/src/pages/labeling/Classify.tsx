@@ -23,6 +23,7 @@ const SHORTCUTS: [string, string][] = [
   ["1–9", "set (multi-label: toggle) a label on the selected images"],
   ["arrow keys", "move to the next image (it becomes the selection)"],
   ["Shift+arrow", "extend the selection"],
+  ["Ctrl+arrow", "move the focus only"],
   ["Space", "add the focused image to the selection, or take it out"],
   ["click / shift-click", "select an image / add it to the selection"],
   ["A", "select all images"],
@@ -121,20 +122,23 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
   const cols = columnsFor(n);
   const rows = Math.max(1, Math.ceil(n / cols));
 
-  const moveTo = (i: number, extend: boolean) => {
+  /** Arrows move the selection with the focus, Shift+arrow extends it, Ctrl+arrow moves the
+   * focus alone (then Space picks images one by one), as in a file manager. */
+  const moveTo = (i: number, how: "select" | "extend" | "focus") => {
     setFocus(i);
-    setSelected(extend ? new Set([...selected, i]) : new Set([i]));
+    if (how === "select") setSelected(new Set([i]));
+    if (how === "extend") setSelected(new Set([...selected, i]));
     cells.current[i]?.focus();
   };
 
   const onCellKey = (e: KeyboardEvent, i: number) => {
     const to = moveTarget(e.key, i, n, cols);
-    if (to != null && !e.ctrlKey && !e.metaKey && !e.altKey) {
+    if (to != null && !e.altKey) {
       e.preventDefault();
-      moveTo(to, e.shiftKey);
+      moveTo(to, e.ctrlKey || e.metaKey ? "focus" : e.shiftKey ? "extend" : "select");
       return;
     }
-    if (e.key === " " && !e.ctrlKey && !e.metaKey) {
+    if (e.key === " ") {
       e.preventDefault(); // Space would scroll the page
       const next = new Set(selected);
       if (next.has(i)) next.delete(i);

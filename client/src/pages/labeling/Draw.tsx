@@ -16,6 +16,7 @@ import {
   ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors,
   labelNames, useKeys, useLive,
 } from "./parts";
+import { useActiveTime } from "./activeTime";
 import { useCurrentLabel } from "./currentLabel";
 import { digitOf, isTyping } from "./keys";
 import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./undo";
@@ -65,8 +66,9 @@ export interface Action {
   text: string;
   testid: string;
   primary?: boolean;
-  /** Called with the document's annotation in plain JSON form; resolves when done. */
-  run: (annotation: Record<string, unknown>) => Promise<unknown>;
+  /** Called with the document's annotation in plain JSON form and the visible time spent on
+   * the item so far (milliseconds); resolves when done. */
+  run: (annotation: Record<string, unknown>, durationMs: number) => Promise<unknown>;
   /** Submitting needs a complete annotation; skipping does not. */
   checks?: boolean;
 }
@@ -104,6 +106,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
   }, [room]);
 
   const history = useHistory([live?.doc], author);
+  const elapsed = useActiveTime(room);
   const shapes = live ? readShapes(live.doc) : [];
   // A selected shape that is gone (undone, or deleted by a collaborator) is no selection.
   const selected = picked && shapes.some((s) => s.id === picked) ? picked : null;
@@ -136,7 +139,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
     }
     setBusy(true);
     try {
-      await action.run(snapshot(live, task));
+      await action.run(snapshot(live, task), elapsed());
       setError(null);
     } catch (e) {
       setError(e);

@@ -67,7 +67,11 @@ export function People({ people }: { people: Presence[] }) {
 export function useLive(docs: (LiveDoc | null)[]): number {
   const [version, setVersion] = useState(0);
   useEffect(() => {
-    const offs = docs.filter((d): d is LiveDoc => !!d).map((d) => d.subscribe(() => setVersion((v) => v + 1)));
+    const bump = () => setVersion((v) => v + 1);
+    const offs = docs.filter((d): d is LiveDoc => !!d).map((d) => d.subscribe(bump));
+    // A document may have connected and synced between its creation and this subscription
+    // (its change went to no listener): render once more to show where it stands now.
+    bump();
     return () => offs.forEach((off) => off());
   }, docs);
   return version;
