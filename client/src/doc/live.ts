@@ -24,6 +24,9 @@ export class LiveDoc {
   private lastLocal = 0;
   private timer: number;
   private listeners = new Set<() => void>();
+  private cursor: { x: number; y: number } | null = null;
+  private cursorFrame = 0;
+  private destroyed = false;
   state: SyncState = "offline";
   closedReason: string | null = null;
 
@@ -77,8 +80,15 @@ export class LiveDoc {
     return () => this.listeners.delete(fn);
   }
 
+  /** Share where the pointer is, at most once a frame: pointer moves can come faster, and
+   * each share is a message to everyone and a render here. */
   setCursor(cursor: { x: number; y: number } | null): void {
-    this.provider.awareness.setLocalStateField("cursor", cursor);
+    this.cursor = cursor;
+    if (this.cursorFrame) return;
+    this.cursorFrame = requestAnimationFrame(() => {
+      this.cursorFrame = 0;
+      if (!this.destroyed) this.provider.awareness.setLocalStateField("cursor", this.cursor);
+    });
   }
 
   /** Everyone else on this document right now. */
@@ -93,6 +103,8 @@ export class LiveDoc {
   }
 
   destroy(): void {
+    this.destroyed = true;
+    cancelAnimationFrame(this.cursorFrame);
     window.clearInterval(this.timer);
     this.listeners.clear();
     this.provider.awareness.setLocalState(null);

@@ -226,11 +226,10 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
             under={live && size && task === "semantic" ? (
               <>
                 {beneath.map((b) => (
-                  <MaskLayer doc={b.doc.doc} width={size.w} height={size.h} opacity={0.25} color={() => b.color}
-                    version={version} />
+                  <MaskLayer doc={b.doc.doc} width={size.w} height={size.h} opacity={0.25}
+                    color={solidColor(b.color)} />
                 ))}
-                <MaskLayer doc={live.doc} width={size.w} height={size.h} opacity={opacity} color={color}
-                  version={version} />
+                <MaskLayer doc={live.doc} width={size.w} height={size.h} opacity={opacity} color={color} />
               </>) : null}
             overlay={(view, s) => (
               <g>
@@ -307,6 +306,15 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
       {help && <ShortcutSheet keys={SHORTCUTS} onClose={() => setHelp(false)} />}
     </div>
   );
+}
+
+/** A colour function giving every label one colour, the same function for the same colour
+ * (the mask layer redraws everything when its colour function changes). */
+const solids = new Map<string, (label: number) => string>();
+function solidColor(color: string): (label: number) => string {
+  let fn = solids.get(color);
+  if (!fn) solids.set(color, (fn = () => color));
+  return fn;
 }
 
 function BeneathShape({ shape, color, view, w, h }: {
