@@ -54,9 +54,17 @@ client: $(CLIENT_STAMP)
 run: install-ml client
 	$(BIN)/colabel serve --demo
 
-# The whole suite: lint, types, the lock check, then unit, integration and browser tests.
+# The whole suite: lint, types, the lock check, then unit, integration and browser tests;
+# then the tests of what leans hardest on Redis and Postgres once more on the embedded
+# engines, which is what `colabel serve` runs by default.
+EMBEDDED_TESTS := tests/integration/test_auth.py tests/integration/test_login_throttle.py \
+  tests/integration/test_dispatch.py tests/integration/test_dispatch_properties.py \
+  tests/integration/test_lease_lifecycle.py tests/integration/test_review_events.py \
+  tests/integration/test_stats.py tests/integration/test_collab.py
+
 test: install install-test-tools client lint
 	$(BIN)/pytest
+	COLABEL_TEST_ENGINES=embedded $(BIN)/pytest -q $(EMBEDDED_TESTS)
 
 lint: install
 	$(BIN)/python $(LOCKS)/lockfile.py check

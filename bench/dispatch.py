@@ -201,20 +201,19 @@ async def labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            batch, recorded = await work.lease(dispatcher, pool, setup.project, uid, args.count,
-                                               lease_log)
+            handed = await work.lease(dispatcher, pool, setup.project, uid, args.count, lease_log)
         except work.WorkError as exc:
             stats.errors[f"lease:{exc.code}"] += 1
             continue
         stats.lease_s.append(time.perf_counter() - started)
         stats.lease_calls += 1
-        stats.leases += len(recorded)
-        stats.refused += len(batch.leases) - len(recorded)
-        if not batch.leases:
+        stats.leases += len(handed.granted)
+        stats.refused += handed.refused
+        if not handed.granted:
             stats.empty_calls += 1
             await asyncio.sleep(0.05)
             continue
-        for lease_id, item_id in recorded.items():
+        for lease_id, item_id in ((g.lease_id, g.item_id) for g in handed.granted):
             annotation = {"classes": [choose_label(item_id, setup.label_ids, args.disagree, rng)]}
             started = time.perf_counter()
             try:

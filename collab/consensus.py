@@ -7,7 +7,7 @@ schema; the result never depends on the order of the labelers. A single annotati
 
 Parameters (ConsensusParams):
   threshold      a side wins with MORE than this share of the n labelers (0.5 = strict majority); [0.5, 1).
-  iou            bbox: two boxes of one label can join one cluster when their IoU >= iou; (0, 1].
+  iou            bbox: two boxes can join one cluster when their IoU >= iou, whatever their labels; (0, 1].
   max_undecided  semantic: agreed when the share of undecided pixels is <= this; [0, 1].
   merge          bbox: "mean" (coordinate-wise mean of the cluster) or "medoid" (the member box with the
                  highest total IoU to the other members; ties go to the smallest (x, y, w, h)).
@@ -19,13 +19,17 @@ a tie and blocks consensus.
               {"classes": []} for "no class".
   multilabel  per label chosen by anyone: present iff a majority chose it, absent iff a majority did not;
               a tie on any label means no consensus. Final {"classes": sorted present labels}.
-  bbox        boxes of the same label from different labelers are clustered greedily, the pair with the
-              highest IoU first (ties in a canonical geometric order); two clusters merge only when no
-              labeler is in both (one box per labeler per cluster) and every cross pair has IoU >= iou
-              (complete linkage, so chains of overlaps do not drift). A cluster drawn by a majority is
-              kept, one not drawn by a majority is dropped (a minority extra box does not block), any
-              other is a tie and blocks consensus. Kept clusters become one box each: source "human",
-              confidence = share of labelers in the cluster, ids "consensus-1", ... in (label, x, y, w, h)
+  bbox        boxes from different labelers are clustered by place first, whatever their labels:
+              greedily, the pair with the highest IoU first (ties in a canonical geometric order); two
+              clusters merge only when no labeler is in both (one box per labeler per cluster) and every
+              cross pair has IoU >= iou (complete linkage, so chains of overlaps do not drift). A cluster
+              drawn by a majority of the n labelers is an object; one drawn by a minority is dropped (an
+              extra box does not block); any other is a tie and blocks consensus. An object's label is
+              the one held by a majority of the boxes in its cluster; without one there is no consensus
+              (people who drew a box in the same place agree something is there: disagreeing on what
+              it is goes to review, never to a final without that box). Each object becomes one box,
+              merged from its cluster's boxes of that label: source "human", confidence = share of the
+              n labelers who drew that label there, ids "consensus-1", ... in (label, x, y, w, h)
               order. Input ids, sources and confidences are ignored.
   polygon     polygon projects use a single labeler: agreed iff there is exactly one annotation, final =
               its shapes unchanged; several annotations raise ValueError (no polygon consensus).
@@ -39,7 +43,9 @@ Agreement score (for statistics, also when not agreed): the mean, over the decis
 the share of labelers on the larger side of that unit. Units: multiclass the one class question (share of
 the most voted choice); multilabel each label anyone chose (max(chose, did not) / n); bbox each cluster
 (max(in cluster, not in it) / n); semantic each pixel (share holding its most common value); polygon
-1.0. With no units (no labels, no boxes, no tiles) it is 1.0.
+1.0. With no units (no labels, no boxes, no tiles) it is 1.0. For bbox a cluster is a question with
+the answers "nothing here" (the labelers without a box in it) and each label drawn in it, so three
+labelers who put three different labels on one place agree 1/3, not fully.
 """
 
 from __future__ import annotations
@@ -176,11 +182,12 @@ def _iou_matrix(keys: Sequence[BoxKey]) -> npt.NDArray[np.float64]:
 
 def _clusters(keys: list[BoxKey], owner: list[int], iou: npt.NDArray[np.float64],
               min_iou: float) -> list[list[int]]:
-    """Greedy complete-linkage clusters of box indices, at most one box per labeler each."""
+    """Greedy complete-linkage clusters of box indices by place (labels aside), at most one box
+    per labeler each."""
     cluster_of = list(range(len(keys)))
     members: dict[int, list[int]] = {i: [i] for i in range(len(keys))}
-    labels, owners = np.array([k[0] for k in keys]), np.array(owner)
-    candidate = (iou >= min_iou) & (labels[:, None] == labels[None, :]) & (owners[:, None] != owners[None, :])
+    owners = np.array(owner)
+    candidate = (iou >= min_iou) & (owners[:, None] != owners[None, :])
     rows, cols = np.nonzero(np.triu(candidate, 1))
     pairs = [(float(iou[i, j]), int(i), int(j)) for i, j in zip(rows, cols, strict=True)]
     # Box indices follow the canonical order, so (IoU desc, i, j) is a labeler-order-free tie-break.
@@ -206,8 +213,15 @@ def _merge(cluster: list[int], keys: list[BoxKey], iou: npt.NDArray[np.float64],
     return label, x, y, w, h
 
 
+def _where(cluster: list[int], keys: list[BoxKey]) -> str:
+    """A cluster's place as people read it: the top-left corner of its first box."""
+    _, x, y, _, _ = keys[cluster[0]]
+    return f"({x:.2f}, {y:.2f})"
+
+
 def bbox(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outcome:
-    """Cluster boxes across labelers; majority clusters become the final boxes, a tied one blocks."""
+    """Cluster boxes across labelers by place; a majority cluster is an object whose label is
+    its boxes' majority label (none: no consensus); a tied cluster blocks."""
     n = _checked(annotations, "bbox")
     need = _needed(n, params.threshold)
     # Canonical labeler and box order: the result then cannot depend on the order labelers came in.
@@ -216,13 +230,26 @@ def bbox(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outc
     owner = [i for i, boxes in enumerate(per_labeler) for _ in boxes]
     iou = _iou_matrix(keys)
     clusters = _clusters(keys, owner, iou, params.iou)
-    agreement = _mean([max(len(c), n - len(c)) / n for c in clusters])
+    labels_in = [Counter(keys[i][0] for i in c) for c in clusters]
+    agreement = _mean([max(n - len(c), *votes.values()) / n for c, votes in zip(clusters, labels_in,
+                                                                                  strict=True)])
     tied = [c for c in clusters if len(c) < need and n - len(c) < need]
     if tied:
-        label = keys[tied[0][0]][0]
-        detail = f"tie on {len(tied)} box(es), first of label {label} ({len(tied[0])} of {n})"
+        detail = f"tie on {len(tied)} box(es): {len(tied[0])} of {n} drew one at {_where(tied[0], keys)}"
         return Outcome(False, None, agreement, detail)
-    kept = sorted((_merge(c, keys, iou, params.merge), len(c) / n) for c in clusters if len(c) >= need)
+    objects = [(c, votes) for c, votes in zip(clusters, labels_in, strict=True) if len(c) >= need]
+    kept: list[tuple[BoxKey, float]] = []
+    for cluster, votes in objects:
+        # Sorted (count desc, label) so the detail does not depend on labeler order.
+        (label, count), *others = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+        if count < _needed(len(cluster), params.threshold):
+            drawn = ", ".join(f"{lab} ({k})" for lab, k in [(label, count), *others])
+            detail = (f"{len(cluster)} of {n} drew a box at {_where(cluster, keys)} but no label has a "
+                      f"majority: {drawn}")
+            return Outcome(False, None, agreement, detail)
+        agreeing = [i for i in cluster if keys[i][0] == label]
+        kept.append((_merge(agreeing, keys, iou, params.merge), count / n))
+    kept.sort()
     shapes = [{"id": f"consensus-{i}", "kind": "box", "label": k[0], "x": k[1], "y": k[2], "w": k[3],
                "h": k[4], "source": "human", "confidence": share} for i, (k, share) in enumerate(kept, 1)]
     detail = f"{len(kept)} box(es) agreed by {n} labeler(s), {len(clusters) - len(kept)} minority dropped"

@@ -6,16 +6,19 @@ costs the same however far one labeler is ahead of the others), and `ready`, ite
 labeler has held that can take another one (walked from the head, skipping the caller's
 own; a lease looks at its first few, then takes fresh work, then walks further). Per
 item: its target number of labelers `t`, active leases `a`, submitted annotations `d`,
-whether it is closed `st=x` (decided or in review), and the labelers who have held it.
+whether it is closed `st=x` (decided or in review), and the labelers it is kept from: those
+who hold it now and those who submitted or skipped it (a lease that expires or is released
+takes its labeler off that set, so the item may come back to them).
 Postgres is the truth: leases and annotations are recorded there, submits are decided
 there, and everything in Redis is rebuilt from it when the epoch key is missing (a flush,
 a new Redis, a restart, or items changed by an ingest or import).
 
 Invariants (each tested):
-1. a labeler never gets an item they have already leased or submitted;
+1. a labeler never gets an item they have submitted or skipped, nor one they hold; an item
+   whose lease expired or was released without a submission may come back to them;
 2. active leases + submissions never exceed the item's current target;
 3. a closed item is never leased again;
-4. expired leases return their slot;
+4. expired and released leases return their slot;
 5. after `max` labelers without agreement the item needs review (decided in Postgres);
 6. after Redis loses everything, a rebuild from Postgres restores 1-5.
 """
@@ -44,10 +47,12 @@ REBUILD_BATCH = 5000
 _EXPIRE_FN = """
 local function expire(base, lid, ready, leases, deft)
   local lk = base .. 'l:' .. lid
-  local l = redis.call('HMGET', lk, 'i', 'st', 'p')
+  local l = redis.call('HMGET', lk, 'i', 'st', 'p', 'u')
   redis.call('ZREM', leases, lid)
   if l[2] ~= 'a' then return end
   redis.call('HSET', lk, 'st', 'e')
+  -- Not submitted, not skipped: the item may come back to this labeler.
+  if l[4] then redis.call('SREM', base .. 's:' .. l[1], l[4]) end
   local ik = base .. 'i:' .. l[1]
   local a = redis.call('HINCRBY', ik, 'a', -1)
   local s = redis.call('HMGET', ik, 't', 'd', 'st')
@@ -131,18 +136,26 @@ walk_ready(scan_limit)
 return out
 """
 
-# KEYS: epoch, ready, fresh, leases, conf. ARGV: base, lease id, outcome (s|k|x), target or '',
+# KEYS: epoch, ready, fresh, leases, conf. ARGV: base, lease id, outcome (s|k|r), target or '',
 # closed ('1'|'0'). Applies a transition Postgres has already committed.
 FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local base, lid, outcome = ARGV[1], ARGV[2], ARGV[3]
 local lk = base .. 'l:' .. lid
-local l = redis.call('HMGET', lk, 'i', 'st', 'p')
+local l = redis.call('HMGET', lk, 'i', 'st', 'p', 'u')
 if not l[1] then return 0 end
+-- Only an active lease can be released (an expired one already gave its slot back).
+if outcome == 'r' and l[2] ~= 'a' then return 0 end
 redis.call('ZREM', KEYS[4], lid)
 local ik = base .. 'i:' .. l[1]
 if l[2] == 'a' then redis.call('HINCRBY', ik, 'a', -1) end
 if outcome == 's' and l[2] ~= 's' then redis.call('HINCRBY', ik, 'd', 1) end
+if l[4] then
+  -- Submitted or skipped: never again for this labeler (a late submit after an expiry or
+  -- a release puts them back). Released: the item may come back to them.
+  if outcome == 'r' then redis.call('SREM', base .. 's:' .. l[1], l[4])
+  else redis.call('SADD', base .. 's:' .. l[1], l[4]) end
+end
 redis.call('HSET', lk, 'st', outcome)
 local deft = tonumber(redis.call('HGET', KEYS[5], 't')) or 1
 if ARGV[4] ~= '' then
@@ -163,8 +176,9 @@ if a + d < t then redis.call('ZADD', KEYS[2], l[3], l[1]) else redis.call('ZREM'
 return 1
 """
 
-# KEYS: epoch, leases. ARGV: lease id, new expiry. 1 if extended, 0 if not active.
+# KEYS: epoch, leases. ARGV: lease id, new expiry. 1 if extended, 0 if not active, -1 = rebuild.
 EXTEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) == false then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
@@ -235,7 +249,7 @@ class Dispatcher:
 
     async def finish(self, project_id: int, lease_id: str, outcome: str, *,
                      target: int | None = None, closed: bool = False) -> int:
-        """Apply a committed transition: 's' submitted, 'k' skipped, 'e' expired."""
+        """Apply a committed transition: 's' submitted, 'k' skipped, 'r' released."""
         k = self.keys(project_id)
         result: int = await self._finish(
             keys=[k.epoch, k.ready, k.fresh, k.leases, k.conf],
@@ -245,11 +259,14 @@ class Dispatcher:
         return result
 
     async def extend(self, project_id: int, lease_id: str, now_ms: int | None = None) -> int | None:
-        """Push an active lease's expiry out by the TTL; None if it is not active."""
+        """Push an active lease's expiry out by the TTL; None if it is not active,
+        NeedsRebuild if Redis lost the project's state."""
         k = self.keys(project_id)
         expires = (now_ms if now_ms is not None else int(time.time() * 1000)) + self.ttl_ms
-        ok = await self._extend(keys=[k.epoch, k.leases], args=[lease_id, expires])
-        return expires if int(ok) == 1 else None
+        ok = int(await self._extend(keys=[k.epoch, k.leases], args=[lease_id, expires]))
+        if ok == -1:
+            raise NeedsRebuild(project_id)
+        return expires if ok == 1 else None
 
     async def reopen(self, project_id: int, item_id: int, priority: float, target: int) -> None:
         """Put a re-opened item back in the queue with a fresh target (in `ready`: its
@@ -286,20 +303,23 @@ class Dispatcher:
         done = {r["item_id"]: r["n"] for r in await conn.fetch(_PG_DONE, project_id)}
         active: dict[int, int] = {}
         seen: dict[int, list[int]] = {}
+        held_before: set[int] = set()
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(k.conf, "t", default_target)
         for lease in leases:
-            seen.setdefault(lease["item_id"], []).append(lease["user_id"])
+            held_before.add(lease["item_id"])
             live = lease["state"] == "active" and lease["expires_at"].timestamp() * 1000 > now
             if live:
                 active[lease["item_id"]] = active.get(lease["item_id"], 0) + 1
                 pipe.zadd(k.leases, {lease["id"]: lease["expires_at"].timestamp() * 1000})
-            if lease["state"] in ("active", "expired"):
-                # Expired leases are kept too: a late submit Postgres accepts must still
-                # reach the item's counts here (FINISH ignores leases it does not know).
+            if live or lease["state"] in ("submitted", "skipped"):
+                seen.setdefault(lease["item_id"], []).append(lease["user_id"])
+            if lease["state"] in ("active", "expired", "released"):
+                # Expired and released leases are kept too: a late submit Postgres accepts
+                # must still reach the item's counts here (FINISH ignores unknown leases).
                 pipe.hset(k.lease(lease["id"]), mapping={
-                    "i": lease["item_id"], "u": lease["user_id"], "st": "a" if live else "e",
-                    "p": 0})
+                    "i": lease["item_id"], "u": lease["user_id"],
+                    "st": "a" if live else ("r" if lease["state"] == "released" else "e"), "p": 0})
                 pipe.pexpire(k.lease(lease["id"]), self.ttl_ms * 4 + 86_400_000)
         for item_id, users in seen.items():
             pipe.sadd(k.seen(item_id), *users)
@@ -311,14 +331,14 @@ class Dispatcher:
             if target != default_target or a or d:
                 pipe.hset(k.item(iid), mapping={"t": target, "a": a, "d": d, "st": "o"})
             if a + d < target:
-                (held if iid in seen or d else fresh)[str(iid)] = row["shuffle_key"]
+                (held if iid in held_before or d else fresh)[str(iid)] = row["shuffle_key"]
             if len(held) + len(fresh) >= REBUILD_BATCH:
                 await self._queue_batch(pipe, k, held, fresh)
         await self._queue_batch(pipe, k, held, fresh)
         # Priorities of rebuilt leases: their items' shuffle keys.
         keys_by_item = {r["id"]: r["shuffle_key"] for r in items}
         for lease in leases:
-            if lease["state"] in ("active", "expired"):
+            if lease["state"] in ("active", "expired", "released"):
                 pipe.hset(k.lease(lease["id"]), "p", keys_by_item.get(lease["item_id"], 0))
         pipe.set(k.epoch, now)
         await pipe.execute()

@@ -34,9 +34,11 @@ class LoginThrottle:
         window = self.settings.login_window_s
         async with self.redis.pipeline(transaction=True) as pipe:
             for key, _ in self._limits(email, address):
+                # The window starts at the first failure and is not extended by later ones:
+                # the counter is created with its expiry, and INCR keeps an existing TTL.
+                # (Not `EXPIRE … NX`: Redis 6.2, the embedded engine, does not have it.)
+                pipe.set(key, 0, ex=window, nx=True)
                 pipe.incr(key)
-                # The window starts at the first failure and is not extended by later ones.
-                pipe.expire(key, window, nx=True)
             await pipe.execute()
 
     async def succeeded(self, email: str) -> None:

@@ -9,29 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from collab import consensus
 from collab.dispatch_keys import DispatchKeys
-from collab.dispatcher import Dispatcher, Lease, LeaseBatch, NeedsRebuild
+from collab.dispatcher import Dispatcher, Lease, NeedsRebuild
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REBUILD_LOCK_S = 60
 _INSERT_LEASES = """
 WITH ins AS (
-    INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at)
-    SELECT l, p, i, u, 'active', to_timestamp(e / 1000.0)
-    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
-         AS t(p, u, l, i, e)
-    ON CONFLICT (item_id, user_id) DO NOTHING
+    INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at, position)
+    SELECT l, p, i, u, 'active', to_timestamp(e / 1000.0), n
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::int[])
+         AS t(p, u, l, i, e, n)
+    ON CONFLICT (item_id, user_id) WHERE state IN ('active', 'submitted', 'skipped') DO NOTHING
     RETURNING id, item_id
 ), started AS (
     UPDATE items SET status = 'in_progress', updated_at = now()
@@ -39,10 +40,41 @@ WITH ins AS (
 )
 SELECT id, item_id FROM ins
 """
+# Before a labeler gets an item again: an old lease of theirs on it that is past its expiry
+# but still `active` (Redis forgot it, or the expiry was not recorded) is expired now, so it
+# neither blocks the new lease nor keeps the item from them.
+_EXPIRE_STALE = """
+UPDATE leases SET state = 'expired', finished_at = now()
+FROM unnest($1::bigint[], $2::bigint[]) AS t(i, u)
+WHERE leases.item_id = t.i AND leases.user_id = t.u AND leases.state = 'active'
+  AND leases.expires_at <= now()
+"""
 _EXPIRE = """
 UPDATE leases SET state = 'expired', finished_at = now()
 WHERE id = ANY($1::text[]) AND state = 'active'
 """
+# The caller's live leases in a project (items still open), oldest first: asking for work
+# resumes these before anything new is leased.
+_OWN_ACTIVE = """
+SELECT l.id, l.item_id FROM leases l JOIN items i ON i.id = l.item_id
+WHERE l.project_id = $1 AND l.user_id = $2 AND l.state = 'active' AND l.expires_at > now()
+  AND i.status IN ('unlabeled', 'in_progress')
+ORDER BY l.created_at, l.position
+"""
+_RELEASE = """
+UPDATE leases SET state = 'released', finished_at = now()
+WHERE id = ANY($1::text[]) AND user_id = $2 AND state = 'active' AND expires_at > now()
+RETURNING id, project_id
+"""
+# A newer lease of the same labeler on the item, open or finished: a late submit of an old
+# one would make two annotations of one labeler (or undo their skip).
+_NEWER_LEASE = """
+SELECT 1 FROM leases WHERE item_id = $1 AND user_id = $2 AND id <> $3
+  AND state IN ('active', 'submitted', 'skipped')
+"""
+_PROJECT_PLAN = "SELECT consensus FROM projects WHERE id = $1"
+# A labeler holds at most the page on screen and one page leased ahead.
+HELD_PAGES = 2
 # A submit's first statement locks the lease and its item. It must come before the read of
 # the item's annotations: under READ COMMITTED a statement that waits for a row lock reads
 # its sub-queries from the snapshot it took before the wait, so a submit queued behind
@@ -139,6 +171,20 @@ async def rebuild(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, def
             log.info("rebuilt dispatcher state of project %s (%d queued)", project_id, queued)
 
 
+async def _with_state(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int,
+                      step: Callable[[], Awaitable[T]]) -> T:
+    """Run a dispatcher step, rebuilding the project's Redis state from Postgres first
+    when it is missing (a flush, a new Redis, or items changed outside the dispatcher)."""
+    for _ in range(3):
+        try:
+            return await step()
+        except NeedsRebuild:
+            project = await db.fetchrow(_PROJECT_PLAN, project_id)
+            low, _, _ = consensus_plan(project)
+            await rebuild(dispatcher, db, project_id, low)
+    raise WorkError("dispatcher_busy", "the work queue is being rebuilt; try again")
+
+
 async def forget_queue(client: aioredis.Redis, prefix: str, project_id: int) -> None:
     """Items were added, went missing, came back or got final labels outside the
     dispatcher (ingest, refresh, uploads, imports): drop the queue's epoch, after the
@@ -177,12 +223,15 @@ class LeaseLog:
     async def _write(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
-            rows = [(p, u, x) for p, u, leases, _ in batch for x in leases]
+            rows = [(p, u, x, n) for p, u, leases, _ in batch for n, x in enumerate(leases)]
             try:
-                written = await self.db.fetch(
-                    _INSERT_LEASES, [p for p, _, _ in rows], [u for _, u, _ in rows],
-                    [x.lease_id for _, _, x in rows], [x.item_id for _, _, x in rows],
-                    [x.expires_ms for _, _, x in rows])
+                async with self.db.acquire() as conn, conn.transaction():
+                    await conn.execute(_EXPIRE_STALE, [x.item_id for _, _, x, _ in rows],
+                                       [u for _, u, _, _ in rows])
+                    written = await conn.fetch(
+                        _INSERT_LEASES, [p for p, _, _, _ in rows], [u for _, u, _, _ in rows],
+                        [x.lease_id for _, _, x, _ in rows], [x.item_id for _, _, x, _ in rows],
+                        [x.expires_ms for _, _, x, _ in rows], [n for _, _, _, n in rows])
             except Exception as exc:  # noqa: BLE001 - every caller in the batch gets the error
                 for _, _, _, future in batch:
                     if not future.done():
@@ -195,29 +244,71 @@ class LeaseLog:
                                        for x in leases if x.lease_id in recorded})
 
 
+@dataclass(frozen=True)
+class Granted:
+    """A lease handed to a labeler: new, or one of theirs resumed."""
+
+    lease_id: str
+    item_id: int
+    expires_ms: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class Handed:
+    """What one request for work got, and the leases Redis found expired on the way."""
+
+    granted: list[Granted]
+    expired: list[str]
+    # Leases Redis gave that Postgres refused (it already had the labeler on the item).
+    refused: int = 0
+
+
 async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Record, user_id: int,
-                count: int, log: LeaseLog | None = None) -> tuple[LeaseBatch, dict[str, int]]:
-    """Lease up to `count` items and record the leases; returns the batch and lease->item."""
+                count: int, log: LeaseLog | None = None, holding: Sequence[str] = ()) -> Handed:
+    """Hand a labeler up to `count` items: their own live leases first (except those they say
+    they are `holding` already), oldest first and extended, then new ones, while they hold
+    at most `HELD_PAGES` pages of `count`."""
     pid = project["id"]
-    low, _, _ = consensus_plan(project)
-    for _ in range(3):
-        try:
-            batch = await dispatcher.lease(pid, user_id, count)
-            break
-        except NeedsRebuild:
-            await rebuild(dispatcher, db, pid, low)
-    else:
-        raise WorkError("dispatcher_busy", "the work queue is being rebuilt; try again")
+    own = await db.fetch(_OWN_ACTIVE, pid, user_id)
+    held = set(holding)
+    granted: list[Granted] = []
+    live = len(own)
+    for row in [r for r in own if r["id"] not in held][:count]:
+        expires = await extend(dispatcher, db, pid, row["id"])
+        if expires is None:
+            live -= 1  # it expired just now: its slot is back in the queue
+        else:
+            granted.append(Granted(row["id"], row["item_id"], expires, True))
+    wanted = min(count - len(granted), HELD_PAGES * count - live)
+    if wanted <= 0:
+        return Handed(granted, [])
+    batch = await _with_state(dispatcher, db, pid, lambda: dispatcher.lease(pid, user_id, wanted))
     if batch.expired:
         await db.execute(_EXPIRE, batch.expired)
-    if not batch.leases:
-        return batch, {}
-    recorded = await (log or LeaseLog(db)).record(pid, user_id, batch.leases)
-    for x in batch.leases:
-        if x.lease_id not in recorded:
-            # Postgres already has this labeler on this item (state lost in Redis): undo.
-            await dispatcher.finish(pid, x.lease_id, "k")
-    return batch, recorded
+    refused = 0
+    if batch.leases:
+        recorded = await (log or LeaseLog(db)).record(pid, user_id, batch.leases)
+        for x in batch.leases:
+            if x.lease_id in recorded:
+                granted.append(Granted(x.lease_id, recorded[x.lease_id], x.expires_ms, False))
+            else:
+                # Postgres already has this labeler on this item (state lost in Redis): undo.
+                refused += 1
+                await dispatcher.finish(pid, x.lease_id, "k")
+    return Handed(granted, batch.expired, refused)
+
+
+async def release(dispatcher: Dispatcher, db: asyncpg.Pool, user_id: int,
+                  lease_ids: Sequence[str]) -> dict[int, list[str]]:
+    """Give back the caller's live leases among `lease_ids` without a submission: their
+    items return to the queue and may come back to this labeler. Returns project -> ids."""
+    rows = await db.fetch(_RELEASE, list(lease_ids), user_id)
+    by_project: dict[int, list[str]] = {}
+    for row in rows:
+        await dispatcher.finish(row["project_id"], row["id"], "r")
+        by_project.setdefault(row["project_id"], []).append(row["id"])
+    return by_project
 
 
 def _labels_in(annotation: dict[str, Any]) -> list[int]:
@@ -245,8 +336,11 @@ async def submit(
         raise WorkError("item_closed", "this item has already been decided")
     earlier: list[dict[str, Any]] = item["annotations"]
     target = int(item["target"])
-    expired = lease_row["state"] == "expired" or (
+    expired = lease_row["state"] in ("expired", "released") or (
         lease_row["state"] == "active" and lease_row["expires_at"] <= datetime.now(UTC))
+    if expired and await conn.fetchval(_NEWER_LEASE, item["id"], lease_row["user_id"], lease_row["id"]):
+        raise WorkError("lease_superseded",
+                        "this item was leased to you again since; that lease is the one to submit")
     if expired and item["others"] + len(earlier) >= target:
         raise WorkError("slot_taken", "the lease expired and its slot went to someone else")
     all_annotations = [*earlier, annotation]
@@ -295,7 +389,7 @@ SELECT id FROM leases WHERE item_id = $1 AND user_id = $2 AND state = 'active' A
 
 async def extend(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, lease_id: str) -> int | None:
     """Push a live lease's expiry out by the TTL in Redis and Postgres; None if not live."""
-    expires = await dispatcher.extend(project_id, lease_id)
+    expires = await _with_state(dispatcher, db, project_id, lambda: dispatcher.extend(project_id, lease_id))
     if expires is None:
         return None
     status: str = await db.execute(_SET_EXPIRY, lease_id, expires)

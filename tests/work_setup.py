@@ -47,8 +47,11 @@ def setup_project(make_user: MakeUser, data_dir: Path, *, items: int, task_type:
     return Proj(owner, pid, labels, people)
 
 
-def next_(api: Api, pid: int, count: int = 1) -> list[dict[str, Any]]:
-    r = api.post(f"/api/v1/projects/{pid}/tasks/next", {"count": count})
+def next_(api: Api, pid: int, count: int = 1, holding: list[dict[str, Any]] | None = None,
+          ) -> list[dict[str, Any]]:
+    """Ask for work; `holding` are leases this client already has (not returned again)."""
+    body = {"count": count, "holding": [x["lease_id"] for x in holding or []]}
+    r = api.post(f"/api/v1/projects/{pid}/tasks/next", body)
     assert r.status_code == 200, r.text
     leases: list[dict[str, Any]] = r.json()["leases"]
     return leases
@@ -61,3 +64,10 @@ def submit(api: Api, lease: dict[str, Any], annotation: dict[str, Any]) -> Any:
 def item(owner: Api, pid: int, iid: int) -> dict[str, Any]:
     got: dict[str, Any] = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]
     return got
+
+
+def release(api: Api, leases: list[dict[str, Any]]) -> dict[str, list[str]]:
+    r = api.post("/api/v1/leases/release", {"lease_ids": [x["lease_id"] for x in leases]})
+    assert r.status_code == 200, r.text
+    out: dict[str, list[str]] = r.json()
+    return out

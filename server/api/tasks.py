@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from collab import schema
 from collab.dispatcher import Dispatcher
@@ -41,8 +41,18 @@ def _work_error(exc: work.WorkError) -> ApiError:
     return WorkConflict(exc.message, code=exc.code)
 
 
+LeaseIds = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]]
+
+
 class NextBody(Strict):
     count: int = Field(1, description="1 for drawing tasks; 1, 4, 6 or 9 for classification")
+    holding: LeaseIds = Field(
+        default_factory=list, max_length=64,
+        description="leases this client already has (on screen or leased ahead): not returned again")
+
+
+class ReleaseBody(Strict):
+    lease_ids: LeaseIds = Field(min_length=1, max_length=64)
 
 
 class SubmitBody(Strict):
@@ -73,29 +83,41 @@ async def next_tasks(call: Call) -> dict[str, Any]:
         raise Conflict(f"the project is {pa.row['status']}; nothing is handed out",
                        code="project_not_running", details={"status": pa.row["status"]})
     try:
-        batch, recorded = await work.lease(_dispatcher(call), call.services.db, pa.row,
-                                           call.me.id, body.count, call.request.app.state.lease_log)
+        handed = await work.lease(_dispatcher(call), call.services.db, pa.row, call.me.id,
+                                  body.count, call.request.app.state.lease_log, body.holding)
     except work.WorkError as exc:
         raise _work_error(exc) from None
-    if recorded:
+    granted = handed.granted
+    new = [g for g in granted if not g.resumed]
+    if new:
         await events.publish(call.services.redis, call.services.settings.redis_prefix, pid,
-                             "leased", user_id=call.me.id, items=sorted(recorded.values()))
-    rows = {r["id"]: r for r in await call.services.db.fetch(_ITEMS, list(recorded.values()))}
-    granted = [(lease, recorded[lease.lease_id]) for lease in batch.leases if lease.lease_id in recorded]
+                             "leased", user_id=call.me.id, items=sorted(g.item_id for g in new))
+    rows = {r["id"]: r for r in await call.services.db.fetch(_ITEMS, [g.item_id for g in granted])}
     prelabels: dict[int, Any] = {}
-    if pa.setting("ml_assist").get("enabled") and granted:
+    if pa.setting("ml_assist").get("enabled") and new:
         try:
             prelabels = await ml.prelabel_leases(
                 call.services.db, _rooms(call), pid, pa.row["task_type"],
-                [(lease.lease_id, iid, f"{pid}/{iid}/{call.me.id}") for lease, iid in granted
-                 if rows[iid]["media_kind"] == "image"])
+                [(g.lease_id, g.item_id, f"{pid}/{g.item_id}/{call.me.id}") for g in new
+                 if rows[g.item_id]["media_kind"] == "image"])
         except (asyncpg.PostgresError, OSError) as exc:
             # Prelabels help; they must never stop work from being handed out.
             log.warning("prelabels for project %s not written: %s", pid, exc)
-    out = [{"lease_id": lease.lease_id, "item": item_json(rows[iid]),
-            "expires_at": lease.expires_ms / 1000.0, "document": f"{pid}/{iid}/{call.me.id}",
-            "prelabel": prelabels.get(iid)} for lease, iid in granted]
+    out = [{"lease_id": g.lease_id, "item": item_json(rows[g.item_id]),
+            "expires_at": g.expires_ms / 1000.0, "document": f"{pid}/{g.item_id}/{call.me.id}",
+            "prelabel": prelabels.get(g.item_id), "resumed": g.resumed} for g in granted]
     return {"leases": out}
+
+
+async def release(call: Call) -> dict[str, Any]:
+    body: ReleaseBody = call.body
+    released = await work.release(_dispatcher(call), call.services.db, call.me.id, body.lease_ids)
+    for pid, ids in released.items():
+        await events.publish(call.services.redis, call.services.settings.redis_prefix, pid,
+                             "released", user_id=call.me.id, leases=len(ids))
+    done = {lid for ids in released.values() for lid in ids}
+    return {"released": [lid for lid in body.lease_ids if lid in done],
+            "inactive": [lid for lid in body.lease_ids if lid not in done]}
 
 
 async def _own_lease(call: Call) -> Any:
@@ -179,6 +201,9 @@ ENDPOINTS = [
              body=SubmitBody, tag="work", errors=(401, 404, 409, 422, 503)),
     Endpoint("POST", "/api/v1/leases/{lid}/skip", skip, "Give the item back; it is not offered again",
              tag="work", errors=(401, 404, 409)),
+    Endpoint("POST", "/api/v1/leases/release", release,
+             "Give back leases without submitting (leaving the page, a new grid size, signing out); "
+             "the items may come back to you", body=ReleaseBody, tag="work", errors=(401, 422)),
     Endpoint("POST", "/api/v1/leases/{lid}/extend", extend, "Keep a lease alive", tag="work",
              errors=(401, 404, 409)),
 ]

@@ -19,7 +19,8 @@ def test_single_labeler_decides_and_items_are_never_repeated(make_user: MakeUser
     a, b = p.labelers[0], p.labelers[1]
     leases = next_(a, p.pid, 4)
     assert len(leases) == 3 and len({x["item"]["id"] for x in leases}) == 3
-    assert next_(a, p.pid, 1) == []  # invariant 1: nothing a has already leased
+    assert not any(x["resumed"] for x in leases)
+    assert next_(a, p.pid, 1, holding=leases) == []  # invariant 1: nothing a holds, twice
     assert next_(b, p.pid, 1) == []  # without consensus one labeler is the target
     r = submit(a, leases[0], {"classes": [p.labels["cat"]]})
     assert r.status_code == 200 and r.json()["item_status"] == "labeled"
@@ -139,16 +140,16 @@ async def test_expired_leases_return_their_slot_and_late_submits(
     project = await services.db.fetchrow(
         "SELECT id, task_type, consensus FROM projects WHERE id = $1", p.pid)
     dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=0.2)
-    batch, recorded = await work.lease(dispatcher, services.db, project, a.id, 1)
-    assert len(recorded) == 1
+    handed = await work.lease(dispatcher, services.db, project, a.id, 1)
+    assert len(handed.granted) == 1
     await asyncio.sleep(0.3)
     # b asks: a's lease has expired, so its slot goes to b (invariant 4).
-    batch_b, recorded_b = await work.lease(dispatcher, services.db, project, b.id, 1)
-    assert batch_b.expired == [batch.leases[0].lease_id] and len(recorded_b) == 1
-    late = a.post(f"/api/v1/leases/{batch.leases[0].lease_id}/submit",
+    handed_b = await work.lease(dispatcher, services.db, project, b.id, 1)
+    assert handed_b.expired == [handed.granted[0].lease_id] and len(handed_b.granted) == 1
+    late = a.post(f"/api/v1/leases/{handed.granted[0].lease_id}/submit",
                   {"annotation": {"classes": [p.labels["cat"]]}})
     assert late.status_code == 409 and late.json()["error"]["code"] == "slot_taken"
-    ok = b.post(f"/api/v1/leases/{batch_b.leases[0].lease_id}/submit",
+    ok = b.post(f"/api/v1/leases/{handed_b.granted[0].lease_id}/submit",
                 {"annotation": {"classes": [p.labels["dog"]]}})
     assert ok.status_code == 409 or ok.json()["item_status"] == "labeled"
 
@@ -161,9 +162,9 @@ async def test_late_submit_is_accepted_while_the_slot_is_free(
     project = await services.db.fetchrow(
         "SELECT id, task_type, consensus FROM projects WHERE id = $1", p.pid)
     dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=0.2)
-    batch, _ = await work.lease(dispatcher, services.db, project, a.id, 1)
+    handed = await work.lease(dispatcher, services.db, project, a.id, 1)
     await asyncio.sleep(0.3)
-    late = a.post(f"/api/v1/leases/{batch.leases[0].lease_id}/submit",
+    late = a.post(f"/api/v1/leases/{handed.granted[0].lease_id}/submit",
                   {"annotation": {"classes": [p.labels["cat"]]}})
     assert late.status_code == 200 and late.json()["item_status"] == "labeled"
 
@@ -183,8 +184,11 @@ async def test_redis_losing_everything_is_rebuilt_from_postgres(
         for lease in la[:2]:
             assert (await asyncio.to_thread(submit, a, lease, {"classes": [cat]})).status_code == 200
     await dispatcher.drop(p.pid)  # Redis forgets everything about the project
+    still = la[2:] if lost_at == "after_submits" else la
     again_a = await asyncio.to_thread(next_, a, p.pid, 4)
-    assert again_a == []  # a already holds or did every item
+    # a already holds or did every item: what a holds comes back, nothing new.
+    assert [x["lease_id"] for x in again_a] == [x["lease_id"] for x in still]
+    assert all(x["resumed"] for x in again_a)
     got_c = await asyncio.to_thread(next_, c, p.pid, 4)
     b_item = lb[0]["item"]["id"]
     # b's item is full (a + b), so c gets only the other three.
@@ -235,7 +239,7 @@ def test_refresh_of_a_running_project_feeds_the_queue(make_user: MakeUser, data_
     p = setup_project(make_user, data_dir, items=2)
     a = p.labelers[0]
     first = next_(a, p.pid, 4)
-    assert len(first) == 2 and next_(a, p.pid, 1) == []
+    assert len(first) == 2 and next_(a, p.pid, 1, holding=first) == []
     folder = Path(p.owner.get(f"/api/v1/projects/{p.pid}").json()["project"]["dataset"]["datastore"]["path"])
     (folder / "001.png").rename(folder / "later.png")  # one file gone, one new
     r = p.owner.post(f"/api/v1/projects/{p.pid}/refresh")
@@ -243,7 +247,7 @@ def test_refresh_of_a_running_project_feeds_the_queue(make_user: MakeUser, data_
     fresh = next_(p.labelers[1], p.pid, 4)
     keys = {x["item"]["key"] for x in fresh}
     assert keys == {"later.png"}, keys  # the new file, and never the missing one
-    assert next_(a, p.pid, 4) == []  # the rebuilt queue still knows what a holds
+    assert next_(a, p.pid, 4, holding=first) == []  # the rebuilt queue still knows what a holds
 
 
 async def test_concurrent_submits_on_one_item_still_decide_it(services: Services, server: str) -> None:
@@ -297,3 +301,26 @@ def test_reviewers_see_who_works_on_an_item(make_user: MakeUser, data_dir: Path)
     seen = p.owner.get(f"/api/v1/projects/{p.pid}/items/{iid}").json()["item"]["labelers"]
     assert seen == [{"user": {"id": a.id, "name": a.user["name"]}, "state": "active"}]  # type: ignore[index]
     assert "labelers" not in a.get(f"/api/v1/projects/{p.pid}/items/{iid}").json()["item"]
+
+
+def test_boxes_on_one_place_with_three_labels_go_to_review(make_user: MakeUser, data_dir: Path) -> None:
+    """The trial that failed: min 2 / max 3 on boxes, three labelers put a box on the same
+    place with three different labels; the item was "labeled by consensus" with no box."""
+    p = setup_project(make_user, data_dir, items=1, task_type="bbox", labelers=3,
+                      consensus={"enabled": True, "min": 2, "max": 3})
+    a, b, c = p.labelers
+
+    def drawn(label: str, x: float) -> dict[str, object]:
+        return {"shapes": [{"id": "s1", "kind": "box", "label": p.labels[label],
+                            "x": x, "y": 0.2, "w": 0.3, "h": 0.3}]}
+
+    la, lb = next_(a, p.pid)[0], next_(b, p.pid)[0]
+    assert submit(a, la, drawn("cat", 0.10)).json()["item_status"] == "in_progress"
+    r = submit(b, lb, drawn("dog", 0.11)).json()
+    assert (r["item_status"], r["target"], r["decided"]) == ("in_progress", 3, False)
+    assert "no label has a majority" in r["detail"]
+    r = submit(c, next_(c, p.pid)[0], drawn("bird", 0.12)).json()
+    assert (r["item_status"], r["decided"]) == ("needs_review", False)
+    assert r["agreement"] == pytest.approx(1 / 3)
+    got = item(p.owner, p.pid, la["item"]["id"])
+    assert got["status"] == "needs_review" and got["final"] is None

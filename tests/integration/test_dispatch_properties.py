@@ -1,9 +1,10 @@
 """A stateful property test of work distribution: the Redis dispatcher and its Postgres side.
 
 A Hypothesis state machine drives one fresh consensus project (min 2, max 3 labelers) per
-example through random `next`, `submit`, `skip`, lease expiries and Redis losing every key,
-keeps a model of what each step must do, and checks the dispatcher's invariants 1-6
-(collab/dispatcher.py) against Postgres and Redis after every step.
+example through random `next` (after a reload, or leasing a page ahead), `submit`, `skip`,
+`release`, lease expiries and Redis losing every key, keeps a model of what each step must
+do, and checks the dispatcher's invariants 1-6 (collab/dispatcher.py) against Postgres and
+Redis after every step.
 
 The machine owns its event loop, connection pool and Redis client (never the pytest-asyncio
 loop), and a model clock: the dispatcher is given the clock's `now_ms` for leases and
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import redis.asyncio as aioredis
-from hypothesis import Phase, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -69,6 +70,9 @@ class ClockedDispatcher(Dispatcher):
         return await super().lease(project_id, user_id, count,
                                    self.clock() if now_ms is None else now_ms)
 
+    async def extend(self, project_id: int, lease_id: str, now_ms: int | None = None) -> int | None:
+        return await super().extend(project_id, lease_id, self.clock() if now_ms is None else now_ms)
+
     async def rebuild(self, conn: asyncpg.Connection, project_id: int, default_target: int,
                       now_ms: int | None = None) -> int:
         self.rebuilds += 1
@@ -91,7 +95,10 @@ class MLease:
     item: int
     user: int
     expires_ms: int
-    # Postgres' state: active, expired (the dispatcher reported it), submitted, skipped.
+    # When it was handed out: (request number, place in that request's page).
+    order: tuple[int, int] = (0, 0)
+    # Postgres' state: active, expired (the dispatcher reported it, or the labeler got the
+    # item again), submitted, skipped, released.
     state: str = "active"
     # Redis tracks the lease; False once a rebuild ran while it was already expired.
     known: bool = True
@@ -123,6 +130,7 @@ class DispatchMachine(RuleBasedStateMachine):
         self.users: list[int] = []
         self.label_ids: list[int] = []
         self.accepted = 0
+        self.requests = 0
         # Nothing is in Redis before the first lease: it builds the state like after a flush.
         self.needs_rebuild = True
         try:
@@ -215,10 +223,20 @@ class DispatchMachine(RuleBasedStateMachine):
         live = sum(1 for x in self._of_item(iid) if x.id != but and self._live(x))
         return live + len(self.items[iid].votes)
 
+    def _kept_from(self, user: int, iid: int) -> bool:
+        """Invariant 1: the labeler holds the item, or submitted or skipped it."""
+        return any(x.user == user and (x.state in ("submitted", "skipped") or self._live(x))
+                   for x in self._of_item(iid))
+
     def _eligible(self, user: int) -> list[int]:
         return [i.id for i in self.items.values()
                 if i.status not in CLOSED and self._occupied(i.id) < i.target
-                and all(x.user != user for x in self._of_item(i.id))]
+                and not self._kept_from(user, i.id)]
+
+    def _own_live(self, user: int) -> list[MLease]:
+        """The labeler's live leases on open items, in the order they were handed out."""
+        return sorted((x for x in self.model_leases.values() if x.user == user and self._live(x)
+                       and self.items[x.item].status not in CLOSED), key=lambda x: x.order)
 
     def _predict_submit(self, lease: MLease) -> str | None:
         """The WorkError code work.submit must raise, or None when it must accept."""
@@ -227,7 +245,10 @@ class DispatchMachine(RuleBasedStateMachine):
             return "lease_skipped"
         if item.status in CLOSED:
             return "item_closed"
-        expired = lease.state == "expired" or lease.expires_ms <= self.now
+        expired = lease.state in ("expired", "released") or lease.expires_ms <= self.now
+        if expired and any(x.id != lease.id and x.user == lease.user
+                           and x.state in ("active", "submitted", "skipped") for x in self._of_item(item.id)):
+            return "lease_superseded"  # the labeler got the item again since
         # Invariant 4: a late submit takes its slot back only while nobody else holds it.
         if expired and self._occupied(item.id, but=lease.id) >= item.target:
             return "slot_taken"
@@ -235,13 +256,23 @@ class DispatchMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------
 
-    @rule(target=leases, who=st.integers(0, N_LABELERS - 1), count=st.integers(1, 2))
-    def next_(self, who: int, count: int) -> Any:
+    @rule(target=leases, who=st.integers(0, N_LABELERS - 1), count=st.integers(1, 2), ahead=st.booleans())
+    def next_(self, who: int, count: int, ahead: bool = False) -> Any:
+        """A labeler asks for `count` items: after a reload (holding nothing), or for the page
+        ahead (holding every live lease they have)."""
         self._advance(self.now + 1000)
         user = self.users[who]
-        rebuild_due = self.needs_rebuild
+        own = self._own_live(user)
+        holding = [x.id for x in own] if ahead else []
+        resumable = [x for x in own if x.id not in holding][:count]
+        wanted = min(count - len(resumable), work.HELD_PAGES * count - len(own))
+        # The first call into the dispatcher (an extend of a resumed lease, or a lease)
+        # rebuilds a lost state.
+        rebuild_due = self.needs_rebuild and (bool(resumable) or wanted > 0)
         rebuilds = self.dispatcher.rebuilds
-        batch, recorded = self._run(work.lease(self.dispatcher, self.pool, self.project, user, count))
+        self.requests += 1
+        handed = self._run(work.lease(self.dispatcher, self.pool, self.project, user, count,
+                                      holding=holding))
         assert self.dispatcher.rebuilds == rebuilds + (1 if rebuild_due else 0)
         if rebuild_due:
             # The rebuild (at this clock) loads only live leases; Redis forgets the others.
@@ -249,33 +280,49 @@ class DispatchMachine(RuleBasedStateMachine):
                 if x.state == "active" and x.expires_ms <= self.now:
                     x.known = False
             self.needs_rebuild = False
+        # A reload resumes the labeler's own live leases first, in order, extended.
+        resumed = [g for g in handed.granted if g.resumed]
+        assert [g.lease_id for g in resumed] == [x.id for x in resumable], (resumed, resumable)
+        for g in resumed:
+            assert g.expires_ms == self.now + TTL_MS
+            self.model_leases[g.lease_id].expires_ms = g.expires_ms
+        new = [g for g in handed.granted if not g.resumed]
+        assert handed.granted[:len(resumed)] == resumed  # resumed come first
+        if wanted <= 0:
+            assert new == [] and handed.expired == []
+            return multiple()
         expected_expired = {x.id for x in self.model_leases.values()
                             if x.state == "active" and x.known and x.expires_ms <= self.now}
-        assert set(batch.expired) == expected_expired, (batch.expired, expected_expired)
-        for lid in batch.expired:
+        assert set(handed.expired) == expected_expired, (handed.expired, expected_expired)
+        for lid in handed.expired:
             self.model_leases[lid].state = "expired"
         eligible = self._eligible(user)
-        granted = [got.item_id for got in batch.leases]
-        assert len(set(granted)) == len(granted), f"one batch leased an item twice: {granted}"
-        for got in batch.leases:
-            item = self.items[got.item_id]
-            # Invariant 1: never the same item twice to one labeler (Redis' seen set, and Postgres).
-            assert all(y.user != user for y in self._of_item(item.id)), \
-                f"user {user} was given item {item.id} again"
-            assert recorded.get(got.lease_id) == item.id, "Postgres already had this labeler on the item"
+        granted = [g.item_id for g in new]
+        assert len(set(granted)) == len(granted), f"one request leased an item twice: {granted}"
+        for g in new:
+            item = self.items[g.item_id]
+            # Invariant 1: never an item the labeler holds, submitted or skipped.
+            assert not self._kept_from(user, item.id), f"user {user} was given item {item.id} again"
             # Invariant 3: a closed item is never leased.
             assert item.status not in CLOSED, f"item {item.id} was leased while {item.status}"
             # Invariant 2: a lease only goes to an item with a free slot.
             assert self._occupied(item.id) < item.target, \
                 f"item {item.id} leased with {self._occupied(item.id)} of {item.target} slots in use"
-        # Expired leases return their slot: everything that can be handed out is.
-        assert len(granted) == min(count, len(eligible)), (granted, eligible)
-        for got in batch.leases:
-            self.model_leases[got.lease_id] = MLease(got.lease_id, got.item_id, user, got.expires_ms)
-            assert got.expires_ms == self.now + TTL_MS
-            if self.items[got.item_id].status == "unlabeled":
-                self.items[got.item_id].status = "in_progress"
-        return multiple(*(got.lease_id for got in batch.leases))
+        # Expired and released leases return their slot: everything that can be handed out is.
+        assert len(granted) == min(wanted, len(eligible)), (granted, eligible, wanted)
+        for position, g in enumerate(new):
+            # An old lease of this labeler on the item that Postgres still calls active (Redis
+            # forgot it in a rebuild) is expired as the new one is recorded.
+            for x in self._of_item(g.item_id):
+                if x.user == user and x.state == "active":
+                    assert x.expires_ms <= self.now, (x, g)
+                    x.state = "expired"
+            self.model_leases[g.lease_id] = MLease(g.lease_id, g.item_id, user, g.expires_ms,
+                                                   (self.requests, position))
+            assert g.expires_ms == self.now + TTL_MS
+            if self.items[g.item_id].status == "unlabeled":
+                self.items[g.item_id].status = "in_progress"
+        return multiple(*(g.lease_id for g in new))
 
     async def _submit(self, lease_id: str, vote: int) -> work.Decision:
         """The API's submit sequence (server/api/tasks.py) without the live document."""
@@ -327,6 +374,16 @@ class DispatchMachine(RuleBasedStateMachine):
             self._run(self.dispatcher.finish(self.pid, lease, "k"))
 
     @rule(lease=leases)
+    def release(self, lease: str) -> None:
+        """The labeler walks away from the item (leaves the page, changes the grid)."""
+        m = self.model_leases[lease]
+        user = m.user
+        out = self._run(work.release(self.dispatcher, self.pool, user, [lease]))
+        assert (out == {self.pid: [lease]}) == self._live(m), (out, m)
+        if self._live(m):
+            m.state = "released"
+
+    @rule(lease=leases)
     def expire(self, lease: str) -> None:
         """Move the clock to the lease's expiry; every lease due by then expires with it."""
         m = self.model_leases[lease]
@@ -362,8 +419,10 @@ class DispatchMachine(RuleBasedStateMachine):
             "FROM annotations a LEFT JOIN leases l ON l.id = a.lease_id WHERE a.project_id = $1", self.pid)
         # Submitted annotations are never lost (nor invented).
         assert len(anns) == self.accepted, (len(anns), self.accepted)
-        # Invariant 1 in Postgres: one lease and at most one annotation per (item, labeler).
-        pairs = [(r["item_id"], r["user_id"]) for r in leases]
+        # Invariant 1 in Postgres: one open or finished lease and at most one annotation per
+        # (item, labeler); expired and released ones may be many.
+        pairs = [(r["item_id"], r["user_id"]) for r in leases
+                 if r["state"] in ("active", "submitted", "skipped")]
         assert len(pairs) == len(set(pairs))
         ann_pairs = [(r["item_id"], r["user_id"]) for r in anns]
         assert len(ann_pairs) == len(set(ann_pairs))
@@ -410,7 +469,12 @@ class DispatchMachine(RuleBasedStateMachine):
         assert all(abs(tracked[k] - known[k]) < 1 for k in known), (tracked, known)
         for iid, m_item in self.items.items():
             seen = {int(x) for x in await client.smembers(keys.seen(iid))}
-            assert {x.user for x in self._of_item(iid)} <= seen, (iid, seen)
+            # Kept from the item: who holds it (as far as Redis knows) and who submitted or
+            # skipped it; an expired or released lease lets it come back to its labeler.
+            kept = {x.user for x in self._of_item(iid)
+                    if x.state in ("submitted", "skipped") or (x.state == "active" and x.known)}
+            if m_item.status not in CLOSED:
+                assert seen == kept, (iid, seen, kept)
             if iid in fresh:  # fresh means nobody has held it: anyone may take the head
                 assert not seen and not self._of_item(iid), (iid, seen)
             raw = await client.hgetall(keys.item(iid))
@@ -449,7 +513,7 @@ def test_dispatch_state_machine(database_url: str, redis_url: str) -> None:
     # shrinking a failure runs for minutes, past the 120 s test timeout. A failure prints its
     # whole (at most 30-step) sequence instead.
     run_state_machine_as_test(DispatchMachine, settings=settings(
-        max_examples=25, stateful_step_count=30, deadline=None,
+        max_examples=40, stateful_step_count=30, deadline=None,
         phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target)))
 
 
@@ -484,3 +548,89 @@ def test_late_submit_after_a_rebuild_reaches_redis(database_url: str, redis_url:
         check()
     finally:
         machine.teardown()
+
+
+SOLO_ITEMS = 5
+
+
+async def _solo_project(pool: asyncpg.Pool) -> tuple[asyncpg.Record, int, int]:
+    """A running project without consensus, one labeler, SOLO_ITEMS items: (project, user, label)."""
+    tag = uuid.uuid4().hex[:12]
+    async with pool.acquire() as conn, conn.transaction():
+        user = await conn.fetchval("INSERT INTO users (email, name, password_hash) "
+                                   "VALUES ($1, 'solo', 'x') RETURNING id", f"solo-{tag}@colabel.test")
+        pid = await conn.fetchval(
+            "INSERT INTO projects (name, task_type, status, consensus, ml_assist, started_at) "
+            "VALUES ($1, 'multiclass', 'running', '{\"enabled\": false}', '{\"enabled\": false}', now()) "
+            "RETURNING id", f"solo-{tag}")
+        label = await conn.fetchval("INSERT INTO labels (project_id, parent_key, name, name_key, position, "
+                                    "depth) VALUES ($1, 0, 'cat', 'cat', 0, 1) RETURNING id", pid)
+        await conn.execute("INSERT INTO memberships (project_id, user_id, role) VALUES ($1, $2, 'labeler')",
+                           pid, user)
+        for k in range(SOLO_ITEMS):
+            await conn.execute("INSERT INTO items (project_id, key, media_kind) VALUES ($1, $2, 'image')",
+                               pid, f"{k:03d}.png")
+        project = await conn.fetchrow("SELECT * FROM projects WHERE id = $1", pid)
+    return project, user, label
+
+
+async def _abandon_then_finish(database_url: str, redis_url: str, page: int, plan: list[str]) -> None:
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2, init=init_connection)
+    client = aioredis.Redis.from_url(redis_url)
+    prefix = f"colabel-solo-{uuid.uuid4().hex[:10]}:"
+    now = [int(time.time() * 1000)]
+    dispatcher = ClockedDispatcher(client, prefix, TTL_S, lambda: now[0])
+    try:
+        project, user, label = await _solo_project(pool)
+        pid = project["id"]
+        for step in plan:
+            handed = await work.lease(dispatcher, pool, project, user, page)
+            assert handed.granted, f"nothing handed out at {step!r} with items left"
+            ids = [g.lease_id for g in handed.granted]
+            if step == "release":
+                released = await work.release(dispatcher, pool, user, ids)
+                assert released == {pid: ids}
+            elif step == "expire":
+                now[0] += TTL_MS + 1
+                await pool.execute(_PAST, ids)
+            else:  # a reload: the same leases come back, resumed
+                again = await work.lease(dispatcher, pool, project, user, page)
+                assert [g.lease_id for g in again.granted] == ids and all(g.resumed for g in again.granted)
+        # Then the labeler works: every item is still theirs to finish, alone.
+        for _ in range(SOLO_ITEMS + 1):
+            handed = await work.lease(dispatcher, pool, project, user, page)
+            if not handed.granted:
+                break
+            for g in handed.granted:
+                async with pool.acquire() as conn, conn.transaction():
+                    row = await conn.fetchrow(work.LEASE_FOR_UPDATE, g.lease_id)
+                    decision, _ = await work.submit(conn, project, row, {"classes": [label]}, 1000)
+                    await work.complete_if_done(conn, pid)
+                await dispatcher.finish(pid, g.lease_id, "s", target=decision.target, closed=decision.decided)
+        rows = await pool.fetch("SELECT status FROM items WHERE project_id = $1", pid)
+        statuses = [r["status"] for r in rows]
+        assert statuses == ["labeled"] * SOLO_ITEMS, statuses
+        assert await pool.fetchval("SELECT status FROM projects WHERE id = $1", pid) == "completed"
+    finally:
+        async for key in client.scan_iter(match=prefix + "*", count=1000):
+            await client.unlink(key)
+        await client.aclose()
+        await pool.close()
+
+
+def test_a_labeler_who_abandons_every_lease_still_finishes_alone(database_url: str, redis_url: str) -> None:
+    """Whatever mix of releases, expiries and reloads came first, a labeler alone on a
+    project can finish it: only a submit or a skip keeps an item from its labeler."""
+    _prepare(database_url, redis_url)
+
+    @settings(max_examples=15, deadline=None, phases=(Phase.explicit, Phase.generate))
+    @given(page=st.sampled_from([1, 2, 4]),
+           plan=st.lists(st.sampled_from(["release", "expire", "reload"]), min_size=1, max_size=6))
+    def run(page: int, plan: list[str]) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(_abandon_then_finish(database_url, redis_url, page, plan))
+        finally:
+            loop.close()
+
+    run()

@@ -65,6 +65,14 @@ def test_createuser_then_serve_demo_on_embedded_engines(tmp_path: Path) -> None:
         log = (tmp_path / "serve.log").read_text()
         assert f"listening on {base}" in log and DEMO_EMAIL in log
         demo = Api(base).login(DEMO_EMAIL, DEMO_PASSWORD)
+        # A wrong password or an unknown email says so (the login throttle's counters live
+        # in the embedded Redis, which must understand every command they use).
+        anon = Api(base)
+        for email, password in ((DEMO_EMAIL, "not-the-password"), ("nobody@colabel.test", "x" * 10)):
+            r = anon.client.post("/api/v1/auth/login", json={"email": email, "password": password})
+            assert r.status_code == 401, r.text
+            assert r.json()["error"] == {"code": "invalid_credentials", "message": "wrong email or password",
+                                         "details": None}
         names = [p["name"] for p in demo.get("/api/v1/projects").json()["projects"]]
         assert DEMO_PROJECT in names
         project = next(p for p in demo.get("/api/v1/projects").json()["projects"]

@@ -138,6 +138,8 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
         MEMBERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "leased"),
     ("POST", "/api/v1/leases/{lid}/skip"): (MEMBERS, None, "leased"),
     ("POST", "/api/v1/leases/{lid}/extend"): (MEMBERS, None, "leased"),
+    # Anyone signed in may ask; only their own live leases are released.
+    ("POST", "/api/v1/leases/release"): (SIGNED_IN, lambda w: {"lease_ids": [w.lid]}, "leased"),
     ("GET", "/api/v1/projects/{pid}/review"): (REVIEWERS, None, ""),
     ("POST", "/api/v1/projects/{pid}/items/{iid}/decide"): (
         REVIEWERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "bound"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from server.services import Services
 from tests.infra import Api
-from tests.work_setup import setup_project
+from tests.work_setup import next_, setup_project
 
 MakeUser = Callable[..., Api]
 BOX = {"kind": "box", "x": 0.1, "y": 0.1, "w": 0.3, "h": 0.2}
@@ -150,7 +150,8 @@ async def test_throughput_window_and_hours_parameter(
 ) -> None:
     p = setup_project(make_user, data_dir, items=2, labelers=1, consensus=None)
     (a,) = p.labelers
-    held = [lease(a, p.pid), lease(a, p.pid)]
+    held = next_(a, p.pid, 4)
+    assert len(held) == 2
     for one in held:
         assert submit(a, one, {"classes": [p.labels["cat"]]}) == "labeled"
     old = held[0]["item"]["id"]

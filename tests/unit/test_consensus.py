@@ -164,12 +164,43 @@ def test_bbox_extra_minority_box_dropped() -> None:
         validate_annotation({"shapes": [shape]}, "bbox", strict_submit=True)
 
 
-def test_bbox_different_labels_do_not_cluster() -> None:
-    out = assert_order_free(bbox, [boxes(box(1, 0.1, 0.1)), boxes(box(2, 0.1, 0.1)), boxes(box(1, 0.1, 0.1))])
+def test_bbox_clusters_by_place_then_takes_the_majority_label() -> None:
+    # Two of three drew label 1 where the third drew label 2: one object, label 1, its box
+    # merged from the two label-1 boxes only.
+    a, b = boxes(box(1, 0.10, 0.1)), boxes(box(1, 0.12, 0.1))
+    out = assert_order_free(bbox, [a, b, boxes(box(2, 0.30, 0.1, 0.3, 0.2))])
+    assert out.agreed and out.final is not None
+    [shape] = out.final["shapes"]
+    assert (shape["label"], shape["confidence"]) == (1, pytest.approx(2 / 3))
+    assert (shape["x"], shape["w"]) == (pytest.approx(0.11), pytest.approx(0.2))
+    assert out.agreement == pytest.approx(2 / 3)  # "label 1" is the larger side of the one question
+
+
+def test_bbox_three_labels_on_one_place_is_no_consensus_never_an_empty_final() -> None:
+    """The regression: boxes were clustered by label first, so three disagreeing labels made
+    three minority clusters, all silently dropped: "agreed" with an empty final."""
+    anns = [boxes(box(1, 0.1, 0.1)), boxes(box(2, 0.1, 0.1)), boxes(box(3, 0.11, 0.1))]
+    out = assert_order_free(bbox, anns)
+    assert not out.agreed and out.final is None
+    assert "no label has a majority" in out.detail
+    assert out.agreement == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("others", [[], [{"shapes": []}]])
+def test_bbox_two_labels_on_one_place_is_no_consensus(others: list[dict[str, Any]]) -> None:
+    # Two labelers, same place, different labels (with or without a third who drew nothing):
+    # they agree something is there, not on what.
+    out = assert_order_free(bbox, [boxes(box(1, 0.1, 0.1)), boxes(box(2, 0.1, 0.1)), *others])
+    assert not out.agreed and "no label has a majority" in out.detail
+
+
+def test_bbox_label_majority_is_within_the_cluster() -> None:
+    # Four labelers: three drew here (1, 1, 2), one drew nothing. Label 1 holds 2 of the 3 boxes.
+    anns = [boxes(box(1, 0.1, 0.1)), boxes(box(1, 0.1, 0.1)), boxes(box(2, 0.1, 0.1)), {"shapes": []}]
+    out = assert_order_free(bbox, anns)
     assert out.final is not None
-    assert [(s["label"], s["confidence"]) for s in out.final["shapes"]] == [(1, pytest.approx(2 / 3))]
-    # Two labelers, same box, different labels: each cluster is 1 of 2, a tie.
-    assert not bbox([boxes(box(1, 0.1, 0.1)), boxes(box(2, 0.1, 0.1))], P).agreed
+    assert [(s["label"], s["confidence"]) for s in out.final["shapes"]] == [(1, 0.5)]
+    assert out.agreement == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(("dx", "agreed"), [(0.16, True), (0.17, False)])
@@ -242,7 +273,40 @@ def test_bbox_order_free_property(labelers: list[list[dict[str, Any]]], merge: A
     anns = [boxes(*shapes) for shapes in labelers]
     out = assert_order_free(bbox, anns, ConsensusParams(merge=merge))
     if out.final is not None:
-        assert all(s["confidence"] > 0.5 for s in out.final["shapes"])
+        assert all(0 < s["confidence"] <= 1 for s in out.final["shapes"])
+    assert 0 < out.agreement <= 1
+
+
+def _iou(a: dict[str, Any], b: dict[str, Any]) -> float:
+    iw = max(0.0, min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"]))
+    ih = max(0.0, min(a["y"] + a["h"], b["y"] + b["h"]) - max(a["y"], b["y"]))
+    inter = iw * ih
+    return inter / (a["w"] * a["h"] + b["w"] * b["h"] - inter)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 5), data=st.data())
+def test_bbox_a_place_a_majority_marked_is_in_the_final_or_nothing_is_agreed(n: int, data: Any) -> None:
+    """If a majority drew a box on one place (whatever labels they gave it), the final has a
+    box there, or the item is not agreed: never an agreed final without it."""
+    place = {"x": 0.1, "y": 0.2, "w": 0.3, "h": 0.3}
+    marked = data.draw(st.integers(n // 2 + 1, n), label="labelers who marked the place")
+    jitter = st.sampled_from([0.0, 0.01, 0.02])
+    anns = []
+    for k in range(n):
+        shapes = []
+        if k < marked:  # near the place: IoU with it >= 0.8
+            shapes.append(box(data.draw(st.integers(1, 3)), place["x"] + data.draw(jitter),
+                              place["y"] + data.draw(jitter), 0.3, 0.3))
+        # Other boxes only in the right half, away from the place.
+        for _ in range(data.draw(st.integers(0, 2))):
+            shapes.append(box(data.draw(st.integers(1, 3)), data.draw(st.sampled_from([0.55, 0.6, 0.7])),
+                              data.draw(st.sampled_from([0.1, 0.5])), 0.2, 0.2))
+        anns.append(boxes(*shapes))
+    out = bbox(anns, P)
+    if out.agreed:
+        assert out.final is not None
+        assert any(_iou(s, place) >= 0.5 for s in out.final["shapes"]), (anns, out)
 
 
 # --- polygon --------------------------------------------------------------------------------------
