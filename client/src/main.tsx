@@ -11,6 +11,7 @@ import { Label } from "./pages/Label";
 import { Review } from "./pages/Review";
 import { Monitor } from "./pages/Monitor";
 import { Export } from "./pages/Export";
+import { releasesSettled } from "./pages/labeling/leases";
 import "./styles.css";
 
 function useHash(): string {
@@ -33,13 +34,7 @@ function App() {
   }, []);
   if (!ready) return <Spinner />;
   const path = hash.replace(/^#/, "").split("?")[0];
-  if (path === "/logout") {
-    post("/api/v1/auth/logout").finally(() => {
-      setUser(null);
-      navigate("#/login");
-    });
-    return <Spinner />;
-  }
+  if (path === "/logout") return <SignOut />;
   if (!user || path === "/login") return <Login onDone={() => navigate("#/")} />;
   const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?$/);
   if (m) {
@@ -54,6 +49,18 @@ function App() {
   }
   if (path === "/new") return <Wizard />;
   return <Projects />;
+}
+
+/** Signing out, after the leases the label page gave back on its way out are released (the
+ * release needs the session). */
+function SignOut() {
+  useEffect(() => {
+    releasesSettled().then(() => post("/api/v1/auth/logout")).finally(() => {
+      setUser(null);
+      navigate("#/login");
+    });
+  }, []);
+  return <Spinner />;
 }
 
 render(<App />, document.getElementById("app")!);

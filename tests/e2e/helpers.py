@@ -47,3 +47,27 @@ def active_leases(owner: Api, pid: int) -> int:
     r = owner.get(f"/api/v1/projects/{pid}/stats")
     assert r.status_code == 200, r.text
     return int(r.json()["queue"]["active_leases"])
+
+
+class LeaseLog:
+    """Every lease the page was handed, from its `tasks/next` answers, in order."""
+
+    def __init__(self, page: Page) -> None:
+        self.leases: list[dict[str, Any]] = []
+        page.on("response", self._seen)
+
+    def _seen(self, response: Any) -> None:
+        if response.url.endswith("/tasks/next") and response.ok:
+            self.leases.extend(response.json()["leases"])
+
+    def ids(self) -> list[str]:
+        return [lease["lease_id"] for lease in self.leases]
+
+
+def still_active(labeler: Api, lease_ids: list[str]) -> list[str]:
+    """Which of these leases of `labeler` were still active. It releases them in asking (the
+    server's answer says which were live), so call it once the browser is done with them."""
+    r = labeler.post("/api/v1/leases/release", {"lease_ids": lease_ids})
+    assert r.status_code == 200, r.text
+    released: list[str] = r.json()["released"]
+    return released

@@ -12,6 +12,13 @@ export interface Presence {
   cursor: { x: number; y: number } | null;
 }
 
+/** The documents open in this tab, by room: what is on screen when the tab goes away. */
+const openDocs = new Map<string, LiveDoc>();
+
+export function openDoc(room: string): LiveDoc | undefined {
+  return openDocs.get(room);
+}
+
 /** A stable, readable colour per user id. */
 export function userColor(id: number): string {
   return `hsl(${(id * 137.508) % 360}deg 70% 45%)`;
@@ -33,6 +40,7 @@ export class LiveDoc {
   constructor(readonly room: string, user: { id: number; name: string }) {
     this.provider = new WebsocketProvider(wsUrl("/collab"), room, this.doc, { maxBackoffTime: 5000 });
     this.provider.awareness.setLocalStateField("user", { ...user, color: userColor(user.id) });
+    openDocs.set(room, this);
     this.doc.on("update", (_update: Uint8Array, origin: unknown) => {
       if (origin !== this.provider) {
         this.pending = true;
@@ -104,6 +112,7 @@ export class LiveDoc {
 
   destroy(): void {
     this.destroyed = true;
+    if (openDocs.get(this.room) === this) openDocs.delete(this.room);
     cancelAnimationFrame(this.cursorFrame);
     window.clearInterval(this.timer);
     this.listeners.clear();

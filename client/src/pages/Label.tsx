@@ -1,5 +1,6 @@
 // The labeling view: asks the dispatcher for work and shows the classification grid or the
-// drawing tools; moves on as soon as a page is submitted or skipped.
+// drawing tools; moves on as soon as a page is submitted or skipped, and says so when the
+// project stops handing out work (paused by its owner, or complete).
 import { useState } from "preact/hooks";
 import { ApiError, post, type Lease } from "../api";
 import { ErrorBox, Page, Spinner, errorText, useProject } from "../ui";
@@ -49,16 +50,34 @@ function Work({ pid, count, render }: {
   if (work.state === "empty") {
     return (
       <div class="notice" data-testid="no-work">
-        Nothing is waiting for you right now: every item is labeled, held by someone else or already yours.
-        <p><button onClick={work.advance}>Look again</button></p>
+        Nothing is waiting for you right now: the items left are being labeled by others, or you have labeled
+        them already.
+        <p><button onClick={work.retry}>Look again</button></p>
       </div>
     );
   }
-  if (work.state === "stopped") return <Stopped error={work.error} retry={work.advance} />;
+  if (work.state === "stopped") return <Stopped error={work.error} retry={work.retry} />;
   if (work.state === "error") {
-    return <div><ErrorBox error={work.error} /><button onClick={work.advance}>Try again</button></div>;
+    return <div><ErrorBox error={work.error} /><button onClick={work.retry}>Try again</button></div>;
   }
-  return <>{render(work.current, work.advance)}</>;
+  return (
+    <>
+      {isPaused(work.aheadError) && (
+        // Paused while work is on screen: that work can still be finished and submitted.
+        <div class="notice warn" data-testid="project-paused" role="alert">
+          This project is paused by its owner; your work is saved. You can finish what is on screen; new items
+          come when it runs again.{" "}
+          <button onClick={work.retryAhead} data-testid="try-again">Try again</button>
+        </div>
+      )}
+      {render(work.current, work.advance)}
+    </>
+  );
+}
+
+function isPaused(error: unknown): boolean {
+  return error instanceof ApiError && error.code === "project_not_running"
+    && (error.details as { status?: string } | null)?.status === "paused";
 }
 
 /** The project hands out no work: paused by its owner (work done so far is kept, and labeling
