@@ -94,5 +94,6 @@ def test_a_number_key_labels_the_next_shape_not_the_one_just_drawn(make_user: Ma
     expect(sheet).to_contain_text("Shift+1–9")
     expect(sheet).to_contain_text("relabel the selected shape")
     page.keyboard.press("Escape")
+    expect(sheet).to_have_count(0)
     shapes = _submitted_shapes(page, owner, pid)
     assert sorted(s["label"] for s in shapes) == sorted([labels["car"], labels["animal/cat"]])

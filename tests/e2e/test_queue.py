@@ -153,3 +153,17 @@ def test_closing_the_tab_gives_back_all_but_the_work_in_progress(make_user: Make
     back = _grid_keys(again)
     assert back[0] == keys[1], (keys, back)
     expect(again.locator("[data-testid=tags-0]")).to_have_text("car")
+
+
+def test_signing_out_gives_the_leases_back(make_user: MakeUser, data_dir: Path, server: str,
+                                           new_context: Any) -> None:
+    owner, labeler, pid, labels = started_project(make_user, data_dir, "bbox", TREE, 4)
+    page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
+    log = LeaseLog(page)
+    page.reload()
+    stage_ready(page)
+    _wait_active(owner, pid, 2)
+    page.click("text=Sign out")
+    expect(page.locator("input[name=password]")).to_be_visible()
+    _wait_active(owner, pid, 0)
+    assert still_active(labeler, log.ids()) == []

@@ -1,6 +1,6 @@
 // Pieces every labeling and review screen shares: the label picker (hierarchy, search,
 // hotkeys), the autosave indicator, who is here, the instructions and the shortcut sheet.
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { flattenLabels, type LabelNode, type Project } from "../../api";
 import type { LiveDoc, Presence, SyncState } from "../../doc/live";
 
@@ -90,7 +90,9 @@ export function Instructions({ project }: { project: Project }) {
 }
 
 export function ShortcutSheet({ keys, onClose }: { keys: [string, string][]; onClose: () => void }) {
-  useEffect(() => {
+  // A layout effect listens from the moment the sheet is on screen: an Escape pressed right
+  // after "?" must close it (a plain effect would start listening only after the next frame).
+  useLayoutEffect(() => {
     const on = (e: KeyboardEvent) => e.key === "Escape" && onClose();
     addEventListener("keydown", on);
     return () => removeEventListener("keydown", on);
