@@ -1,7 +1,8 @@
 """Labeling with the keyboard alone: on the grid, arrow keys move between images (the focus
 is visible), Shift+arrow and Space build a selection, number keys label it and Ctrl+Enter
 submits; review's class screen takes the same number keys and undo/redo; the drawing canvas
-has an accessible name. And the time spent per item reaches the monitor."""
+has an accessible name. And the time spent per item (not counting time with the tab hidden)
+reaches the monitor."""
 
 from __future__ import annotations
 
@@ -147,3 +148,23 @@ def test_the_monitor_shows_the_time_per_item(make_user: MakeUser, data_dir: Path
     median = row.locator("td").nth(3).inner_text()
     assert median.endswith(" s"), median
     assert 0.4 <= float(median[:-2]) < 60, median
+
+
+def test_time_with_the_tab_hidden_is_not_counted(make_user: MakeUser, data_dir: Path, server: str,
+                                                 new_context: Any) -> None:
+    owner, labeler, pid, labels = started_project(make_user, data_dir, "bbox", TREE, 2)
+    page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
+    stage_ready(page)
+    page.wait_for_timeout(500)
+    # Another tab comes to the front for two seconds (the page is told it is hidden).
+    flip = ("(hidden) => {"
+            " Object.defineProperty(document, 'hidden', {configurable: true, get: () => hidden});"
+            " document.dispatchEvent(new Event('visibilitychange')); }")
+    page.evaluate(flip, True)
+    page.wait_for_timeout(2000)
+    page.evaluate(flip, False)
+    page.wait_for_timeout(300)
+    with page.expect_request(lambda r: r.url.endswith("/submit")) as submitted:
+        _keys(page, "Control+Enter")
+    duration = submitted.value.post_data_json["duration_ms"]
+    assert 700 <= duration < 2000, duration
