@@ -77,6 +77,8 @@ def test_grid_labeling_with_the_keyboard_only(make_user: MakeUser, data_dir: Pat
         expect(page.locator(f"[data-testid=tags-{i}]")).to_have_text("dog")
     expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
     _keys(page, "Control+Enter")
+    # The last page's submits arrive together; the server does not always mark the project
+    # complete then (it stays running with every item labeled), so either notice may show.
     expect(page.locator("[data-testid=project-complete], [data-testid=no-work]")).to_be_visible()
 
     items = items_by_key(owner, pid)
