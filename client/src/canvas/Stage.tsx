@@ -135,7 +135,8 @@ export function Stage(props: StageProps) {
   return (
     <div class="stage" ref={box} onWheel={onWheel} onPointerDown={onDown} onPointerMove={onMove}
       onPointerUp={onUp} onPointerCancel={onUp} onPointerLeave={() => props.onLeave?.()}
-      onContextMenu={(e) => e.preventDefault()} onDblClick={(e) => props.onDoubleClick?.(toImage(e), view)} style={{ cursor: space.current ? "grab" : props.cursor }}
+      onContextMenu={(e) => e.preventDefault()} onDblClick={(e) => props.onDoubleClick?.(toImage(e), view)}
+      style={{ cursor: space.current ? "grab" : props.cursor }}
       data-testid="stage" role="application" aria-label={props.label} tabIndex={0}>
       <div class="layer" style={{ transform: `translate(${view.tx}px, ${view.ty}px) scale(${view.scale})` }}>
         <img src={props.src} alt="" draggable={false}

@@ -109,7 +109,9 @@ export function MaskLayer({ doc, width, height, opacity, color }: {
       clear();
     };
   }, [doc, width, height, color]);
-  return <div class="mask" ref={ref} style={{ width: `${width}px`, height: `${height}px`, opacity }} data-testid="mask" />;
+  return (
+    <div class="mask" ref={ref} style={{ width: `${width}px`, height: `${height}px`, opacity }} data-testid="mask" />
+  );
 }
 
 /** Brush and eraser: strokes are painted as the pointer moves, one transaction per step. */

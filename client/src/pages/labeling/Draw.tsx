@@ -214,7 +214,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
           <People people={others} />
         </div>
         <div style="flex:1;min-height:0">
-          <Stage src={src} label={`Drawing canvas for ${item.key}`} brightness={brightness} contrast={contrast} fitSignal={fit}
+          <Stage src={src} label={`Drawing canvas for ${item.key}`} brightness={brightness} contrast={contrast}
+            fitSignal={fit}
             cursor={tool === "brush" || tool === "eraser" ? "crosshair" : tools.cursor}
             onSize={(w, h) => setSize({ w, h })}
             onPointer={(kind, p, e, view) => {
