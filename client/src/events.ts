@@ -22,6 +22,12 @@ export interface LeasedEvent extends EventBase {
   items: number[];
 }
 
+export interface ReleasedEvent extends EventBase {
+  type: "released";
+  user_id: number;
+  leases: number;
+}
+
 export interface SubmittedEvent extends EventBase {
   type: "submitted";
   user_id: number;
@@ -56,7 +62,7 @@ export interface ExportEvent extends EventBase {
 }
 
 export type ProjectEvent =
-  | ProgressEvent | LeasedEvent | SubmittedEvent | DecidedEvent | ReopenedEvent | ExportEvent;
+  | ProgressEvent | LeasedEvent | ReleasedEvent | SubmittedEvent | DecidedEvent | ReopenedEvent | ExportEvent;
 
 /** connecting: opening; open: receiving; retrying: dropped, waiting to reopen;
  *  denied: the server refused this user (signed out, no longer a member): no retries. */

@@ -2,7 +2,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { get, post } from "./api";
-import { Spinner, navigate, session } from "./ui";
+import { Spinner, navigate, setUser, useUser } from "./ui";
 import { Login } from "./pages/Login";
 import { Projects } from "./pages/Projects";
 import { ProjectHome } from "./pages/ProjectHome";
@@ -11,6 +11,7 @@ import { Label } from "./pages/Label";
 import { Review } from "./pages/Review";
 import { Monitor } from "./pages/Monitor";
 import { Export } from "./pages/Export";
+import { releasesSettled } from "./pages/labeling/leases";
 import "./styles.css";
 
 function useHash(): string {
@@ -25,21 +26,16 @@ function useHash(): string {
 
 function App() {
   const hash = useHash();
+  const user = useUser();
   const [ready, setReady] = useState(false);
   useEffect(() => {
-    get("/api/v1/me").then((r) => (session.user = r.user), () => (session.user = null))
+    get("/api/v1/me").then((r) => setUser(r.user), () => setUser(null))
       .finally(() => setReady(true));
   }, []);
   if (!ready) return <Spinner />;
   const path = hash.replace(/^#/, "").split("?")[0];
-  if (path === "/logout") {
-    post("/api/v1/auth/logout").finally(() => {
-      session.user = null;
-      navigate("#/login");
-    });
-    return <Spinner />;
-  }
-  if (!session.user || path === "/login") return <Login onDone={() => navigate("#/")} />;
+  if (path === "/logout") return <SignOut />;
+  if (!user || path === "/login") return <Login onDone={() => navigate("#/")} />;
   const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?$/);
   if (m) {
     const pid = Number(m[1]);
@@ -53,6 +49,18 @@ function App() {
   }
   if (path === "/new") return <Wizard />;
   return <Projects />;
+}
+
+/** Signing out, after the leases the label page gave back on its way out are released (the
+ * release needs the session). */
+function SignOut() {
+  useEffect(() => {
+    releasesSettled().then(() => post("/api/v1/auth/logout")).finally(() => {
+      setUser(null);
+      navigate("#/login");
+    });
+  }, []);
+  return <Spinner />;
 }
 
 render(<App />, document.getElementById("app")!);

@@ -3,8 +3,27 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, get, type Project, type User } from "./api";
 
-/** The signed-in user, loaded once at start; null when signed out. */
+/** The signed-in user, loaded once at start; null when signed out. Change it through
+ * `setUser` so that the app re-renders: signing in does not always change the address (from
+ * the bare URL the hash is already "#/"), so the route alone cannot be relied on. */
 export const session: { user: User | null } = { user: null };
+const sessionListeners = new Set<() => void>();
+
+export function setUser(user: User | null): void {
+  session.user = user;
+  sessionListeners.forEach((fn) => fn());
+}
+
+/** The signed-in user; the component re-renders when someone signs in or out. */
+export function useUser(): User | null {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const on = () => setTick((t) => t + 1);
+    sessionListeners.add(on);
+    return () => void sessionListeners.delete(on);
+  }, []);
+  return session.user;
+}
 
 export function navigate(hash: string): void {
   if (location.hash !== hash) location.hash = hash;

@@ -12,21 +12,11 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import shot, sign_in
+from tests.e2e.helpers import center, items_by_key, stage_ready
 from tests.export_setup import MakeUser, export, new_project, started_project
 from tests.infra import Api, unique
 
 TREE = [{"name": "cat"}, {"name": "dog"}, {"name": "car"}]
-
-
-def _items(owner: Api, pid: int) -> dict[str, dict[str, Any]]:
-    return {i["key"]: i for i in owner.get(f"/api/v1/projects/{pid}/items?limit=500").json()["items"]}
-
-
-def _stage_ready(page: Page) -> None:
-    page.wait_for_function(
-        "() => { const i = document.querySelector('[data-testid=stage] img');"
-        " return i && i.naturalWidth > 0 }")
-    expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
 
 
 def test_a_drawn_box_appears_live_for_a_watcher(make_user: MakeUser, data_dir: Path, server: str,
@@ -34,12 +24,12 @@ def test_a_drawn_box_appears_live_for_a_watcher(make_user: MakeUser, data_dir: P
     owner, labeler, pid, labels = started_project(make_user, data_dir, "bbox", TREE, 3)
 
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
-    _stage_ready(page)
+    stage_ready(page)
     key = page.locator(".side strong").first.inner_text()
-    iid = _items(owner, pid)[key]["id"]
+    iid = items_by_key(owner, pid)[key]["id"]
 
     watcher = sign_in(new_context(), server, owner, f"#/p/{pid}/review?item={iid}")
-    _stage_ready(watcher)
+    stage_ready(watcher)
     expect(watcher.locator("[data-testid=outcome]")).to_contain_text("labeler")
     assert watcher.locator("[data-testid=stage] svg rect").count() == 0
 
@@ -100,7 +90,7 @@ def test_two_labelers_reach_consensus_or_review(make_user: MakeUser, data_dir: P
     b = sign_in(new_context(), server, second, f"#/p/{pid}/label")
     _label_grid(b, {"agree.png": "cat", "differ.png": "car"})
 
-    items = _items(owner, pid)
+    items = items_by_key(owner, pid)
     assert items["agree.png"]["status"] == "labeled" and items["agree.png"]["decided_by"] == "consensus"
     assert items["differ.png"]["status"] == "needs_review"
 
@@ -122,25 +112,19 @@ def _submit_and_read(page: Page, owner: Api, pid: int, key: str) -> dict[str, An
     """Submit the item on screen, wait for the next one, and return the submitted item."""
     page.click("[data-testid=submit]")
     page.wait_for_function(f"() => document.querySelector('.side strong')?.innerText !== {key!r}")
-    iid = _items(owner, pid)[key]["id"]
+    iid = items_by_key(owner, pid)[key]["id"]
     item: dict[str, Any] = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]
     return item
-
-
-def _center(page: Page) -> tuple[float, float]:
-    box = page.locator("[data-testid=stage]").bounding_box()
-    assert box is not None
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
 def test_polygons_are_clicked_closed_and_edited(make_user: MakeUser, data_dir: Path, server: str,
                                                 new_context: Any) -> None:
     owner, labeler, pid, labels = started_project(make_user, data_dir, "polygon", TREE, 2)
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
-    _stage_ready(page)
+    stage_ready(page)
     key = page.locator(".side strong").first.inner_text()
     page.keyboard.press("3")
-    cx, cy = _center(page)
+    cx, cy = center(page)
     for dx, dy in ((-100, -80), (120, -60), (40, 100)):
         page.mouse.click(cx + dx, cy + dy)
     page.mouse.click(cx - 100, cy - 80)  # back on the first point closes the polygon
@@ -156,12 +140,12 @@ def test_semantic_brush_paints_the_mask(make_user: MakeUser, data_dir: Path, ser
                                         new_context: Any) -> None:
     owner, labeler, pid, labels = started_project(make_user, data_dir, "semantic", TREE, 2)
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
-    _stage_ready(page)
+    stage_ready(page)
     key = page.locator(".side strong").first.inner_text()
     page.click("[data-testid=submit]")
     expect(page.locator(".side .error")).to_contain_text("paint at least one region")
     page.keyboard.press("1")
-    cx, cy = _center(page)
+    cx, cy = center(page)
     page.mouse.move(cx - 80, cy)
     page.mouse.down()
     page.mouse.move(cx + 80, cy, steps=8)

@@ -19,11 +19,13 @@ export type PointerKind = "down" | "move" | "up";
 
 export interface StageProps {
   src: string;
+  /** The accessible name of the canvas (what it shows, for screen readers). */
+  label: string;
   brightness: number;
   contrast: number;
   /** Return true when a tool used the event (otherwise a drag pans). */
   onPointer?: (kind: PointerKind, p: Point, e: PointerEvent, view: View) => boolean;
-  onDoubleClick?: (p: Point) => void;
+  onDoubleClick?: (p: Point, view: View) => void;
   onLeave?: () => void;
   onSize?: (w: number, h: number) => void;
   overlay?: (view: View, size: { w: number; h: number }) => ComponentChildren;
@@ -133,8 +135,9 @@ export function Stage(props: StageProps) {
   return (
     <div class="stage" ref={box} onWheel={onWheel} onPointerDown={onDown} onPointerMove={onMove}
       onPointerUp={onUp} onPointerCancel={onUp} onPointerLeave={() => props.onLeave?.()}
-      onContextMenu={(e) => e.preventDefault()} onDblClick={(e) => props.onDoubleClick?.(toImage(e))} style={{ cursor: space.current ? "grab" : props.cursor }}
-      data-testid="stage">
+      onContextMenu={(e) => e.preventDefault()} onDblClick={(e) => props.onDoubleClick?.(toImage(e), view)}
+      style={{ cursor: space.current ? "grab" : props.cursor }}
+      data-testid="stage" role="application" aria-label={props.label} tabIndex={0}>
       <div class="layer" style={{ transform: `translate(${view.tx}px, ${view.ty}px) scale(${view.scale})` }}>
         <img src={props.src} alt="" draggable={false}
           style={{ filter: `brightness(${props.brightness}) contrast(${props.contrast})` }}

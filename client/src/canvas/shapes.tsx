@@ -35,8 +35,9 @@ export function useShapeTools(opts: {
 
   const finishPolygon = (pts: Point[]) => {
     if (!doc || opts.label == null || pts.length < 3) return;
-    const id = addShape(doc, { kind: "polygon", label: opts.label, points: pts.flatMap((p) => [p.x, p.y]) }, author);
-    opts.setSelected(id);
+    // The new shape is not selected: the next number key chooses the label of the next
+    // shape, and must not silently relabel this one.
+    addShape(doc, { kind: "polygon", label: opts.label, points: pts.flatMap((p) => [p.x, p.y]) }, author);
     setDraft(null);
   };
 
@@ -123,9 +124,7 @@ export function useShapeTools(opts: {
         const w = Math.abs(b.x - a.x), h = Math.abs(b.y - a.y);
         // A drag shorter than a few screen pixels is a click, however far the image is zoomed.
         if (w * W * view.scale >= 4 && h * H * view.scale >= 4 && opts.label != null) {
-          const id = addShape(doc, { kind: "box", label: opts.label, x: Math.min(a.x, b.x), y: Math.min(a.y, b.y), w, h },
-            author);
-          opts.setSelected(id);
+          addShape(doc, { kind: "box", label: opts.label, x: Math.min(a.x, b.x), y: Math.min(a.y, b.y), w, h }, author);
         }
         setDraft(null);
       }
@@ -184,16 +183,8 @@ export function useShapeTools(opts: {
     return true;
   };
 
-  /** Double-click on a selected polygon's edge inserts a vertex there. */
-  const onDoubleClick = (p: Point) => {
-    if (!doc || !size) return;
-    if (tool === "polygon" && draft && draft.length >= 3) {
-      finishPolygon(draft);
-      return;
-    }
-    const sel = shapes.find((s) => s.id === opts.selected && s.kind === "polygon");
-    if (!sel) return;
-    const pts = sel.points!;
+  /** Nearest edge of a polygon to p: [index of the edge's first vertex, distance in image pixels]. */
+  const nearestEdge = (pts: number[], p: Point): [number, number] => {
     let best = -1, bestD = Infinity;
     for (let i = 0; i < pts.length; i += 2) {
       const j = (i + 2) % pts.length;
@@ -205,10 +196,39 @@ export function useShapeTools(opts: {
         best = i;
       }
     }
+    return [best, bestD];
+  };
+
+  /** Double-click on a polygon's edge inserts a vertex there: on the selected polygon's
+   * nearest edge, or on any polygon's edge within a few screen pixels (a polygon just drawn
+   * is not selected, and its edges can be refined straight away). */
+  const onDoubleClick = (p: Point, view: View) => {
+    if (!doc || !size) return;
+    if (tool === "polygon" && draft && draft.length >= 3) {
+      finishPolygon(draft);
+      return;
+    }
+    const polygons = shapes.filter((s) => s.kind === "polygon");
+    const sel = polygons.find((s) => s.id === opts.selected);
+    let target: [Shape, number] | null = sel ? [sel, nearestEdge(sel.points!, p)[0]] : null;
+    if (!target) {
+      let bestD = 10 / view.scale;
+      for (const s of polygons) {
+        const [edge, d] = nearestEdge(s.points!, p);
+        if (d <= bestD) {
+          bestD = d;
+          target = [s, edge];
+        }
+      }
+    }
+    if (!target) return;
+    const [shape, edge] = target;
     const n = norm(p);
-    const next = [...pts];
-    next.splice(best + 2, 0, n.x, n.y);
-    updateShape(doc, sel.id, { points: next }, author);
+    const next = [...shape.points!];
+    next.splice(edge + 2, 0, n.x, n.y);
+    updateShape(doc, shape.id, { points: next }, author);
+    // The two clicks of the double-click started a polygon of their own; drop it.
+    if (tool === "polygon" && draft && draft.length <= 2) setDraft(null);
   };
 
   const cancelDraft = () => setDraft(null);

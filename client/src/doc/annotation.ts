@@ -4,6 +4,10 @@
 // Geometry is normalized to [0, 1]; mask tiles are in image pixels.
 import * as Y from "yjs";
 
+/** The origin of every edit made in this tab. Undo tracks only this origin: updates that come
+ * from the server (collaborators, model prelabels, consensus) carry the provider as origin. */
+export const LOCAL_EDIT = Symbol("colabel local edit");
+
 export interface Shape {
   id: string;
   kind: "box" | "polygon";
@@ -46,7 +50,7 @@ export function toggleClass(doc: Y.Doc, label: number, single: boolean, author: 
     } else if (on) classes.delete(key);
     else classes.set(key, true);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 export function setSingleClass(doc: Y.Doc, label: number, author: string): void {
@@ -55,10 +59,19 @@ export function setSingleClass(doc: Y.Doc, label: number, author: string): void 
     for (const k of [...classes.keys()]) if (k !== String(label)) classes.delete(k);
     classes.set(String(label), true);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
-function touch(doc: Y.Doc, author: string): void {
+/** Whether the document holds something `author` made: they edited it last and it is not
+ * empty (drawn, painted or classified; undone to nothing does not count). */
+export function hasOwnWork(doc: Y.Doc, author: string): boolean {
+  const { meta, classes, shapes, mask } = roots(doc);
+  if (meta.get("updated_by") !== author) return false;
+  return classes.size > 0 || shapes.size > 0 || [...mask.keys()].some((k) => k !== "tile_size");
+}
+
+/** Who changed the document last, and when; every edit and every undo or redo calls it. */
+export function touch(doc: Y.Doc, author: string): void {
   const meta = roots(doc).meta;
   meta.set("updated_by", author);
   meta.set("updated_at", new Date().toISOString());
@@ -89,7 +102,7 @@ export function addShape(doc: Y.Doc, shape: Omit<Shape, "id" | "source" | "confi
     }
     roots(doc).shapes.set(id, m);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
   return id;
 }
 
@@ -99,14 +112,14 @@ export function updateShape(doc: Y.Doc, id: string, fields: Partial<Shape>, auth
   doc.transact(() => {
     for (const [k, v] of Object.entries(fields)) if (k !== "id") m.set(k, v);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 export function deleteShapes(doc: Y.Doc, ids: string[], author: string): void {
   doc.transact(() => {
     for (const id of ids) roots(doc).shapes.delete(id);
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 /** Accept model prelabels: they become the labeler's own shapes. */
@@ -120,7 +133,7 @@ export function acceptShapes(doc: Y.Doc, ids: string[], author: string): void {
       }
     }
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 // --- mask tiles: LEB128 varint pairs (run length, label id), rows top to bottom -------------
@@ -171,9 +184,33 @@ export function rleEncode(values: Uint32Array): Uint8Array {
   return new Uint8Array(bytes);
 }
 
+// Decoded tiles by their stored bytes: the brush and the mask layer both need a tile's labels
+// at every pointer move, and decoding is most of the cost. Y keeps a value's bytes as the same
+// object, so identity is the key; a WeakMap lets replaced tiles go.
+const decoded = new WeakMap<Uint8Array, Uint32Array>();
+
+/** A stored tile's labels, decoded once per stored value. Read-only: copy before changing. */
+export function decodeTile(raw: Uint8Array, size: number): Uint32Array {
+  let values = decoded.get(raw);
+  if (!values || values.length !== size * size) {
+    values = rleDecode(raw, size * size);
+    decoded.set(raw, values);
+  }
+  return values;
+}
+
 export function tileSize(doc: Y.Doc): number {
   const size = roots(doc).mask.get("tile_size");
   return typeof size === "number" ? size : DEFAULT_TILE;
+}
+
+/** How many mask tiles hold paint (counted from the keys: decoding them all is slow). */
+export function paintedTiles(doc: Y.Doc): number {
+  let n = 0;
+  roots(doc).mask.forEach((v, k) => {
+    if (v instanceof Uint8Array && /^\d+,\d+$/.test(k)) n++;
+  });
+  return n;
 }
 
 /** Every tile as label ids, keyed "tx,ty". */
@@ -183,7 +220,7 @@ export function readTiles(doc: Y.Doc): Map<string, Uint32Array> {
   roots(doc).mask.forEach((v, k) => {
     if (/^\d+,\d+$/.test(k) && v instanceof Uint8Array) {
       try {
-        out.set(k, rleDecode(v, size * size));
+        out.set(k, decodeTile(v, size));
       } catch {
         // a tile that breaks the schema is skipped, as the server does
       }
@@ -204,32 +241,44 @@ export function paintStroke(doc: Y.Doc, points: { x: number; y: number }[], radi
     let t = tiles.get(key);
     if (!t) {
       const raw = mask.get(key);
-      t = raw instanceof Uint8Array ? rleDecode(raw, size * size) : new Uint32Array(size * size);
+      t = raw instanceof Uint8Array ? decodeTile(raw, size).slice() : new Uint32Array(size * size);
       tiles.set(key, t);
     }
     return t;
   };
+  // Row by row, each row's span of the disc filled tile by tile: a per-pixel loop with a tile
+  // lookup for every pixel is most of a brush step's time at large radii.
   const r2 = radius * radius;
   for (const p of points) {
-    const x0 = Math.max(0, Math.floor(p.x - radius)), x1 = Math.min(width - 1, Math.ceil(p.x + radius));
     const y0 = Math.max(0, Math.floor(p.y - radius)), y1 = Math.min(height - 1, Math.ceil(p.y + radius));
     for (let y = y0; y <= y1; y++) {
-      for (let x = x0; x <= x1; x++) {
-        const dx = x + 0.5 - p.x, dy = y + 0.5 - p.y;
-        if (dx * dx + dy * dy > r2) continue;
-        const t = tileOf(Math.floor(x / size), Math.floor(y / size));
-        t[(y % size) * size + (x % size)] = label;
+      const dy = y + 0.5 - p.y;
+      const span2 = r2 - dy * dy;
+      if (span2 < 0) continue;
+      // Pixels whose centre is within the radius: |x + 0.5 - p.x| <= half.
+      const half = Math.sqrt(span2);
+      const xa = Math.max(0, Math.ceil(p.x - 0.5 - half)), xb = Math.min(width - 1, Math.floor(p.x - 0.5 + half));
+      const ty = Math.floor(y / size), row = (y % size) * size;
+      for (let x = xa; x <= xb;) {
+        const tx = Math.floor(x / size);
+        const end = Math.min(xb, (tx + 1) * size - 1);
+        tileOf(tx, ty).fill(label, row + x - tx * size, row + end - tx * size + 1);
+        x = end + 1;
       }
     }
   }
   doc.transact(() => {
     if (mask.get("tile_size") !== size) mask.set("tile_size", size);
     for (const [key, values] of tiles) {
-      if (values.every((v) => v === 0)) mask.delete(key);
-      else mask.set(key, rleEncode(values));
+      if (label === 0 && values.every((v) => v === 0)) mask.delete(key);
+      else {
+        const raw = rleEncode(values);
+        decoded.set(raw, values);
+        mask.set(key, raw);
+      }
     }
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }
 
 export function bytesToBase64(bytes: Uint8Array): string {
@@ -260,5 +309,5 @@ export function resolveSuggestions(doc: Y.Doc, accept: boolean, single: boolean,
       for (const s of single ? suggested.slice(0, 1) : suggested) classes.set(String(s.label), true);
     }
     touch(doc, author);
-  });
+  }, LOCAL_EDIT);
 }

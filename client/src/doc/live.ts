@@ -12,6 +12,13 @@ export interface Presence {
   cursor: { x: number; y: number } | null;
 }
 
+/** The documents open in this tab, by room: what is on screen when the tab goes away. */
+const openDocs = new Map<string, LiveDoc>();
+
+export function openDoc(room: string): LiveDoc | undefined {
+  return openDocs.get(room);
+}
+
 /** A stable, readable colour per user id. */
 export function userColor(id: number): string {
   return `hsl(${(id * 137.508) % 360}deg 70% 45%)`;
@@ -24,12 +31,16 @@ export class LiveDoc {
   private lastLocal = 0;
   private timer: number;
   private listeners = new Set<() => void>();
+  private cursor: { x: number; y: number } | null = null;
+  private cursorFrame = 0;
+  private destroyed = false;
   state: SyncState = "offline";
   closedReason: string | null = null;
 
   constructor(readonly room: string, user: { id: number; name: string }) {
     this.provider = new WebsocketProvider(wsUrl("/collab"), room, this.doc, { maxBackoffTime: 5000 });
     this.provider.awareness.setLocalStateField("user", { ...user, color: userColor(user.id) });
+    openDocs.set(room, this);
     this.doc.on("update", (_update: Uint8Array, origin: unknown) => {
       if (origin !== this.provider) {
         this.pending = true;
@@ -77,8 +88,15 @@ export class LiveDoc {
     return () => this.listeners.delete(fn);
   }
 
+  /** Share where the pointer is, at most once a frame: pointer moves can come faster, and
+   * each share is a message to everyone and a render here. */
   setCursor(cursor: { x: number; y: number } | null): void {
-    this.provider.awareness.setLocalStateField("cursor", cursor);
+    this.cursor = cursor;
+    if (this.cursorFrame) return;
+    this.cursorFrame = requestAnimationFrame(() => {
+      this.cursorFrame = 0;
+      if (!this.destroyed) this.provider.awareness.setLocalStateField("cursor", this.cursor);
+    });
   }
 
   /** Everyone else on this document right now. */
@@ -93,6 +111,9 @@ export class LiveDoc {
   }
 
   destroy(): void {
+    this.destroyed = true;
+    if (openDocs.get(this.room) === this) openDocs.delete(this.room);
+    cancelAnimationFrame(this.cursorFrame);
     window.clearInterval(this.timer);
     this.listeners.clear();
     this.provider.awareness.setLocalState(null);

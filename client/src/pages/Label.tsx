@@ -1,8 +1,9 @@
 // The labeling view: asks the dispatcher for work and shows the classification grid or the
-// drawing tools; moves on as soon as a page is submitted or skipped.
+// drawing tools; moves on as soon as a page is submitted or skipped, and says so when the
+// project stops handing out work (paused by its owner, or complete).
 import { useState } from "preact/hooks";
-import { post, type Lease } from "../api";
-import { ErrorBox, Page, Spinner, useProject } from "../ui";
+import { ApiError, post, type Lease } from "../api";
+import { ErrorBox, Page, Spinner, errorText, useProject } from "../ui";
 import { ClassifyView } from "./labeling/Classify";
 import { DrawView } from "./labeling/Draw";
 import { useWork } from "./labeling/work";
@@ -33,7 +34,8 @@ export function Label({ pid }: { pid: number }) {
           onDone={done} />
         : <DrawView project={project} tree={tree} room={leases[0].document} item={leases[0].item} actions={[
           { text: "Submit", testid: "submit", primary: true, checks: true,
-            run: (annotation) => post(`/api/v1/leases/${leases[0].lease_id}/submit`, { annotation }).then(done) },
+            run: (annotation, duration_ms) => post(`/api/v1/leases/${leases[0].lease_id}/submit`,
+              { annotation, duration_ms }).then(done) },
           { text: "Skip", testid: "skip", run: () => post(`/api/v1/leases/${leases[0].lease_id}/skip`).then(done) },
         ]} />} />
     </Page>
@@ -48,13 +50,53 @@ function Work({ pid, count, render }: {
   if (work.state === "empty") {
     return (
       <div class="notice" data-testid="no-work">
-        Nothing is waiting for you right now: every item is labeled, held by someone else or already yours.
-        <p><button onClick={work.advance}>Look again</button></p>
+        Nothing is waiting for you right now: the items left are being labeled by others, or you have labeled
+        them already.
+        <p><button onClick={work.retry}>Look again</button></p>
       </div>
     );
   }
-  if (work.state === "stopped" || work.state === "error") {
-    return <div><ErrorBox error={work.error} /><button onClick={work.advance}>Try again</button></div>;
+  if (work.state === "stopped") return <Stopped error={work.error} retry={work.retry} />;
+  if (work.state === "error") {
+    return <div><ErrorBox error={work.error} /><button onClick={work.retry}>Try again</button></div>;
   }
-  return <>{render(work.current, work.advance)}</>;
+  return (
+    <>
+      {isPaused(work.aheadError) && (
+        // Paused while work is on screen: that work can still be finished and submitted.
+        <div class="notice warn" data-testid="project-paused" role="alert">
+          This project is paused by its owner; your work is saved. You can finish what is on screen; new items
+          come when it runs again.{" "}
+          <button onClick={work.retryAhead} data-testid="try-again">Try again</button>
+        </div>
+      )}
+      {render(work.current, work.advance)}
+    </>
+  );
+}
+
+function isPaused(error: unknown): boolean {
+  return error instanceof ApiError && error.code === "project_not_running"
+    && (error.details as { status?: string } | null)?.status === "paused";
+}
+
+/** The project hands out no work: paused by its owner (work done so far is kept, and labeling
+ * goes on when it runs again), complete, or not started. */
+export function Stopped({ error, retry }: { error: unknown; retry: () => void }) {
+  const status = error instanceof ApiError ? (error.details as { status?: string } | null)?.status : undefined;
+  if (status === "completed") {
+    return (
+      <div class="notice" data-testid="project-complete" role="status">
+        Every item of this project is labeled: the project is complete. Thank you!
+      </div>
+    );
+  }
+  return (
+    <div class="notice warn" data-testid="project-paused" role="alert">
+      {status === "paused"
+        ? "This project is paused by its owner; your work is saved. Labeling can go on as soon as it runs again."
+        : `This project is not running (${status ?? errorText(error)}); your work is saved.`}
+      <p><button onClick={retry} data-testid="try-again">Try again</button></p>
+    </div>
+  );
 }

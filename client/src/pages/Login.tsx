@@ -1,6 +1,6 @@
 import { useState } from "preact/hooks";
-import { post } from "../api";
-import { ErrorBox, session } from "../ui";
+import { ApiError, post } from "../api";
+import { ErrorBox, setUser } from "../ui";
 
 export function Login({ onDone }: { onDone: () => void }) {
   const [email, setEmail] = useState("");
@@ -12,10 +12,10 @@ export function Login({ onDone }: { onDone: () => void }) {
     setBusy(true);
     try {
       const r = await post("/api/v1/auth/login", { email, password });
-      session.user = r.user;
+      setUser(r.user);
       onDone();
     } catch (err) {
-      setError(err);
+      setError(signInError(err));
     } finally {
       setBusy(false);
     }
@@ -34,4 +34,19 @@ export function Login({ onDone }: { onDone: () => void }) {
       </form>
     </div>
   );
+}
+
+/** What to tell someone whose sign-in failed: the server's words for a wrong password, and
+ * something to act on when it is the server, not the password, that failed. */
+function signInError(err: unknown): unknown {
+  if (!(err instanceof ApiError)) return err;
+  if (err.code === "invalid_credentials" || err.status === 401) {
+    return new Error("Wrong email or password. Check both and try again.");
+  }
+  if (err.status === 429) return err;
+  if (err.status >= 500) {
+    return new Error(`Signing in failed on the server (${err.status}), not because of your password. ` +
+      "Try again in a moment; if it keeps failing, tell your administrator.");
+  }
+  return err;
 }

@@ -501,6 +501,10 @@ function Dashboard({ project, reloadProject, labelName }: {
       case "leased":
         soon();
         break;
+      case "released":
+        note(e.at, `${who(e.user_id)} gave back ${e.leases} item${e.leases === 1 ? "" : "s"} unlabeled`);
+        soon();
+        break;
       case "export":
         if (e.status !== "running") note(e.at, `export ${e.export_id} ${e.status}`);
         break;

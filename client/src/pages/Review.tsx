@@ -7,7 +7,18 @@ import { readClasses, setSingleClass, toggleClass } from "../doc/annotation";
 import { LiveDoc, userColor } from "../doc/live";
 import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
 import { DrawView, type Beneath } from "./labeling/Draw";
-import { LabelPicker, People, SyncBadge, labelColors, labelNames, useLive } from "./labeling/parts";
+import {
+  LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors, labelNames, useKeys, useLive,
+} from "./labeling/parts";
+import { digitOf, isTyping } from "./labeling/keys";
+import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./labeling/undo";
+
+const CLASS_SHORTCUTS: [string, string][] = [
+  ["1–9", "set (multi-label: toggle) a label on the final document"],
+  ...UNDO_SHORTCUTS,
+  ["Ctrl+Enter", "decide"],
+  ["?", "this sheet"],
+];
 
 interface ReviewItem extends Item {
   agreement: number | null;
@@ -62,7 +73,9 @@ function ClassReview({ project, tree, item, beneath, onDecided }: {
   const me = session.user!;
   const [final, setFinal] = useState<LiveDoc | null>(null);
   const version = useLive([final, ...beneath.map((b) => b.doc)]);
+  const history = useHistory([final?.doc], String(me.id));
   const [error, setError] = useState<unknown>(null);
+  const [help, setHelp] = useState(false);
   const color = useMemo(() => labelColors(tree), [tree]);
   const name = useMemo(() => labelNames(tree), [tree]);
   useEffect(() => {
@@ -72,7 +85,13 @@ function ClassReview({ project, tree, item, beneath, onDecided }: {
   }, [item.id]);
   const single = project.task_type === "multiclass";
   const chosen = final ? readClasses(final.doc) : [];
+  const pick = (id: number) => {
+    if (!final) return;
+    if (single) setSingleClass(final.doc, id, String(me.id));
+    else toggleClass(final.doc, id, false, String(me.id));
+  };
   const decide = async () => {
+    if (!chosen.length) return;
     try {
       await post(`/api/v1/projects/${project.id}/items/${item.id}/decide`, { annotation: { classes: chosen } });
       onDecided();
@@ -80,10 +99,20 @@ function ClassReview({ project, tree, item, beneath, onDecided }: {
       setError(e);
     }
   };
+  // The same keys as on the labeling grid.
+  useKeys((e: KeyboardEvent) => {
+    if (isTyping(e)) return;
+    if (onHistoryKey(history, e)) return;
+    const digit = digitOf(e);
+    const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
+    if (hot != null) return pick(hot);
+    if (e.key === "?") return setHelp(true);
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) void decide();
+  });
   return (
     <div class="labeler" data-version={version}>
-      <div class="stage" style="display:grid;place-items:center">
-        <img src={mediaUrl(project.id, item.id)} alt={item.key} style="max-width:100%;max-height:100%" />
+      <div class="stage whole">
+        <img src={mediaUrl(project.id, item.id)} alt={item.key} />
       </div>
       <aside class="side">
         <Outcome item={item} />
@@ -97,13 +126,17 @@ function ClassReview({ project, tree, item, beneath, onDecided }: {
         <div class="card">
           <div class="row"><strong>Final</strong><span class="spacer" />{final && <SyncBadge state={final.state} />}
             {final && <People people={final.others()} />}</div>
-          <p>{chosen.map(name).join(", ") || <span class="muted">not chosen yet</span>}</p>
+          <p data-testid="final-classes">{chosen.map(name).join(", ") || <span class="muted">not chosen yet</span>}</p>
+          <div class="row" style="margin-bottom:8px">
+            <UndoButtons history={history} />
+            <button onClick={() => setHelp(true)} title="Keyboard shortcuts">?</button>
+          </div>
           <button class="primary" disabled={!chosen.length} onClick={decide} data-testid="decide">Decide</button>
           <ErrorBox error={error} />
         </div>
-        <LabelPicker tree={tree} current={chosen} color={color} onPick={(id) => final && (single
-          ? setSingleClass(final.doc, id, String(me.id)) : toggleClass(final.doc, id, false, String(me.id)))} />
+        <LabelPicker tree={tree} current={chosen} color={color} onPick={pick} />
       </aside>
+      {help && <ShortcutSheet keys={CLASS_SHORTCUTS} onClose={() => setHelp(false)} />}
     </div>
   );
 }

@@ -1,7 +1,9 @@
-// Classification: a grid of 1, 4, 6 or 9 images, each on its own live document. Click
-// selects an image, shift- or ctrl-click adds to the selection; number keys 1–9 (or the
-// picker) set the label on every selected image (multi-label: toggle it).
-import { useEffect, useMemo, useState } from "preact/hooks";
+// Classification: a grid of 1, 4, 6 or 9 images, each on its own live document, each shown
+// whole and the page fitting the window. Click selects an image, shift- or ctrl-click adds to
+// the selection; with the keyboard, arrow keys move between images (shift extends the
+// selection), Space adds or removes the focused one. Number keys 1–9 (or the picker) set the
+// label on every selected image (multi-label: toggle it).
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { mediaUrl, post, type LabelNode, type Lease, type Project } from "../../api";
 import {
   readClasses, readSuggestions, resolveSuggestions, setSingleClass, toggleClass,
@@ -9,19 +11,26 @@ import {
 import { LiveDoc } from "../../doc/live";
 import { ErrorBox, session } from "../../ui";
 import {
-  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, isTyping, labelColors,
+  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors,
   labelNames, useKeys, useLive,
 } from "./parts";
+import { useActiveTime } from "./activeTime";
+import { columnsFor, moveTarget } from "./gridKeys";
+import { digitOf, isTyping } from "./keys";
+import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./undo";
 
 const SHORTCUTS: [string, string][] = [
   ["1–9", "set (multi-label: toggle) a label on the selected images"],
+  ["arrow keys", "move to the next image (it becomes the selection)"],
+  ["Shift+arrow", "extend the selection"],
+  ["Ctrl+arrow", "move the focus only"],
+  ["Space", "add the focused image to the selection, or take it out"],
   ["click / shift-click", "select an image / add it to the selection"],
   ["A", "select all images"],
+  ...UNDO_SHORTCUTS,
   ["Ctrl+Enter", "submit the page"],
   ["?", "this sheet"],
 ];
-
-const COLUMNS: Record<number, string> = { 1: "1fr", 4: "1fr 1fr", 6: "1fr 1fr 1fr", 9: "1fr 1fr 1fr" };
 
 export function ClassifyView({ project, tree, leases: page, onDone }: {
   project: Project; tree: LabelNode[]; leases: Lease[]; onDone: () => void;
@@ -33,7 +42,11 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
   const leases = useMemo(() => page.filter((l) => !gone.has(l.lease_id)), [page, gone]);
   const [docs, setDocs] = useState<LiveDoc[]>([]);
   const version = useLive(docs);
+  const history = useHistory(docs.map((d) => d.doc), author);
+  const elapsed = useActiveTime(page);
   const [selected, setSelected] = useState<Set<number>>(new Set([0]));
+  const [focus, setFocus] = useState(0);
+  const cells = useRef<(HTMLDivElement | null)[]>([]);
   const [brightness, setBrightness] = useState(1);
   const [contrast, setContrast] = useState(1);
   const [help, setHelp] = useState(false);
@@ -46,13 +59,23 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
     const opened = leases.map((l) => new LiveDoc(l.document, { id: me.id, name: me.name || me.email }));
     setDocs(opened);
     setSelected(new Set([0]));
+    setFocus(0);
     return () => opened.forEach((d) => d.destroy());
   }, [leases]);
 
+  // A new page starts with its first image focused, so keyboard work goes on without a click;
+  // focus is left alone when the labeler is somewhere else (typing in the label search).
+  useEffect(() => {
+    const at = document.activeElement;
+    if (!at || at === document.body) cells.current[0]?.focus();
+  }, [leases]);
+
+  /** The images a label goes to: the selection, else the focused image. */
+  const targets = () => (selected.size ? [...selected] : [focus]).filter((i) => i < docs.length);
+
   const apply = (label: number) => {
-    for (const i of selected) {
+    for (const i of targets()) {
       const d = docs[i];
-      if (!d) continue;
       if (single) setSingleClass(d.doc, label, author);
       else toggleClass(d.doc, label, false, author);
     }
@@ -67,8 +90,10 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
     }
     setBusy(true);
     try {
+      // The page's time is shared by its images.
+      const duration_ms = Math.round(elapsed() / Math.max(1, leases.length));
       await Promise.all(leases.map((l, i) => post(`/api/v1/leases/${l.lease_id}/submit`,
-        { annotation: { classes: readClasses(docs[i].doc) } })));
+        { annotation: { classes: readClasses(docs[i].doc) }, duration_ms })));
       setError(null);
       onDone();
     } catch (e) {
@@ -93,38 +118,74 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
     }
   };
 
+  const n = leases.length;
+  const cols = columnsFor(n);
+  const rows = Math.max(1, Math.ceil(n / cols));
+
+  /** Arrows move the selection with the focus, Shift+arrow extends it, Ctrl+arrow moves the
+   * focus alone (then Space picks images one by one), as in a file manager. */
+  const moveTo = (i: number, how: "select" | "extend" | "focus") => {
+    setFocus(i);
+    if (how === "select") setSelected(new Set([i]));
+    if (how === "extend") setSelected(new Set([...selected, i]));
+    cells.current[i]?.focus();
+  };
+
+  const onCellKey = (e: KeyboardEvent, i: number) => {
+    const to = moveTarget(e.key, i, n, cols);
+    if (to != null && !e.altKey) {
+      e.preventDefault();
+      moveTo(to, e.ctrlKey || e.metaKey ? "focus" : e.shiftKey ? "extend" : "select");
+      return;
+    }
+    if (e.key === " ") {
+      e.preventDefault(); // Space would scroll the page
+      const next = new Set(selected);
+      if (next.has(i)) next.delete(i);
+      else next.add(i);
+      setSelected(next);
+    }
+  };
+
   useKeys((e: KeyboardEvent) => {
     if (isTyping(e)) return;
-    const hot = hotkeyLabel(tree, e.key);
-    if (hot != null && !e.ctrlKey && !e.metaKey) return apply(hot);
+    if (onHistoryKey(history, e)) return;
+    const digit = digitOf(e);
+    const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
+    if (hot != null) return apply(hot);
     if (e.key === "?") return setHelp(true);
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) return void submit();
-    if (e.key.toLowerCase() === "a" && !e.ctrlKey) setSelected(new Set(leases.map((_, i) => i)));
+    if (e.key.toLowerCase() === "a" && !e.ctrlKey && !e.metaKey) setSelected(new Set(leases.map((_, i) => i)));
   });
 
-  const n = leases.length;
-  const rows = n <= 1 ? 1 : n <= 4 ? 2 : n <= 6 ? 2 : 3;
-  const current = [...selected].flatMap((i) => (docs[i] ? readClasses(docs[i].doc) : []));
+  const current = targets().flatMap((i) => (docs[i] ? readClasses(docs[i].doc) : []));
   const others = docs.flatMap((d) => d.others());
   const states = docs.map((d) => d.state);
   const state = states.includes("offline") ? "offline" : states.includes("syncing") ? "syncing" : "synced";
 
   return (
     <div class="labeler" data-version={version}>
-      <div style="display:flex;flex-direction:column;min-height:0">
+      <div class="work">
         <div class="toolbar">
           <span class="muted">{n} image{n === 1 ? "" : "s"} · {selected.size} selected</span>
           <button onClick={() => setSelected(new Set(leases.map((_, i) => i)))}>Select all (A)</button>
-          <button onClick={() => setHelp(true)}>?</button>
+          <UndoButtons history={history} />
+          <button onClick={() => setHelp(true)} title="Keyboard shortcuts">?</button>
           <span class="spacer" />
           {docs.length > 0 && <SyncBadge state={state} />}
           <People people={others} />
         </div>
-        <div class="gridview" style={{ gridTemplateColumns: COLUMNS[n] ?? "1fr 1fr 1fr", gridTemplateRows: `repeat(${rows}, 1fr)`, flex: 1, minHeight: 0 }}>
+        <div class="gridview" role="listbox" aria-multiselectable="true" aria-label="Images on this page"
+          style={{ gridTemplateColumns: `repeat(${cols}, minmax(0, 1fr))`, gridTemplateRows: `repeat(${rows}, minmax(0, 1fr))` }}>
           {leases.map((l, i) => {
             const classes = docs[i] ? readClasses(docs[i].doc) : [];
             return (
               <div class={`cell ${selected.has(i) ? "selected" : ""}`} data-testid={`cell-${i}`} key={l.lease_id}
+                ref={(el) => {
+                  cells.current[i] = el;
+                }} role="option" aria-selected={selected.has(i)}
+                aria-label={`${l.item.key}${classes.length ? `: ${classes.map(name).join(", ")}` : ""}`}
+                tabIndex={i === focus ? 0 : -1} onFocus={() => setFocus(i)} onKeyDown={(e) => onCellKey(e, i)}
                 onClick={(e) => {
                   const next = e.shiftKey || e.ctrlKey || e.metaKey ? new Set(selected) : new Set<number>();
                   if (next.has(i) && next.size > 1) next.delete(i);

@@ -8,19 +8,26 @@ import { useShapeTools, type ShapeTool } from "../../canvas/shapes";
 import { MaskLayer, maskIsEmpty, useBrush } from "../../canvas/mask";
 import { Stage } from "../../canvas/Stage";
 import {
-  acceptShapes, bytesToBase64, deleteShapes, readShapes, readTiles, tileSize, updateShape,
+  acceptShapes, bytesToBase64, deleteShapes, paintedTiles, readShapes, tileSize, updateShape,
 } from "../../doc/annotation";
 import { LiveDoc } from "../../doc/live";
 import { ErrorBox, session } from "../../ui";
 import {
-  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, isTyping, labelColors,
+  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors,
   labelNames, useKeys, useLive,
 } from "./parts";
+import { useActiveTime } from "./activeTime";
+import { useCurrentLabel } from "./currentLabel";
+import { digitOf, isTyping } from "./keys";
+import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./undo";
 
 type Tool = ShapeTool | "brush" | "eraser";
 
 const SHORTCUTS: [string, string][] = [
-  ["1–9", "pick a label (or relabel the selected shape)"],
+  ["1–9", "choose the label of the next shape"],
+  ["Shift+1–9", "relabel the selected shape"],
+  ["click a label", "choose it; with a shape selected, relabel that shape too"],
+  ...UNDO_SHORTCUTS,
   ["B / P / V / H", "box, polygon, select, pan tool"],
   ["R / E", "brush, eraser (semantic)"],
   ["[ / ]", "smaller / larger brush"],
@@ -59,8 +66,9 @@ export interface Action {
   text: string;
   testid: string;
   primary?: boolean;
-  /** Called with the document's annotation in plain JSON form; resolves when done. */
-  run: (annotation: Record<string, unknown>) => Promise<unknown>;
+  /** Called with the document's annotation in plain JSON form and the visible time spent on
+   * the item so far (milliseconds); resolves when done. */
+  run: (annotation: Record<string, unknown>, durationMs: number) => Promise<unknown>;
   /** Submitting needs a complete annotation; skipping does not. */
   checks?: boolean;
 }
@@ -76,8 +84,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
   const version = useLive([live, ...beneath.map((b) => b.doc)]);
   const [size, setSize] = useState<{ w: number; h: number } | null>(null);
   const [tool, setTool] = useState<Tool>(task === "bbox" ? "box" : task === "polygon" ? "polygon" : "brush");
-  const [label, setLabel] = useState<number | null>(null);
-  const [selected, setSelected] = useState<string | null>(null);
+  const [label, chooseLabel] = useCurrentLabel(project.id, tree);
+  const [picked, setSelected] = useState<string | null>(null);
   const [brightness, setBrightness] = useState(1);
   const [contrast, setContrast] = useState(1);
   const [win, setWin] = useState<{ wc: string; ww: string }>({ wc: "", ww: "" });
@@ -97,17 +105,25 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
     return () => d.destroy();
   }, [room]);
 
+  const history = useHistory([live?.doc], author);
+  const elapsed = useActiveTime(room);
   const shapes = live ? readShapes(live.doc) : [];
+  // A selected shape that is gone (undone, or deleted by a collaborator) is no selection.
+  const selected = picked && shapes.some((s) => s.id === picked) ? picked : null;
   const tools = useShapeTools({
     doc: live?.doc ?? null, shapes, tool: tool === "brush" || tool === "eraser" ? "pan" : tool, label, author, size,
     selected, setSelected, color, labelName: name,
   });
   const brush = useBrush({ doc: live?.doc ?? null, size, radius, label, erase: tool === "eraser", author,
-    active: tool === "brush" || tool === "eraser" });
+    active: tool === "brush" || tool === "eraser", history });
 
-  const pick = (id: number) => {
-    setLabel(id);
+  const relabel = (id: number) => {
     if (selected && live) updateShape(live.doc, selected, { label: id }, author);
+  };
+  // A click in the picker is explicit: it chooses the label and relabels the selected shape.
+  const pick = (id: number) => {
+    chooseLabel(id);
+    relabel(id);
   };
 
   const run = async (action: Action) => {
@@ -123,7 +139,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
     }
     setBusy(true);
     try {
-      await action.run(snapshot(live, task));
+      await action.run(snapshot(live, task), elapsed());
       setError(null);
     } catch (e) {
       setError(e);
@@ -135,8 +151,10 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
 
   useKeys((e: KeyboardEvent) => {
     if (isTyping(e)) return;
-    const hot = hotkeyLabel(tree, e.key);
-    if (hot != null && !e.ctrlKey && !e.metaKey) return pick(hot);
+    if (onHistoryKey(history, e)) return;
+    const digit = digitOf(e);
+    const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
+    if (hot != null) return e.shiftKey ? relabel(hot) : chooseLabel(hot);
     if (e.key === "?") return setHelp(true);
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && primary) return void run(primary);
     if (e.key === "Enter") return tools.closeDraft();
@@ -172,7 +190,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
 
   return (
     <div class="labeler" data-version={version}>
-      <div style="display:flex;flex-direction:column;min-height:0">
+      <div class="work">
         <div class="toolbar">
           {toolButtons.map(([t, text]) => (
             <button class={tool === t ? "active" : ""} data-testid={`tool-${t}`} onClick={() => setTool(t)}>{text}</button>
@@ -187,6 +205,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
             </>
           )}
           <span class="sep" />
+          <UndoButtons history={history} />
+          <span class="sep" />
           <button onClick={() => setFit((f) => f + 1)}>Fit (F)</button>
           <button onClick={() => setHelp(true)} title="Keyboard shortcuts">?</button>
           <span class="spacer" />
@@ -194,7 +214,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
           <People people={others} />
         </div>
         <div style="flex:1;min-height:0">
-          <Stage src={src} brightness={brightness} contrast={contrast} fitSignal={fit}
+          <Stage src={src} label={`Drawing canvas for ${item.key}`} brightness={brightness} contrast={contrast}
+            fitSignal={fit}
             cursor={tool === "brush" || tool === "eraser" ? "crosshair" : tools.cursor}
             onSize={(w, h) => setSize({ w, h })}
             onPointer={(kind, p, e, view) => {
@@ -206,11 +227,10 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
             under={live && size && task === "semantic" ? (
               <>
                 {beneath.map((b) => (
-                  <MaskLayer doc={b.doc.doc} width={size.w} height={size.h} opacity={0.25} color={() => b.color}
-                    version={version} />
+                  <MaskLayer doc={b.doc.doc} width={size.w} height={size.h} opacity={0.25}
+                    color={solidColor(b.color)} />
                 ))}
-                <MaskLayer doc={live.doc} width={size.w} height={size.h} opacity={opacity} color={color}
-                  version={version} />
+                <MaskLayer doc={live.doc} width={size.w} height={size.h} opacity={opacity} color={color} />
               </>) : null}
             overlay={(view, s) => (
               <g>
@@ -243,6 +263,12 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
           {live?.closedReason && <div class="error">{live.closedReason}</div>}
         </div>
         {side}
+        {label == null && (
+          <div class="notice" data-testid="no-label">
+            This project has no labels yet, so there is nothing to draw with: its owner adds labels on the
+            project page.
+          </div>
+        )}
         <LabelPicker tree={tree} current={[]} active={label} onPick={pick} color={color} />
         {task !== "semantic" && (
           <div class="card">
@@ -271,7 +297,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
           </div>
         )}
         {task === "semantic" && live && (
-          <p class="muted">{readTiles(live.doc).size} painted tile(s)</p>
+          <p class="muted" data-testid="painted-tiles" data-count={paintedTiles(live.doc)}>
+            {paintedTiles(live.doc)} painted tile(s)</p>
         )}
         <ImageControls brightness={brightness} contrast={contrast} setBrightness={setBrightness}
           setContrast={setContrast} dicom={dicom} wc={win.wc} ww={win.ww} setWindow={(wc, ww) => setWin({ wc, ww })} />
@@ -280,6 +307,15 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
       {help && <ShortcutSheet keys={SHORTCUTS} onClose={() => setHelp(false)} />}
     </div>
   );
+}
+
+/** A colour function giving every label one colour, the same function for the same colour
+ * (the mask layer redraws everything when its colour function changes). */
+const solids = new Map<string, (label: number) => string>();
+function solidColor(color: string): (label: number) => string {
+  let fn = solids.get(color);
+  if (!fn) solids.set(color, (fn = () => color));
+  return fn;
 }
 
 function BeneathShape({ shape, color, view, w, h }: {

@@ -1,6 +1,6 @@
 // Pieces every labeling and review screen shares: the label picker (hierarchy, search,
 // hotkeys), the autosave indicator, who is here, the instructions and the shortcut sheet.
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { flattenLabels, type LabelNode, type Project } from "../../api";
 import type { LiveDoc, Presence, SyncState } from "../../doc/live";
 
@@ -67,7 +67,11 @@ export function People({ people }: { people: Presence[] }) {
 export function useLive(docs: (LiveDoc | null)[]): number {
   const [version, setVersion] = useState(0);
   useEffect(() => {
-    const offs = docs.filter((d): d is LiveDoc => !!d).map((d) => d.subscribe(() => setVersion((v) => v + 1)));
+    const bump = () => setVersion((v) => v + 1);
+    const offs = docs.filter((d): d is LiveDoc => !!d).map((d) => d.subscribe(bump));
+    // A document may have connected and synced between its creation and this subscription
+    // (its change went to no listener): render once more to show where it stands now.
+    bump();
     return () => offs.forEach((off) => off());
   }, docs);
   return version;
@@ -86,7 +90,9 @@ export function Instructions({ project }: { project: Project }) {
 }
 
 export function ShortcutSheet({ keys, onClose }: { keys: [string, string][]; onClose: () => void }) {
-  useEffect(() => {
+  // A layout effect listens from the moment the sheet is on screen: an Escape pressed right
+  // after "?" must close it (a plain effect would start listening only after the next frame).
+  useLayoutEffect(() => {
     const on = (e: KeyboardEvent) => e.key === "Escape" && onClose();
     addEventListener("keydown", on);
     return () => removeEventListener("keydown", on);
@@ -136,11 +142,6 @@ export function ImageControls({ brightness, contrast, setBrightness, setContrast
 export function hotkeyLabel(tree: LabelNode[], key: string): number | null {
   const n = flattenLabels(tree).find((l) => l.hotkey === key);
   return n ? n.id : null;
-}
-
-export function isTyping(e: KeyboardEvent): boolean {
-  const t = e.target as HTMLElement | null;
-  return !!t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable);
 }
 
 /** A window keydown handler that always sees the latest render's state: effects run only

@@ -1,14 +1,27 @@
-// The labeler's work queue: the page of leases being labeled now, and the next page leased
-// in the background with its images preloaded, so moving on is instant.
+// The labeler's work queue: the page on screen and at most one page leased ahead (its
+// images preloaded, so moving on is instant). Asking for work resumes the labeler's own live
+// leases first, so a reload comes back to the same items, drawings included. Leases the
+// labeler walks away from are given back: leaving the label page, changing the grid size,
+// signing out, and closing the tab.
+//
+// A closing tab cannot be told from a reload, so when the tab goes away the page ahead and
+// the items on screen without any of the labeler's work are released, and the items with
+// their work are kept: a reload resumes them; after a closed tab they wait for the labeler
+// until their lease runs out.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, mediaUrl, post, type Lease } from "../../api";
+import { ApiError, mediaUrl, type Lease } from "../../api";
+import { hasOwnWork } from "../../doc/annotation";
+import { openDoc } from "../../doc/live";
+import { session } from "../../ui";
+import { extend, nextLeases, release, releasesSettled } from "./leases";
 
 export type WorkState = "loading" | "ready" | "empty" | "stopped" | "error";
 
-async function lease(pid: number, count: number): Promise<Lease[]> {
-  const r = await post<{ leases: Lease[] }>(`/api/v1/projects/${pid}/tasks/next`, { count });
-  return r.leases;
-}
+// Released as the previous page of this tab went away; released again (and waited for)
+// before asking for work, so that the request cannot resume them first.
+const RELEASING = "colabel.releasing";
+const ORDER = "colabel.order.";
+const EXTEND_EVERY_MS = 120_000;
 
 function preload(pid: number, leases: Lease[]): void {
   for (const l of leases) {
@@ -17,50 +30,140 @@ function preload(pid: number, leases: Lease[]): void {
   }
 }
 
+function withOwnWork(lease: Lease): boolean {
+  const doc = openDoc(lease.document);
+  return !!doc && !!session.user && hasOwnWork(doc.doc, String(session.user.id));
+}
+
+/** A reloaded page in the order it was on screen: the items kept over the reload come back
+ * first (resumed), the released ones after them (leased again). */
+function inOrder(pid: number, page: Lease[]): Lease[] {
+  const saved = sessionStorage.getItem(ORDER + pid);
+  sessionStorage.removeItem(ORDER + pid);
+  const order: number[] = saved ? JSON.parse(saved) : [];
+  const at = (l: Lease) => {
+    const i = order.indexOf(l.item.id);
+    return i < 0 ? order.length : i;
+  };
+  return [...page].sort((a, b) => at(a) - at(b));
+}
+
+async function releaseLeftOver(): Promise<void> {
+  const left = sessionStorage.getItem(RELEASING);
+  sessionStorage.removeItem(RELEASING);
+  const ids: string[] = left ? JSON.parse(left) : [];
+  await release(ids.map((lease_id) => ({ lease_id }) as Lease));
+  await releasesSettled();
+}
+
 export function useWork(pid: number, count: number) {
   const [current, setCurrent] = useState<Lease[]>([]);
   const [state, setState] = useState<WorkState>("loading");
   const [error, setError] = useState<unknown>(null);
-  const upcoming = useRef<Promise<Lease[]> | null>(null);
-  const alive = useRef(true);
+  // Why no page could be leased ahead (the project was paused, say) while work is on screen.
+  const [aheadError, setAheadError] = useState<unknown>(null);
+  const shown = useRef<Lease[]>([]);
+  const ahead = useRef<Lease[]>([]);
+  const aheadJob = useRef<Promise<void> | null>(null);
+  // Bumped when the page goes or the grid size changes: answers to older requests are not
+  // shown, and what they leased goes back.
+  const run = useRef(0);
 
-  const prefetch = () => {
-    const next = lease(pid, count).then((ls) => {
-      preload(pid, ls);
-      return ls;
-    });
-    next.catch(() => undefined); // surfaced when it is used
-    upcoming.current = next;
+  const held = () => [...shown.current, ...ahead.current];
+
+  const fail = (e: unknown, token: number) => {
+    if (token !== run.current) return;
+    shown.current = [];
+    setCurrent([]);
+    setError(e);
+    setState(e instanceof ApiError && e.code === "project_not_running" ? "stopped" : "error");
   };
 
-  const advance = async () => {
+  const show = (page: Lease[]) => {
+    shown.current = page;
+    setCurrent(page);
+    setError(null);
+    setState(page.length ? "ready" : "empty");
+    if (page.length) leaseAhead();
+  };
+
+  const leaseAhead = () => {
+    const token = run.current;
+    const job = nextLeases(pid, count, shown.current).then((page) => {
+      if (token !== run.current) return void release(page, true);
+      ahead.current = page;
+      preload(pid, page);
+      setAheadError(null);
+    }, (e) => {
+      if (token !== run.current) return;
+      ahead.current = [];
+      setAheadError(e);
+    });
+    aheadJob.current = job;
+    return job;
+  };
+
+  /** The page to show when arriving, or looking again: own live leases first. */
+  const start = async () => {
+    const token = run.current;
     setState("loading");
     try {
-      const ready = upcoming.current;
-      upcoming.current = null;
-      let page = ready ? await ready.catch(() => lease(pid, count)) : await lease(pid, count);
-      if (page.length === 0 && ready) page = await lease(pid, count); // others may have freed work
-      if (!alive.current) return;
-      setCurrent(page);
-      setError(null);
-      setState(page.length ? "ready" : "empty");
-      if (page.length) prefetch();
+      await aheadJob.current;
+      await releaseLeftOver();
+      const page = inOrder(pid, await nextLeases(pid, count, []));
+      if (token !== run.current) return void release(page, true);
+      ahead.current = [];
+      show(page);
     } catch (e) {
-      if (!alive.current) return;
-      setCurrent([]);
-      setError(e);
-      setState(e instanceof ApiError && e.code === "project_not_running" ? "stopped" : "error");
+      fail(e, token);
+    }
+  };
+
+  /** The page on screen is done (submitted or skipped): the page ahead comes next. */
+  const advance = async () => {
+    const token = run.current;
+    setState("loading");
+    shown.current = [];
+    try {
+      await aheadJob.current;
+      let page = ahead.current;
+      ahead.current = [];
+      if (!page.length) page = await nextLeases(pid, count, []); // others may have freed work
+      if (token !== run.current) return void release(page, true);
+      show(page);
+    } catch (e) {
+      fail(e, token);
     }
   };
 
   useEffect(() => {
-    alive.current = true;
-    upcoming.current = null;
-    advance();
+    run.current++;
+    void start();
+    const hide = () => {
+      const go = [...shown.current.filter((l) => !withOwnWork(l)), ...ahead.current];
+      sessionStorage.setItem(RELEASING, JSON.stringify(go.map((l) => l.lease_id)));
+      sessionStorage.setItem(ORDER + pid, JSON.stringify(shown.current.map((l) => l.item.id)));
+      void release(go, true);
+    };
+    // Back from the back/forward cache: what was released on the way out is asked for again.
+    const back = (e: PageTransitionEvent) => e.persisted && void start();
+    const keep = window.setInterval(() => !document.hidden && void extend(held()), EXTEND_EVERY_MS);
+    addEventListener("pagehide", hide);
+    addEventListener("pageshow", back);
     return () => {
-      alive.current = false;
+      run.current++;
+      removeEventListener("pagehide", hide);
+      removeEventListener("pageshow", back);
+      window.clearInterval(keep);
+      // Leaving the label page or changing the grid size: everything goes back.
+      void release(held(), true);
+      shown.current = [];
+      ahead.current = [];
     };
   }, [pid, count]);
 
-  return { current, state, error, advance };
+  return {
+    current, state, error, aheadError, advance, retry: start,
+    retryAhead: () => void leaseAhead(),
+  };
 }
