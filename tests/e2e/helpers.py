@@ -3,8 +3,11 @@ mouse, and reading what the server holds through the API."""
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 from playwright.sync_api import Page, expect
 
 from tests.infra import Api
@@ -71,3 +74,20 @@ def still_active(labeler: Api, lease_ids: list[str]) -> list[str]:
     assert r.status_code == 200, r.text
     released: list[str] = r.json()["released"]
     return released
+
+
+def lease_seconds_left(database_url: str, pid: int) -> list[float]:
+    """Seconds each active lease of the project has left, read from Postgres (in a thread of
+    its own: Playwright's synchronous API keeps an event loop running in this one)."""
+
+    async def read() -> list[float]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch("SELECT extract(epoch FROM expires_at - now())::float8 AS s "
+                                    "FROM leases WHERE project_id = $1 AND state = 'active'", pid)
+        finally:
+            await conn.close()
+        return [r["s"] for r in rows]
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(read())).result()

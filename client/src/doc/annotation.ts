@@ -62,14 +62,6 @@ export function setSingleClass(doc: Y.Doc, label: number, author: string): void 
   }, LOCAL_EDIT);
 }
 
-/** Whether the document holds something `author` made: they edited it last and it is not
- * empty (drawn, painted or classified; undone to nothing does not count). */
-export function hasOwnWork(doc: Y.Doc, author: string): boolean {
-  const { meta, classes, shapes, mask } = roots(doc);
-  if (meta.get("updated_by") !== author) return false;
-  return classes.size > 0 || shapes.size > 0 || [...mask.keys()].some((k) => k !== "tile_size");
-}
-
 /** Who changed the document last, and when; every edit and every undo or redo calls it. */
 export function touch(doc: Y.Doc, author: string): void {
   const meta = roots(doc).meta;

@@ -12,13 +12,16 @@ export async function nextLeases(pid: number, count: number, holding: Lease[]): 
 
 const pending = new Set<Promise<unknown>>();
 
-/** Give leases back. `keepalive` lets the request outlive the page (closing the tab). */
-export function release(leases: Lease[], keepalive = false): Promise<void> {
+/** Give leases back. `keepalive` lets the request outlive the page (closing the tab);
+ * `afterS` gives them back only after that many seconds unless this labeler resumes them
+ * first (a closing tab cannot be told from a reload). */
+export function release(leases: Lease[], keepalive = false, afterS = 0): Promise<void> {
   const ids = [...new Set(leases.map((l) => l.lease_id))];
   if (!ids.length) return Promise.resolve();
   const sent = fetch("/api/v1/leases/release", {
     method: "POST", credentials: "same-origin", keepalive,
-    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ lease_ids: ids }),
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ lease_ids: ids, after_s: afterS }),
   }).then(async (res) => {
     if (!res.ok) {
       const body = await res.json().catch(() => null);

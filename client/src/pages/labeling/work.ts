@@ -1,59 +1,26 @@
 // The labeler's work queue: the page on screen and at most one page leased ahead (its
 // images preloaded, so moving on is instant). Asking for work resumes the labeler's own live
-// leases first, so a reload comes back to the same items, drawings included. Leases the
-// labeler walks away from are given back: leaving the label page, changing the grid size,
-// signing out, and closing the tab.
+// leases first, in the order they were handed out, so a reload comes back to the same items
+// in the same places, drawings included. Leases the labeler walks away from are given back:
+// leaving the label page, changing the grid size, signing out, and closing the tab.
 //
-// A closing tab cannot be told from a reload, so when the tab goes away the page ahead and
-// the items on screen without any of the labeler's work are released, and the items with
-// their work are kept: a reload resumes them; after a closed tab they wait for the labeler
-// until their lease runs out.
+// A closing tab cannot be told from a reload, so when the tab goes away its leases are given
+// back after a grace period: a reload within it resumes them all, a closed tab frees them
+// half a minute later instead of when their lease time runs out.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, mediaUrl, type Lease } from "../../api";
-import { hasOwnWork } from "../../doc/annotation";
-import { openDoc } from "../../doc/live";
-import { session } from "../../ui";
-import { extend, nextLeases, release, releasesSettled } from "./leases";
+import { extend, nextLeases, release } from "./leases";
 
 export type WorkState = "loading" | "ready" | "empty" | "stopped" | "error";
 
-// Released as the previous page of this tab went away; released again (and waited for)
-// before asking for work, so that the request cannot resume them first.
-const RELEASING = "colabel.releasing";
-const ORDER = "colabel.order.";
 const EXTEND_EVERY_MS = 120_000;
+const TAB_GONE_GRACE_S = 30;
 
 function preload(pid: number, leases: Lease[]): void {
   for (const l of leases) {
     const img = new Image();
     img.src = mediaUrl(pid, l.item.id);
   }
-}
-
-function withOwnWork(lease: Lease): boolean {
-  const doc = openDoc(lease.document);
-  return !!doc && !!session.user && hasOwnWork(doc.doc, String(session.user.id));
-}
-
-/** A reloaded page in the order it was on screen: the items kept over the reload come back
- * first (resumed), the released ones after them (leased again). */
-function inOrder(pid: number, page: Lease[]): Lease[] {
-  const saved = sessionStorage.getItem(ORDER + pid);
-  sessionStorage.removeItem(ORDER + pid);
-  const order: number[] = saved ? JSON.parse(saved) : [];
-  const at = (l: Lease) => {
-    const i = order.indexOf(l.item.id);
-    return i < 0 ? order.length : i;
-  };
-  return [...page].sort((a, b) => at(a) - at(b));
-}
-
-async function releaseLeftOver(): Promise<void> {
-  const left = sessionStorage.getItem(RELEASING);
-  sessionStorage.removeItem(RELEASING);
-  const ids: string[] = left ? JSON.parse(left) : [];
-  await release(ids.map((lease_id) => ({ lease_id }) as Lease));
-  await releasesSettled();
 }
 
 export function useWork(pid: number, count: number) {
@@ -109,8 +76,7 @@ export function useWork(pid: number, count: number) {
     setState("loading");
     try {
       await aheadJob.current;
-      await releaseLeftOver();
-      const page = inOrder(pid, await nextLeases(pid, count, []));
+      const page = await nextLeases(pid, count, []);
       if (token !== run.current) return void release(page, true);
       ahead.current = [];
       show(page);
@@ -139,13 +105,8 @@ export function useWork(pid: number, count: number) {
   useEffect(() => {
     run.current++;
     void start();
-    const hide = () => {
-      const go = [...shown.current.filter((l) => !withOwnWork(l)), ...ahead.current];
-      sessionStorage.setItem(RELEASING, JSON.stringify(go.map((l) => l.lease_id)));
-      sessionStorage.setItem(ORDER + pid, JSON.stringify(shown.current.map((l) => l.item.id)));
-      void release(go, true);
-    };
-    // Back from the back/forward cache: what was released on the way out is asked for again.
+    const hide = () => void release(held(), true, TAB_GONE_GRACE_S);
+    // Back from the back/forward cache: asking again resumes the leases before the grace ends.
     const back = (e: PageTransitionEvent) => e.persisted && void start();
     const keep = window.setInterval(() => !document.hidden && void extend(held()), EXTEND_EVERY_MS);
     addEventListener("pagehide", hide);
