@@ -281,12 +281,17 @@ async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Recor
     held = set(holding)
     granted: list[Granted] = []
     live = len(own)
+    vanished = False
     for row in [r for r in own if r["id"] not in held][:count]:
         expires = await extend(dispatcher, db, pid, row["id"])
         if expires is None:
-            live -= 1  # it expired just now: its slot is back in the queue
+            vanished = True  # expired or released just now: its slot is back in the queue
         else:
             granted.append(Granted(row["id"], row["item_id"], expires, True))
+    if vanished:
+        # Others may have gone with it (a release from another tab of this labeler): count
+        # again, so a stale count does not hold back new work.
+        live = len(await db.fetch(_OWN_ACTIVE, pid, user_id))
     wanted = min(count - len(granted), HELD_PAGES * count - live)
     if wanted <= 0:
         return Handed(granted, [])

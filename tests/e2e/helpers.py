@@ -56,6 +56,7 @@ class LeaseLog:
     """Every lease the page was handed, from its `tasks/next` answers, in order."""
 
     def __init__(self, page: Page) -> None:
+        self.page = page
         self.leases: list[dict[str, Any]] = []
         page.on("response", self._seen)
 
@@ -65,6 +66,15 @@ class LeaseLog:
 
     def ids(self) -> list[str]:
         return [lease["lease_id"] for lease in self.leases]
+
+    def wait_for(self, count: int, timeout_ms: int = 10_000) -> list[dict[str, Any]]:
+        """The first `count` leases, once the page has been handed that many. (Playwright
+        delivers responses only while it is called, so this waits through it, not sleep.)"""
+        for _ in range(timeout_ms // 50):
+            if len(self.leases) >= count:
+                return self.leases[:count]
+            self.page.wait_for_timeout(50)
+        raise AssertionError(f"the page was handed {len(self.leases)} leases, expected {count}")
 
 
 def still_active(labeler: Api, lease_ids: list[str]) -> list[str]:

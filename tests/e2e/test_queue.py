@@ -107,8 +107,7 @@ def test_changing_the_grid_size_gives_the_old_leases_back(make_user: MakeUser, d
     page.goto(f"{server}/#/p/{pid}/label")
     _grid_keys(page)
     _wait_active(owner, pid, 8)
-    old = list(log.leases)
-    assert len(old) == 8
+    old = log.wait_for(8)
 
     page.click("[data-testid=grid-1]")
     expect(page.locator("[data-testid^=cell-]")).to_have_count(1)
@@ -134,6 +133,7 @@ def test_leaving_the_label_page_gives_the_leases_back(make_user: MakeUser, data_
     page.goto(f"{server}/#/p/{pid}/label")
     _grid_keys(page)
     _wait_active(owner, pid, 8)
+    assert len(log.wait_for(8)) == 8
     page.click(".projectnav a >> nth=0")  # to the project's home page
     expect(page.locator("[data-testid^=cell-]")).to_have_count(0)
     _wait_active(owner, pid, 0)
@@ -148,8 +148,8 @@ def test_closing_the_tab_gives_the_leases_back_after_a_grace(
     ctx = new_context()
     page = sign_in(ctx, server, labeler)
     page.evaluate("localStorage.setItem('colabel.grid', '4')")
-    page.goto(f"{server}/#/p/{pid}/label")
     log = LeaseLog(page)
+    page.goto(f"{server}/#/p/{pid}/label")
     keys = _grid_keys(page)
     page.click("[data-testid=cell-1]")
     page.keyboard.press("3")
@@ -172,6 +172,7 @@ def test_closing_the_tab_gives_the_leases_back_after_a_grace(
     assert _grid_keys(again) == keys
     expect(again.locator("[data-testid=tags-1]")).to_have_text("car")
     _wait_active(owner, pid, 8)
+    assert len(log.wait_for(8)) == 8
     assert set(still_active(labeler, log.ids())) == set(log.ids())  # resumed, with their lifetime back
 
 
@@ -183,6 +184,7 @@ def test_signing_out_gives_the_leases_back(make_user: MakeUser, data_dir: Path, 
     page.reload()
     stage_ready(page)
     _wait_active(owner, pid, 2)
+    assert len(log.wait_for(2)) == 2
     page.click("text=Sign out")
     expect(page.locator("input[name=password]")).to_be_visible()
     _wait_active(owner, pid, 0)

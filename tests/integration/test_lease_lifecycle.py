@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, cast
+
+import asyncpg
 
 from collab.dispatcher import Dispatcher
 from server import work
@@ -161,3 +164,40 @@ async def test_a_delayed_release_waits_for_a_reload_then_gives_the_items_back(
     assert sorted(x["item"]["id"] for x in theirs) == sorted(x["item"]["id"] for x in page + ahead)
     r = await asyncio.to_thread(a.post, "/api/v1/leases/release", {"lease_ids": ["x"], "after_s": 3601})
     assert r.status_code == 422
+
+
+class _ReleasesWhileAsking:
+    """A pool whose first read of the labeler's live leases is followed, before the caller
+    goes on, by a release of all of them: another tab of the same labeler giving its page
+    back at the moment this one asks for work."""
+
+    def __init__(self, pool: Any, dispatcher: Dispatcher, user_id: int) -> None:
+        self.pool, self.dispatcher, self.user_id = pool, dispatcher, user_id
+        self.released: list[str] = []
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        rows: list[Any] = await self.pool.fetch(query, *args)
+        if query == work._OWN_ACTIVE and not self.released:
+            self.released = [r["id"] for r in rows]
+            await work.release(self.dispatcher, self.pool, self.user_id, self.released)
+        return rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pool, name)
+
+
+async def test_leases_released_while_asking_do_not_hold_back_new_work(
+        services: Services, make_user: MakeUser, data_dir: Path) -> None:
+    """Asking for one item while two pages of four were being released used to count the
+    eight as still held and answer with nothing, as if no work were left."""
+    p = await asyncio.to_thread(setup_project, make_user, data_dir, items=12, labelers=1)
+    (a,) = p.labelers
+    page = await asyncio.to_thread(next_, a, p.pid, 4)
+    await asyncio.to_thread(next_, a, p.pid, 4, page)
+    project = await services.db.fetchrow("SELECT * FROM projects WHERE id = $1", p.pid)
+    dispatcher = Dispatcher(services.redis, services.settings.redis_prefix, ttl_s=600)
+    pool = _ReleasesWhileAsking(services.db, dispatcher, a.id)
+    got = await work.lease(dispatcher, cast(asyncpg.Pool, pool), project, a.id, 1)
+    assert len(pool.released) == 8
+    assert len(got.granted) == 1 and not got.granted[0].resumed
+    assert got.granted[0].lease_id not in pool.released

@@ -9,7 +9,7 @@
 // half a minute later instead of when their lease time runs out.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError, mediaUrl, type Lease } from "../../api";
-import { extend, nextLeases, release } from "./leases";
+import { extend, nextLeases, release, releasesSettled } from "./leases";
 
 export type WorkState = "loading" | "ready" | "empty" | "stopped" | "error";
 
@@ -76,6 +76,9 @@ export function useWork(pid: number, count: number) {
     setState("loading");
     try {
       await aheadJob.current;
+      // What an earlier grid size held goes back first: asked at the same time, the server
+      // would hand those leases out again as this labeler's own, just before they go.
+      await releasesSettled();
       const page = await nextLeases(pid, count, []);
       if (token !== run.current) return void release(page, true);
       ahead.current = [];
