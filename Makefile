@@ -13,7 +13,7 @@ lock_stamp = $(VENV)/.installed-$(1)-$(shell cksum < $(LOCKS)/$(1).txt | cut -d'
 NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
 CLIENT_STAMP := client/node_modules/.installed-$(shell cksum < client/package-lock.json | cut -d' ' -f1)
 
-.PHONY: install install-ml install-test-tools client run test lint lock wheel clean
+.PHONY: install install-ml install-test-tools client run test lint lock wheel reliability clean
 
 # A virtual environment holding exactly what a lock names, plus Colabel itself (editable).
 $(VENV)/bin/python:
@@ -70,6 +70,11 @@ lint: install
 	$(BIN)/python $(LOCKS)/lockfile.py check
 	$(BIN)/ruff check server collab inference migrations tests bench requirements setup.py
 	$(BIN)/mypy
+	$(BIN)/python -m tests.reliability --check
+
+# Run every attack and fault test and rewrite docs/RELIABILITY.md from what they measured.
+reliability: install install-test-tools client
+	$(BIN)/python -m tests.reliability
 
 # Resolve the locks afresh from PyPI after changing dependencies in pyproject.toml
 # (or to take newer releases); review the diff, then run `make test`.

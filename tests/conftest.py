@@ -22,6 +22,8 @@ from server.settings import Settings
 from tests.azurite import AzuriteInfo, run_azurite
 from tests.infra import ROOT, Api, run_server, server_env, tcp_open, unique
 
+pytest_plugins = ["tests.reliability"]
+
 ADMIN_EMAIL = "admin@colabel.test"
 PASSWORD = "correct horse battery"
 UPLOAD_MAX_FILE = 2 * 1024 * 1024
