@@ -1,9 +1,40 @@
-"""Login throttling: failed attempts are counted per account and per client address."""
+"""Login throttling: failed attempts are counted per account and per client address.
+
+An attempt takes its place in both counters before the password is checked, in one Lua
+script that refuses it when either counter is at its limit: concurrent attempts cannot
+all pass a check that each made before any of them was counted. A successful sign-in gives
+its place back. Only commands Redis 6.2 has (the embedded engine) are used.
+"""
 
 from __future__ import annotations
 
 from .errors import TooManyRequests
 from .services import Services
+
+# KEYS: the counters. ARGV: their limits, then the window in seconds. Returns 0 when the
+# attempt was counted, else the seconds until the full counter's window ends.
+_RESERVE = """
+local window = tonumber(ARGV[#KEYS + 1])
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
+    local ttl = redis.call('TTL', key)
+    if ttl < 1 then ttl = 1 end
+    return ttl
+  end
+end
+for _, key in ipairs(KEYS) do
+  -- The window starts at the first failure and later ones do not extend it.
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, window) end
+end
+return 0
+"""
+# KEYS: the counters. Takes one attempt back from each (never below zero).
+_GIVE_BACK = """
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
 
 
 class LoginThrottle:
@@ -19,27 +50,24 @@ class LoginThrottle:
             (self.keys.login_failures_address(address), s.login_max_failures_address),
         ]
 
-    async def check(self, email: str, address: str) -> None:
-        """Refuse with 429 while either counter is at its limit."""
-        for key, limit in self._limits(email, address):
-            count = await self.redis.get(key)
-            if count is not None and int(count) >= limit:
-                ttl = await self.redis.ttl(key)
-                raise TooManyRequests(
-                    "too many failed sign-in attempts; try again later",
-                    retry_after=max(int(ttl), 1),
-                )
+    async def attempt(self, email: str, address: str) -> None:
+        """Count a sign-in attempt as failed until it succeeds; 429 while either counter is
+        at its limit (and then the attempt is not counted)."""
+        limits = self._limits(email, address)
+        wait = int(await self.redis.eval(
+            _RESERVE, len(limits), *[k for k, _ in limits], *[n for _, n in limits],
+            self.settings.login_window_s))
+        if wait:
+            raise TooManyRequests("too many failed sign-in attempts; try again later", retry_after=wait)
 
-    async def failed(self, email: str, address: str) -> None:
-        window = self.settings.login_window_s
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for key, _ in self._limits(email, address):
-                # The window starts at the first failure and is not extended by later ones:
-                # the counter is created with its expiry, and INCR keeps an existing TTL.
-                # (Not `EXPIRE … NX`: Redis 6.2, the embedded engine, does not have it.)
-                pipe.set(key, 0, ex=window, nx=True)
-                pipe.incr(key)
-            await pipe.execute()
+    async def give_back(self, email: str, address: str) -> None:
+        """The attempt did not fail on its password (it could not be checked): uncount it."""
+        keys = [k for k, _ in self._limits(email, address)]
+        await self.redis.eval(_GIVE_BACK, len(keys), *keys)
 
-    async def succeeded(self, email: str) -> None:
-        await self.redis.delete(self.keys.login_failures_account(email))
+    async def succeeded(self, email: str, address: str) -> None:
+        """The right password: the account's failures are forgotten, and this attempt is
+        not one of the address's failures."""
+        account, addr = (k for k, _ in self._limits(email, address))
+        await self.redis.delete(account)
+        await self.redis.eval(_GIVE_BACK, 1, addr)

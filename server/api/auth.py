@@ -35,13 +35,17 @@ async def login(call: Call) -> Response:
         csrf.check(services.settings, call.request)
     throttle = LoginThrottle(services)
     address = client_address(call)
-    await throttle.check(body.email, address)
-    row = await services.db.fetchrow(SELECT_BY_EMAIL, body.email)
-    ok = verify_password(row["password_hash"] if row else None, body.password)
+    # Counted before the password is checked, so concurrent guesses cannot pass the limit.
+    await throttle.attempt(body.email, address)
+    try:
+        row = await services.db.fetchrow(SELECT_BY_EMAIL, body.email)
+        ok = verify_password(row["password_hash"] if row else None, body.password)
+    except BaseException:
+        await throttle.give_back(body.email, address)
+        raise
     if not ok or row is None or not row["is_active"]:
-        await throttle.failed(body.email, address)
         raise Unauthorized("wrong email or password", code="invalid_credentials")
-    await throttle.succeeded(body.email)
+    await throttle.succeeded(body.email, address)
     user = User.from_row(row)
     response = JSONResponse({"user": user.to_json()})
     await auth.start_session(services, user, response)
