@@ -68,7 +68,7 @@ def labeled_project(make_user: MakeUser, data_dir: Path, task_type: str, tree: l
     folder, sizes = image_folder(data_dir, count)
     owner, pid, labels = new_project(make_user, folder, task_type, tree)
     labeler = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     while True:
         r = labeler.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1})
@@ -123,6 +123,6 @@ def started_project(make_user: MakeUser, data_dir: Path, task_type: str, tree: l
     folder, _ = image_folder(data_dir, count)
     owner, pid, labels = new_project(make_user, folder, task_type, tree)
     labeler = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     return owner, labeler, pid, labels

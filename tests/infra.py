@@ -156,6 +156,12 @@ class Api:
         uid: int = self.user["id"]
         return uid
 
+    @property
+    def email(self) -> str:
+        assert self.user is not None
+        email: str = self.user["email"]
+        return email
+
 
 def unique(prefix: str = "x") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

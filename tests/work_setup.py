@@ -41,7 +41,7 @@ def setup_project(make_user: MakeUser, data_dir: Path, *, items: int, task_type:
     people = []
     for i in range(labelers):
         person = make_user(f"labeler{i}")
-        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": person.id, "role": "labeler"})
+        owner.put(f"/api/v1/projects/{pid}/members", {"email": person.email, "role": "labeler"})
         people.append(person)
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     return Proj(owner, pid, labels, people)

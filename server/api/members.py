@@ -24,7 +24,8 @@ _REMOVE = "DELETE FROM memberships WHERE project_id = $1 AND user_id = $2"
 
 
 class MemberPut(Strict):
-    """Add a member or change their role; name the user by id or by email."""
+    """Add a member or change their role: a new member by email, a member by id or email
+    (instance admins may name any user by id)."""
 
     user_id: int | None = None
     email: str | None = Field(None, max_length=254)
@@ -64,10 +65,15 @@ async def put_member(call: Call) -> dict[str, Any]:
         await conn.execute(projects.LOCK, pid)
         await projects.access(conn, call.me, pid, Role.OWNER)
         if body.user_id is not None:
+            # By id, owners name only their own project's members (to change a role); new
+            # people are added by email. Otherwise any id would answer with that account's
+            # name and email. Admins see every account anyway.
             user = await get_user(conn, body.user_id)
-            if user is None or not user.is_active:
-                raise field_error("user_id", f"no active user with id {body.user_id}",
-                                  code="unknown_user")
+            known = user is not None and user.is_active and (
+                call.me.is_admin or await conn.fetchval(_ROLE_OF, pid, user.id) is not None)
+            if user is None or not known:
+                raise field_error("user_id", f"no member with id {body.user_id} in this project; "
+                                  "add people by email", code="unknown_user")
             uid = user.id
         else:
             row = await conn.fetchrow(SELECT_BY_EMAIL, body.email)

@@ -58,7 +58,7 @@ def test_a_brush_stroke_on_a_4000x3000_image_keeps_up(make_user: MakeUser, data_
     _big_image(folder)
     owner, pid, _ = new_project(make_user, folder, "semantic", TREE)
     labeler = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
 
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")

@@ -59,7 +59,7 @@ def test_a_grid_page_fits_the_window_with_whole_images(make_user: MakeUser, data
         Image.new("RGB", size, (40 + 20 * i, 90, 160)).save(folder / f"img{i}.png")
     owner, pid, _ = new_project(make_user, folder, "multiclass", TREE)
     labeler = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
 
     page = sign_in(new_context(), server, labeler)

@@ -81,7 +81,7 @@ def test_two_labelers_reach_consensus_or_review(make_user: MakeUser, data_dir: P
                                      consensus={"enabled": True, "min": 2, "max": 2})
     first, second, reviewer = make_user("labeler"), make_user("labeler"), make_user("reviewer")
     for person, role in ((first, "labeler"), (second, "labeler"), (reviewer, "reviewer")):
-        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": person.id, "role": role})
+        owner.put(f"/api/v1/projects/{pid}/members", {"email": person.email, "role": role})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
 
     a = sign_in(new_context(), server, first, f"#/p/{pid}/label")

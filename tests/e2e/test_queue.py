@@ -117,7 +117,7 @@ def test_changing_the_grid_size_gives_the_old_leases_back(make_user: MakeUser, d
     # ... and whoever asks next can have them.
     now_held = {lease["item"]["id"] for lease in log.leases[8:]}
     other = make_user("labeler")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": other.id, "role": "labeler"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": other.email, "role": "labeler"})
     r = other.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 9})
     assert r.status_code == 200, r.text
     theirs = {lease["item"]["id"] for lease in r.json()["leases"]}

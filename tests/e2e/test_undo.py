@@ -64,7 +64,7 @@ def test_undo_leaves_a_collaborators_edits_alone(make_user: MakeUser, data_dir: 
                                                  new_context: Any) -> None:
     owner, labeler, pid, labels = started_project(make_user, data_dir, "polygon", TREE, 2)
     reviewer = make_user("reviewer")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": reviewer.id, "role": "reviewer"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": reviewer.email, "role": "reviewer"})
     iid = next(iter(items_by_key(owner, pid).values()))["id"]
     # Both edit the item's final document in review, at the same time.
     mine = sign_in(new_context(), server, reviewer, f"#/p/{pid}/review?item={iid}")

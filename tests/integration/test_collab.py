@@ -65,7 +65,7 @@ def project_with_items(owner: Api, data_dir: Path, consensus: bool,
     assert owner.put(f"/api/v1/projects/{pid}/dataset",
                      {"datastore": {"kind": "local", "path": str(folder)}}).status_code == 200
     for who, role in members:
-        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": who.id, "role": role})
+        owner.put(f"/api/v1/projects/{pid}/members", {"email": who.email, "role": role})
     items = [i["id"] for i in owner.get(f"/api/v1/projects/{pid}/items").json()["items"]]
     return pid, items
 

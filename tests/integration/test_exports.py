@@ -215,7 +215,7 @@ def test_filters_and_provenance(make_user: MakeUser, data_dir: Path) -> None:
                                      consensus={"enabled": True, "min": 2, "max": 2})
     a, b = make_user("labeler"), make_user("labeler")
     for person in (a, b):
-        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": person.id, "role": "labeler"})
+        owner.put(f"/api/v1/projects/{pid}/members", {"email": person.email, "role": "labeler"})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     votes = {"0.png": ("car", "car"), "1.png": ("car", "animal/cat"), "2.png": ("animal", "car")}
     for n, person in enumerate((a, b)):

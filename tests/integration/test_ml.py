@@ -71,7 +71,7 @@ async def test_prelabels_from_a_trained_model_reach_the_document_live(
     r = owner.post(f"/api/v1/projects/{pid}/imports", files=[("file", ("t.csv", table.encode(), "text/csv"))],
                    data={"mapping": '{"image": "image", "category": "label"}'})
     assert r.status_code == 200 and r.json()["labeled"] == 45, r.text
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": labeler.id, "role": "labeler"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
 
     ready = await asyncio.to_thread(_wait, owner, pid, lambda m: m["phase"] in ("ready", "failed"))

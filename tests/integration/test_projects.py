@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import project_body
 from tests.infra import Api, unique
+from tests.reliability import Measured
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
 
@@ -369,7 +370,7 @@ def test_members_managed_by_owner_with_last_owner_guard(
     owner, p = make_project()
     pid = p["id"]
     lab, rev = make_user("lab"), make_user("rev")
-    r = owner.put(f"/api/v1/projects/{pid}/members", {"user_id": lab.id, "role": "labeler"})
+    r = owner.put(f"/api/v1/projects/{pid}/members", {"email": lab.email, "role": "labeler"})
     assert r.status_code == 200
     r = owner.put(f"/api/v1/projects/{pid}/members",
                   {"email": rev.user["email"].upper(), "role": "reviewer"})
@@ -381,12 +382,44 @@ def test_members_managed_by_owner_with_last_owner_guard(
                      {"user_id": 999999999, "role": "labeler"}).status_code == 422
     assert owner.put(f"/api/v1/projects/{pid}/members",
                      {"user_id": lab.id, "role": "boss"}).status_code == 422
+    # A member's role changes by id too.
+    assert owner.put(f"/api/v1/projects/{pid}/members",
+                     {"user_id": rev.id, "role": "labeler"}).status_code == 200
     last = owner.put(f"/api/v1/projects/{pid}/members", {"user_id": owner.id, "role": "labeler"})
     assert last.status_code == 409 and last.json()["error"]["code"] == "last_owner"
     assert owner.delete(f"/api/v1/projects/{pid}/members/{owner.id}").status_code == 409
     assert owner.delete(f"/api/v1/projects/{pid}/members/{lab.id}").status_code == 204
     assert lab.get(f"/api/v1/projects/{pid}").status_code == 404
     assert owner.delete(f"/api/v1/projects/{pid}/members/{lab.id}").status_code == 404
+
+
+@pytest.mark.reliability(
+    area="Access",
+    attack="An owner of a fresh project of their own PUTs members by user_id for ids of accounts "
+           "they share nothing with, existing and not.",
+    promise="Ids of accounts an owner cannot see are not an oracle: the same 422 for every one, no "
+            "name or email, nobody added; new people are added by email.")
+def test_member_ids_are_not_an_oracle(make_project: MakeProject, make_user: Callable[..., Api],
+                                      measured: Measured) -> None:
+    owner, p = make_project()
+    pid = p["id"]
+    stranger = make_user("stranger")
+    answers = [owner.put(f"/api/v1/projects/{pid}/members", {"user_id": uid, "role": "labeler"})
+               for uid in (stranger.id, 2**31 - 7)]
+    assert [r.status_code for r in answers] == [422, 422]
+    bodies = [r.json()["error"] for r in answers]
+    assert bodies[0]["code"] == "unknown_user"
+    ids = (stranger.id, 2**31 - 7)
+    assert [b["message"].replace(str(uid), "N") for b, uid in zip(bodies, ids, strict=True)] == \
+        [bodies[1]["message"].replace(str(ids[1]), "N")] * 2
+    assert stranger.email not in answers[0].text and stranger.user["name"] not in answers[0].text
+    members = owner.get(f"/api/v1/projects/{pid}/members").json()["members"]
+    assert [m["user"]["id"] for m in members] == [owner.id]
+    assert stranger.get(f"/api/v1/projects/{pid}").status_code == 404
+    # By email the owner adds them (knowing the address is what it takes).
+    assert owner.put(f"/api/v1/projects/{pid}/members",
+                     {"email": stranger.email, "role": "labeler"}).status_code == 200
+    measured("existing and unknown ids: the same 422 unknown_user, no name or email, nobody added")
 
 
 def test_admin_sees_and_manages_every_project(

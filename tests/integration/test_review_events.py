@@ -52,7 +52,7 @@ def test_review_queue_decide_and_reopen(make_user: MakeUser, data_dir: Path) -> 
                                                  "target": 3, "max": 2}
     assert p.owner.get(f"/api/v1/projects/{p.pid}").json()["project"]["status"] == "running"
     c = make_user("third")
-    p.owner.put(f"/api/v1/projects/{p.pid}/members", {"user_id": c.id, "role": "labeler"})
+    p.owner.put(f"/api/v1/projects/{p.pid}/members", {"email": c.email, "role": "labeler"})
     assert [x["item"]["id"] for x in next_(c, p.pid)] == [iid]
     assert next_(p.labelers[0], p.pid) == []  # never the same item twice
     assert p.owner.post(f"/api/v1/projects/{p.pid}/items/{iid}/reopen").status_code == 409

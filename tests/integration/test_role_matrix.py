@@ -54,7 +54,7 @@ class World:
     data_dir: Path
     people: dict[str, Api]
     pid: int
-    extra_user: int
+    extra_user: str  # an email: owners add people by email
     token_id: int | None
     iid: int = 0
     lid: str = "none"
@@ -120,7 +120,7 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("POST", "/api/v1/projects/{pid}/resume"): (OWNERS, None, "paused"),
     ("GET", "/api/v1/projects/{pid}/members"): (REVIEWERS, None, ""),
     ("PUT", "/api/v1/projects/{pid}/members"): (
-        OWNERS, lambda w: {"user_id": w.extra_user, "role": "labeler"}, ""),
+        OWNERS, lambda w: {"email": w.extra_user, "role": "labeler"}, ""),
     ("DELETE", "/api/v1/projects/{pid}/members/{uid}"): (with_status(OWNERS, 204), None, ""),
     ("GET", "/api/v1/projects/{pid}/labels"): (MEMBERS, None, ""),
     ("PATCH", "/api/v1/projects/{pid}/labels"): (
@@ -174,8 +174,8 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
     owner = people["owner"]
     pid = owner.post("/api/v1/projects", project_body()).json()["project"]["id"]
     for role in ("reviewer", "labeler"):
-        owner.put(f"/api/v1/projects/{pid}/members", {"user_id": people[role].id, "role": role})
-    world = World(server, data_dir, people, pid, cast["extra"].id, None)
+        owner.put(f"/api/v1/projects/{pid}/members", {"email": people[role].email, "role": role})
+    world = World(server, data_dir, people, pid, cast["extra"].email, None)
     if setup in ("bound", "running", "paused", "leased", "decided"):
         assert owner.put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
         world.iid = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]

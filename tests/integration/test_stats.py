@@ -175,5 +175,5 @@ def test_labelers_are_refused_and_strangers_see_nothing(make_user: MakeUser, dat
     assert p.labelers[0].get(f"/api/v1/projects/{p.pid}/stats").status_code == 403
     assert make_user("stranger").get(f"/api/v1/projects/{p.pid}/stats").status_code == 404
     reviewer = make_user("reviewer")
-    p.owner.put(f"/api/v1/projects/{p.pid}/members", {"user_id": reviewer.id, "role": "reviewer"})
+    p.owner.put(f"/api/v1/projects/{p.pid}/members", {"email": reviewer.email, "role": "reviewer"})
     assert stats(reviewer, p.pid)["counts"]["total"] == 1
