@@ -45,9 +45,20 @@ class Grant:
     readonly: bool
 
 
+def _canonical(ws: WebSocket, pid: int, iid: int, annotator: str) -> bool:
+    """Whether the address names its document the one way it is named: ASCII digits without
+    leading zeros ("04" or Arabic-Indic digits would otherwise open documents of their own)."""
+    plain = annotator == "final" or (
+        annotator.isascii() and annotator.isdigit() and str(int(annotator)) == annotator)
+    return plain and ws.scope["path"].split("/")[-3:] == [str(pid), str(iid), annotator]
+
+
 async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annotator: str) -> Grant:
     """Who may open this document, and whether they may write to it."""
     user = await auth.websocket_user(services, ws)
+    if not _canonical(ws, pid, iid, annotator):
+        raise NotFound(f"no document {annotator!r} for item {iid}; documents are named "
+                       f"{pid}/{iid}/<user id> or {pid}/{iid}/final")
     pa = await projects.access(services.db, user, pid, Role.LABELER)
     if await services.db.fetchval(_ITEM, pid, iid) is None:
         raise NotFound(f"item {iid} not found in project {pid}")
@@ -55,7 +66,7 @@ async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annot
         if pa.role >= Role.REVIEWER or not pa.setting("consensus").get("enabled"):
             return Grant(user.id, readonly=False)
         raise Forbidden("with consensus on, the final document is for reviewers and owners")
-    if not annotator.isdigit() or await services.db.fetchval(_MEMBER, pid, int(annotator)) is None:
+    if await services.db.fetchval(_MEMBER, pid, int(annotator)) is None:
         raise NotFound(f"no document {annotator!r} for item {iid}")
     if int(annotator) == user.id:
         return Grant(user.id, readonly=False)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ import websockets
 from PIL import Image
 
 from tests.infra import Api, run_server, unique
+from tests.reliability import Measured
 from tests.yclient import node_client, py_client, result
 
 
@@ -26,6 +28,10 @@ class Person:
     @property
     def id(self) -> int:
         return self.api.id
+
+    @property
+    def email(self) -> str:
+        return self.api.email
 
 
 @dataclass
@@ -129,6 +135,24 @@ def test_permissions(world: World) -> None:
     assert status(world.reviewer, world.room("final", pid=world.pid_consensus,
                                              item=_any_item(world, world.pid_consensus))) == 101
     assert status(world.alice, world.room("nobody")) == 404
+
+
+@pytest.mark.reliability(
+    area="Collaboration",
+    attack="Opened a labeler's document under other spellings of its name: a leading zero, "
+           "Arabic-Indic digits, zero-padded project and item ids.",
+    promise="Only the canonical name is a document: every alias is refused (404) and opens nothing.")
+def test_a_document_has_one_name(world: World, measured: Measured) -> None:
+    uid, item = world.alice.id, world.items[0]
+    arabic = str(uid).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    aliases = [f"{world.pid}/{item}/0{uid}", f"{world.pid}/{item}/{arabic}",
+               f"0{world.pid}/{item}/{uid}", f"{world.pid}/0{item}/{uid}", f"{world.pid}/{item}/+{uid}",
+               f"{world.pid}/{item}/{uid}%20", f"{world.pid}/{item}/Final"]
+    url = f"{world.ws}/collab/{{}}?token={world.alice.token}"
+    codes = {alias: asyncio.run(_handshake(url.format(quote(alias, safe="/")), {})) for alias in aliases}
+    assert set(codes.values()) == {404}, codes
+    assert asyncio.run(_handshake(url.format(world.room(uid)), {})) == 101
+    measured(f"{len(aliases)} aliases refused 404; the canonical name opens (101)")
 
 
 def _any_item(world: World, pid: int) -> int:
