@@ -27,6 +27,7 @@ from .api.meta import app_version
 from .errors import ApiError
 from .jobs import BackgroundJobs
 from .routing import build_routes, error_response
+from .security_headers import SecurityHeaders
 from .services import Services
 from .settings import Settings
 
@@ -72,13 +73,24 @@ def _client_routes(client_dist: Path) -> list[BaseRoute]:
     if (client_dist / "index.html").exists():
         return [Mount("/", StaticFiles(directory=client_dist, html=True), name="client")]
 
-    # Until the browser app is built: a sign-in page that lists your projects.
+    # Until the browser app is built: a sign-in page that lists your projects (its script
+    # and styles in files of their own: the Content-Security-Policy allows no inline ones).
     page = WELCOME_PAGE.read_text()
+    assets = {name: (WELCOME_PAGE.with_name(name).read_text(), kind)
+              for name, kind in (("welcome.js", "text/javascript"), ("welcome.css", "text/css"))}
 
     async def welcome(request: Request) -> Response:
         return Response(page, media_type="text/html")
 
-    return [Route("/", welcome)]
+    def asset(name: str) -> Route:
+        text, kind = assets[name]
+
+        async def serve(request: Request) -> Response:
+            return Response(text, media_type=kind)
+
+        return Route(f"/{name}", serve)
+
+    return [Route("/", welcome), *(asset(name) for name in assets)]
 
 
 def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette:
@@ -145,6 +157,9 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             Exception: _unexpected,
         },
     )
+    # Every response carries them but the last-resort 500 of an unhandled error (JSON, so
+    # nothing a browser would render or frame).
+    app.add_middleware(SecurityHeaders)
     app.state.settings = settings
     app.state.openapi = openapi.document(endpoints, app_version())
     return app

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 from tests.conftest import PASSWORD
 from tests.infra import Api
@@ -36,19 +36,29 @@ def browser() -> Iterator[Browser]:
         b.close()
 
 
+def csp_violation(message: ConsoleMessage) -> bool:
+    """Chromium reports what the Content-Security-Policy blocked as a console error."""
+    return message.type == "error" and "Content Security Policy" in message.text
+
+
 @pytest.fixture
 def new_context(browser: Browser) -> Iterator:
+    """Browser contexts for a test. The server's strict CSP is on in every one, and a test
+    fails if the app does anything it blocks."""
     contexts: list[BrowserContext] = []
+    blocked: list[str] = []
 
     def make() -> BrowserContext:
         ctx = browser.new_context(viewport={"width": 1400, "height": 900})
         ctx.set_default_timeout(15_000)
+        ctx.on("console", lambda m: csp_violation(m) and blocked.append(m.text))
         contexts.append(ctx)
         return ctx
 
     yield make
     for ctx in contexts:
         ctx.close()
+    assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
 
 
 def sign_in(ctx: BrowserContext, server: str, who: Api, at: str = "#/") -> Page:

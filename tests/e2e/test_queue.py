@@ -115,7 +115,7 @@ def test_changing_the_grid_size_gives_the_old_leases_back(make_user: MakeUser, d
     _wait_active(owner, pid, 2)  # one on screen, one ahead: the eight before went back
     assert still_active(labeler, [lease["lease_id"] for lease in old]) == []
     # ... and whoever asks next can have them.
-    now_held = {lease["item"]["id"] for lease in log.leases[8:]}
+    now_held = {lease["item"]["id"] for lease in log.wait_for(10)[8:]}
     other = make_user("labeler")
     owner.put(f"/api/v1/projects/{pid}/members", {"email": other.email, "role": "labeler"})
     r = other.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 9})
