@@ -9,20 +9,30 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from . import auth, csrf
-from .errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, Unauthorized, field_error
+from .errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    field_error,
+)
 from .services import Services
 from .users import User
-from .validation import unprocessable_from
+from .validation import INT64_MAX, MAX_JSON_DEPTH, check_json, unprocessable_from
 
 MAX_JSON_BODY = 2 * 1024 * 1024
 
@@ -55,22 +65,29 @@ class Call:
         assert self.user is not None, "only for endpoints that require a user"
         return self.user
 
-    def page(self, default: int = 100, most: int = 1000) -> tuple[int, int]:
-        """`limit` (clamped to 1..most) and `offset` from the query string."""
-        q = self.request.query_params
+    def query_int(self, name: str, default: int, low: int = 0, high: int = INT64_MAX,
+                  what: str = "a whole number") -> int:
+        """An integer query parameter within low..high; 422 naming it otherwise."""
+        raw = self.request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
         try:
-            limit = min(max(int(q.get("limit", default)), 1), most)
-            offset = max(int(q.get("offset", 0)), 0)
+            value = int(raw)
         except ValueError:
-            raise field_error("limit", "limit and offset must be integers") from None
-        return limit, offset
+            value = None
+        if value is None or not low <= value <= high:
+            raise field_error(name, f"must be {what} from {low} to {high}")
+        return value
+
+    def page(self, default: int = 100, most: int = 1000) -> tuple[int, int]:
+        """`limit` (clamped to 1..most) and `offset` (negative means 0) from the query string."""
+        lowest = -INT64_MAX - 1
+        limit = min(max(self.query_int("limit", default, lowest), 1), most)
+        return limit, max(self.query_int("offset", 0, lowest), 0)
 
     def after(self) -> int:
         """The `after` cursor (an id) of a keyset-paged listing; 0 from the start."""
-        try:
-            return int(self.request.query_params.get("after", 0))
-        except ValueError:
-            raise field_error("after", "must be an item id") from None
+        return self.query_int("after", 0, what="an item id")
 
     def path_int(self, name: str) -> int:
         value: int = self.request.path_params[name]
@@ -110,13 +127,41 @@ async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
     if not raw.strip():
         raw = b"{}"
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BadRequest(f"request body is nested deeper than {MAX_JSON_DEPTH} levels",
+                         code="invalid_json") from None
+    except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    check_json(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise unprocessable_from(exc) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _check_address(request: Request) -> None:
+    """Path and query values that no handler can use are refused before any runs: an id
+    beyond 64 bits names nothing (404), a NUL cannot be stored or looked up (404 in the
+    path, 422 in the query)."""
+    for name, value in request.path_params.items():
+        if (isinstance(value, int) and not 0 <= value <= INT64_MAX) or (
+                isinstance(value, str) and "\x00" in value):
+            raise NotFound(f"no such {name.removesuffix('id') or name}: {str(value)[:40]!r}")
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            raise field_error(name.replace("\x00", "?"), "contains a NUL character", code="nul_character")
 
 
 def _respond(result: Any, status: int) -> Response:
@@ -131,6 +176,7 @@ def _respond(result: Any, status: int) -> Response:
 
 def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
+        _check_address(request)
         services: Services = request.app.state.services
         identity = await auth.identify(services, request)
         if ep.access is not Access.PUBLIC and identity.user is None:
@@ -166,7 +212,23 @@ def build_routes(endpoints: list[Endpoint]) -> list[Route]:
             return dispatch
 
         routes.append(Route(path, make(handlers), methods=list(methods)))
-    return routes
+    return [*routes, _api_fallback(routes)]
+
+
+def _api_fallback(routes: list[Route]) -> Route:
+    """Every other address under /api/ answers the API's own JSON 404 (or 405 where the
+    path exists for other methods), not the browser app's static files: `/projects/abc`
+    is a missing resource, whatever method asks for it."""
+
+    async def fallback(request: Request) -> Response:
+        allowed = sorted({m for r in routes if r.matches(request.scope)[0] is Match.PARTIAL
+                          for m in r.methods or ()})
+        if allowed:
+            raise HTTPException(405, headers={"Allow": ", ".join(allowed)})
+        raise NotFound(f"no such API address: {request.method} {request.url.path[:200]}")
+
+    return Route("/api/{rest:path}", fallback,
+                 methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 
 
 def error_response(exc: ApiError) -> JSONResponse:

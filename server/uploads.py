@@ -125,6 +125,7 @@ async def receive(request: Request, staging_root: Path, *, file_field: str,
         key = part.filename.lstrip("./") if part.filename.startswith("./") else part.filename
         try:
             check_key(key)
+            check_length(key)
         except UnsafeKey:
             raise Unprocessable(f"unsafe file name {part.filename!r}", code="unsafe_path",
                                 details={"key": part.filename}) from None
@@ -155,7 +156,11 @@ async def receive(request: Request, staging_root: Path, *, file_field: str,
 
     def on_part_end() -> None:
         if part.staged is None:
-            batch.fields[part.name] = part.value.decode("utf-8", "replace")
+            value = part.value.decode("utf-8", "replace")
+            if "\x00" in value or "\x00" in part.name:
+                raise Unprocessable(f"form field {part.name[:40]!r} contains a NUL character",
+                                    code="nul_character")
+            batch.fields[part.name] = value
             return
         assert part.fh is not None
         part.fh.close()
@@ -190,11 +195,52 @@ async def receive(request: Request, staging_root: Path, *, file_field: str,
     return batch
 
 
-def place(staged: StagedFile, root: Path) -> None:
-    """Move a staged file to its key under `root` (same filesystem: an atomic rename)."""
-    target = root / staged.key
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged.path, target)
+# File systems take names of up to 255 bytes per path part; the whole key is kept well
+# within what every one of them takes.
+MAX_NAME_BYTES = 255
+MAX_KEY_CHARS = 1024
+
+
+def check_length(key: str) -> None:
+    if len(key) > MAX_KEY_CHARS or any(len(p.encode()) > MAX_NAME_BYTES for p in key.split("/")):
+        raise Unprocessable(f"file name too long: {key[:80]}…: at most {MAX_NAME_BYTES} bytes a "
+                            f"folder or file name and {MAX_KEY_CHARS} characters in all",
+                            code="name_too_long", details={"key": key[:MAX_KEY_CHARS]})
+
+
+def check_paths(keys: list[str], root: Path) -> None:
+    """Refuse a batch whose files cannot all be placed: a key that is also a folder of
+    another key (`f.png` and `f.png/g.png`), in the batch or against what is stored."""
+    folders = {"/".join(k.split("/")[:i]) for k in keys for i in range(1, k.count("/") + 1)}
+    clash = sorted(set(keys) & folders)
+    if clash:
+        raise Unprocessable("a name is both a file and a folder: " + ", ".join(clash[:20]),
+                            code="path_conflict", details={"keys": clash[:100]})
+    stored = sorted(k for k in keys if (root / k).is_dir())
+    stored += sorted(f for f in folders if (root / f).exists() and not (root / f).is_dir())
+    if stored:
+        raise Unprocessable("a name is a file in the project's storage and a folder here, or the "
+                            "other way round: " + ", ".join(stored[:20]),
+                            code="path_conflict", details={"keys": stored[:100]})
+
+
+def place_all(files: list[StagedFile], root: Path) -> None:
+    """Move staged files to their keys under `root` (same filesystem: atomic renames). If one
+    cannot be placed, the files this call created are removed again, so a failed request
+    leaves nothing behind (check_paths has ruled out the clashes that could do that)."""
+    created: list[Path] = []
+    try:
+        for staged in files:
+            target = root / staged.key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            new = not target.exists()
+            os.replace(staged.path, target)
+            if new:
+                created.append(target)
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
 
 
 async def receive_one_file(request: Request, settings: Settings, what: str) -> UploadBatch:

@@ -30,3 +30,40 @@ def unprocessable_from(exc: ValidationError, prefix: tuple[str, ...] = ()) -> Un
     if len(details) > 1:
         message += f" (and {len(details) - 1} more)"
     return Unprocessable(message, details=details)
+
+
+# What any JSON body may hold. Deeper nesting has no use in the API and would exhaust the
+# parser's recursion; NUL cannot be stored in a Postgres text; integers must fit a bigint.
+MAX_JSON_DEPTH = 64
+INT64_MAX = 2**63 - 1
+
+
+def check_json(data: Any) -> None:
+    """Refuse, with a 422 naming the place, what no endpoint can store: nesting deeper than
+    MAX_JSON_DEPTH, NUL characters in strings or keys, integers beyond 64 bits."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > MAX_JSON_DEPTH:
+            raise _bad(loc, f"nested deeper than {MAX_JSON_DEPTH} levels", "json_too_deep")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise _bad(loc, "contains a NUL character", "nul_character")
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not -INT64_MAX - 1 <= value <= INT64_MAX:
+                raise _bad(loc, "is beyond the 64-bit integer range", "number_out_of_range")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if "\x00" in k:
+                    raise _bad(loc, "has a key with a NUL character", "nul_character")
+                stack.append((v, (*loc, k)))
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+
+
+def _bad(loc: tuple[Any, ...], problem: str, code: str) -> Unprocessable:
+    where = _loc(loc)
+    return Unprocessable(f"{where}: {problem}", code=code,
+                         details=[{"loc": list(loc), "msg": problem, "type": code}])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from typing import Any, Literal
 
 import asyncpg
@@ -94,9 +95,12 @@ def _float_param(call: Call, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise field_error(name, "must be a number") from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise field_error(name, "must be a finite number")
+    return value
 
 
 async def get_media(call: Call) -> Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import projects, stats
-from ..errors import field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 
@@ -13,11 +12,8 @@ from ..routing import Call, Endpoint
 async def project_stats(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     pa = await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
-    raw = call.request.query_params.get("hours", str(stats.DEFAULT_HOURS))
-    try:
-        hours = int(raw)
-    except ValueError:
-        raise field_error("hours", f"must be a whole number of hours (1 to {stats.MAX_HOURS})") from None
+    # Out-of-window asks are held to 1..MAX_HOURS by collect().
+    hours = call.query_int("hours", stats.DEFAULT_HOURS, -2**63, 2**63 - 1, what="a whole number of hours")
     return await stats.collect(call.services.db, pid, pa.row["task_type"], hours)
 
 

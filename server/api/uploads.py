@@ -45,6 +45,7 @@ async def upload(call: Call) -> dict[str, Any]:
             raise Unprocessable("the same file name appears twice: " + ", ".join(dupes[:20]),
                                 code="duplicate_files", details={"keys": dupes})
         root = upload_root(settings, pid)
+        uploads.check_paths(keys, root.root)
         existing = [k for k in keys if (root.root / k).exists()]
         if existing and not overwrite_ok:
             raise Conflict(
@@ -61,8 +62,7 @@ async def upload(call: Call) -> dict[str, Any]:
             await ingest.lock_project(conn, pid, wait=True)
             result = await ingest.register_keys(conn, pid, settings.max_items_per_project, keys,
                                                 kind="upload")
-            for staged in batch.files:
-                await asyncio.to_thread(uploads.place, staged, root.root)
+            await asyncio.to_thread(uploads.place_all, batch.files, root.root)
         if result.changed_items:
             await work.forget_queue(call.services.redis, settings.redis_prefix, pid)
         return {
