@@ -176,7 +176,10 @@ def compile_locks() -> None:
             path = lock.path(ROOT)
             path.unlink(missing_ok=True)  # resolve afresh rather than keep old pins
             subprocess.run(cmd, cwd=ROOT, env=env, check=True)
-            path.write_text(f"{DIGEST_PREFIX}{digest}\n{path.read_text()}")
+            # The dev pins are a temporary file; name the lock they come from instead, so that
+            # recompiling changes only what was resolved differently.
+            text = path.read_text().replace(str(constraints), "requirements/dev.txt")
+            path.write_text(f"{DIGEST_PREFIX}{digest}\n{text}")
             if lock.name == "dev":
                 constraints.write_text("".join(
                     f"{name}=={version}" + (f" ; {marker}" if marker else "") + "\n"

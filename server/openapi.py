@@ -8,12 +8,14 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .routing import Access, Endpoint
+from .validation import INT64_MAX
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 _STATUS_TEXT = {
     200: "OK", 201: "Created", 204: "No content", 400: "Bad request",
     401: "Not signed in", 403: "Forbidden", 404: "Not found", 409: "Conflict",
-    413: "Payload too large", 422: "Invalid request body", 429: "Too many requests",
+    413: "Payload too large", 415: "Unsupported media type", 422: "Invalid request",
+    429: "Too many requests",
     503: "Unavailable",
 }
 ERROR_SCHEMA = {
@@ -35,6 +37,43 @@ ERROR_SCHEMA = {
 
 def _openapi_path(path: str) -> str:
     return _PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
+
+
+def _implied_errors(ep: Endpoint) -> set[int]:
+    """Answers every route of a kind can give, whatever its handler does: 401 unless public,
+    404 for ids in the path (one beyond 64 bits names nothing), 400 and 422 for a body (not
+    JSON; not what the schema allows), 413 and 415 for a multipart one."""
+    out: set[int] = set() if ep.access is Access.PUBLIC else {401}
+    if _PARAM.search(ep.path):
+        out.add(404)
+    if ep.body is not None:
+        out |= {400, 422}
+    if ep.form is not None:
+        out |= {400, 413, 415, 422}
+    return out
+
+
+# Any text but NUL (which nothing can store); with a minimum length, something besides
+# whitespace too (request strings are stripped before their length is checked).
+_TEXT = "^[^\x00]*$"
+_SOME_TEXT = "^[^\x00]*[^\\s\x00][^\x00]*$"
+
+
+def _tighten(node: Any) -> None:
+    """Say in the schemas what every body is checked for beyond its model: integers are
+    64-bit (Postgres bigint) and strings hold no NUL and are stripped."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            node.setdefault("minimum", -INT64_MAX - 1)
+            node.setdefault("maximum", INT64_MAX)
+        if node.get("type") == "string" and "pattern" not in node and "format" not in node \
+                and "enum" not in node and "const" not in node:
+            node["pattern"] = _SOME_TEXT if node.get("minLength", 0) > 0 else _TEXT
+        for value in node.values():
+            _tighten(value)
+    elif isinstance(node, list):
+        for value in node:
+            _tighten(value)
 
 
 def document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
@@ -64,13 +103,17 @@ def document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
         if params:
             op["parameters"] = params
         if ep.body is not None:
+            # A body whose fields all have defaults may be left out (it means `{}`).
+            required = any(f.is_required() for f in ep.body.model_fields.values())
             op["requestBody"] = {
-                "required": True,
+                "required": required,
                 "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}
                 }},
             }
-        for status in ep.errors:
+        elif ep.form is not None:
+            op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": ep.form}}}
+        for status in sorted(_implied_errors(ep) | set(ep.errors)):
             op["responses"][str(status)] = {
                 "description": _STATUS_TEXT.get(status, "Error"),
                 "content": {"application/json": {
@@ -79,6 +122,7 @@ def document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
             }
         paths.setdefault(_openapi_path(ep.path), {})[ep.method.lower()] = op
     schemas = dict(defs.get("$defs", {}))
+    _tighten(schemas)
     schemas["Error"] = ERROR_SCHEMA
     return {
         "openapi": "3.1.0",

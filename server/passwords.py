@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import StringConstraints
 
 _hasher = PasswordHasher()
 
@@ -20,6 +22,13 @@ def _dummy_hash() -> str:
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024
+
+# Passwords are taken exactly as typed: whitespace at either end is part of them (the
+# request models strip it from every other string).
+NewPassword = Annotated[str, StringConstraints(strip_whitespace=False, min_length=MIN_LENGTH,
+                                               max_length=MAX_LENGTH)]
+GivenPassword = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1,
+                                                 max_length=MAX_LENGTH)]
 
 
 def hash_password(password: str) -> str:

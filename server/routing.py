@@ -110,6 +110,8 @@ class Endpoint:
     tag: str = ""
     # Statuses this route can answer besides the happy one, for the OpenAPI document.
     errors: tuple[int, ...] = field(default=())
+    # A multipart/form-data body, as the JSON Schema of its fields (files: format binary).
+    form: dict[str, Any] | None = None
 
 
 async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
@@ -135,7 +137,8 @@ async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
         raise BadRequest(f"request body is not valid JSON: {exc}", code="invalid_json") from None
     check_json(data)
     try:
-        return model.model_validate(data)
+        # Strict: JSON types are what the document says (0 is not false, "1" is not 1).
+        return model.model_validate_json(json.dumps(data), strict=True)
     except ValidationError as exc:
         raise unprocessable_from(exc) from None
 
@@ -144,11 +147,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _finite_float(text: str) -> float:
+def _finite_float(text: str) -> float | int:
+    """A JSON number with a fraction or exponent. One with an integral value is an integer
+    to JSON Schema (1.0 is 1), and becomes one for the strict validation that follows."""
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(f"{text} is out of range")
-    return value
+    return int(value) if value.is_integer() and abs(value) <= 2**53 else value
 
 
 def _check_address(request: Request) -> None:

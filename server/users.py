@@ -11,6 +11,10 @@ import asyncpg
 from .errors import Conflict
 from .passwords import hash_password
 
+# What a valid email looks like, for the API document (api/users.py's check_email checks the
+# same): no whitespace, something before the @, a dot after it.
+EMAIL_PATTERN = r"^[^@\s\x00]+@[^\s\x00]*\.[^\s\x00]*$"
+
 _COLUMNS = "id, email, name, is_admin, is_active, created_at"
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = $1"
 SELECT_BY_EMAIL = f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"

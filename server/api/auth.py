@@ -9,16 +9,16 @@ from starlette.responses import JSONResponse, Response
 
 from .. import auth, csrf
 from ..errors import Unauthorized
-from ..passwords import MAX_LENGTH, verify_password
+from ..passwords import GivenPassword, verify_password
 from ..ratelimit import LoginThrottle
 from ..routing import Access, Call, Endpoint
-from ..users import SELECT_BY_EMAIL, User
+from ..users import EMAIL_PATTERN, SELECT_BY_EMAIL, User
 from ..validation import Strict
 
 
 class LoginBody(Strict):
-    email: str = Field(min_length=3, max_length=254)
-    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
+    password: GivenPassword
 
 
 def client_address(call: Call) -> str:

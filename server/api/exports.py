@@ -9,7 +9,7 @@ from pydantic import Field
 from starlette.responses import FileResponse
 
 from .. import projects
-from ..errors import Conflict, NotFound, Unprocessable
+from ..errors import Conflict, NotFound
 from ..exports import runner
 from ..exports.writer import FORMATS, MEDIA_TYPE, SUFFIX
 from ..roles import Role
@@ -81,7 +81,8 @@ async def create_export(call: Call) -> dict[str, Any]:
     task_type = pa.row["task_type"]
     if task_type not in FORMATS[body.format]:
         fits = sorted(f for f, types in FORMATS.items() if task_type in types)
-        raise Unprocessable(
+        # The request is well formed; the project's task type is what rules it out.
+        raise Conflict(
             f"{body.format} cannot carry {task_type} labels; use one of: {', '.join(fits)}",
             code="format_unsupported", details={"task_type": task_type, "formats": fits})
     prefix = body.image_url_prefix if body.image_url_prefix is not None else default_prefix(pa.row["dataset"])
@@ -137,7 +138,7 @@ async def delete_export(call: Call) -> None:
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/projects/{pid:int}/exports", create_export,
              "Export the project's labels (COCO, JSON Lines, CSV, masks, VOC, YOLO) in the background",
-             body=ExportBody, status=202, tag="exports", errors=(401, 404, 403, 422)),
+             body=ExportBody, status=202, tag="exports", errors=(401, 404, 403, 409, 422)),
     Endpoint("GET", "/api/v1/projects/{pid:int}/exports", list_exports, "The project's exports, newest first",
              tag="exports", errors=(401, 403, 404)),
     Endpoint("GET", "/api/v1/exports/{eid:int}", get_export, "One export: status, progress, warnings",

@@ -173,5 +173,11 @@ ENDPOINTS = [
              "Import a CSV, JSON Lines or Parquet table: multipart 'file', 'mapping' "
              "({image, category?, confidence?}), 'labels_as' (final|prelabel), "
              "'accept_partial' (owners)",
-             tag="data", errors=(400, 401, 403, 404, 409, 413, 422)),
+             tag="data", errors=(400, 401, 403, 404, 409, 413, 422),
+             form={"type": "object", "required": ["file", "mapping"], "properties": {
+                 "file": {"type": "string", "format": "binary"},
+                 "mapping": {"type": "string", "description": "JSON: {image, category?, confidence?}"},
+                 "labels_as": {"type": "string", "enum": ["final", "prelabel"]},
+                 "accept_partial": {"type": "string", "enum": ["true", "false"]},
+                 "format": {"type": "string", "enum": ["csv", "jsonl", "parquet"]}}}),
 ]

@@ -239,5 +239,11 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/projects/{pid:int}/label-imports", import_labels,
              "Import a labeled dataset: multipart 'file' (COCO .json or AutoML .jsonl), 'format', "
              "'labels_as' (final|prelabel), 'create_labels', 'accept_partial' (owners)",
-             tag="data", errors=(400, 401, 403, 404, 409, 413, 422)),
+             tag="data", errors=(400, 401, 403, 404, 409, 413, 422),
+             form={"type": "object", "required": ["file"], "properties": {
+                 "file": {"type": "string", "format": "binary"},
+                 "format": {"type": "string", "enum": ["coco", "jsonl"]},
+                 "labels_as": {"type": "string", "enum": ["final", "prelabel"]},
+                 "create_labels": {"type": "string", "enum": ["true", "false"]},
+                 "accept_partial": {"type": "string", "enum": ["true", "false"]}}}),
 ]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import asyncpg
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from .. import projects
-from ..errors import Conflict, NotFound, field_error
+from ..errors import Conflict, NotFound
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..users import SELECT_BY_EMAIL, get_user
@@ -25,17 +25,22 @@ _REMOVE = "DELETE FROM memberships WHERE project_id = $1 AND user_id = $2"
 
 class MemberPut(Strict):
     """Add a member or change their role: a new member by email, a member by id or email
-    (instance admins may name any user by id)."""
+    (instance admins may name any user by id). Exactly one of the two, not null."""
 
-    user_id: int | None = None
-    email: str | None = Field(None, max_length=254)
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["user_id"]},
+                                                           {"required": ["email"]}]})
+
+    user_id: int | None = Field(None, json_schema_extra={"type": "integer"})
+    email: str | None = Field(None, max_length=254, json_schema_extra={"type": "string"})
     role: Literal["owner", "reviewer", "labeler"]
 
-    @model_validator(mode="after")
-    def _one_of(self) -> MemberPut:
-        if (self.user_id is None) == (self.email is None):
+    @model_validator(mode="before")
+    @classmethod
+    def _one_of(cls, data: Any) -> Any:
+        given = [k for k in ("user_id", "email") if isinstance(data, dict) and k in data]
+        if len(given) != 1 or data[given[0]] is None:
             raise ValueError("give exactly one of user_id or email")
-        return self
+        return data
 
 
 def _json(row: asyncpg.Record) -> dict[str, Any]:
@@ -72,14 +77,13 @@ async def put_member(call: Call) -> dict[str, Any]:
             known = user is not None and user.is_active and (
                 call.me.is_admin or await conn.fetchval(_ROLE_OF, pid, user.id) is not None)
             if user is None or not known:
-                raise field_error("user_id", f"no member with id {body.user_id} in this project; "
-                                  "add people by email", code="unknown_user")
+                raise NotFound(f"no member with id {body.user_id} in this project; "
+                               "add people by email", code="unknown_user")
             uid = user.id
         else:
             row = await conn.fetchrow(SELECT_BY_EMAIL, body.email)
             if row is None or not row["is_active"]:
-                raise field_error("email", f"no active user with email {body.email}",
-                                  code="unknown_user")
+                raise NotFound(f"no active user with email {body.email}", code="unknown_user")
             uid = row["id"]
         await _last_owner_guard(conn, pid, uid, body.role)
         await conn.execute(projects.ADD_MEMBER, pid, uid, body.role)

@@ -79,5 +79,9 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/projects/{pid:int}/uploads", upload,
              "Upload files (multipart field 'files'; the file name carries the relative path; "
              "overwrite=true replaces existing files) (owners)",
-             status=201, tag="data", errors=(400, 401, 403, 404, 409, 413, 415, 422)),
+             status=201, tag="data", errors=(400, 401, 403, 404, 409, 413, 415, 422),
+             form={"type": "object", "required": ["files"], "properties": {
+                 "files": {"type": "array", "minItems": 1,
+                           "items": {"type": "string", "format": "binary"}},
+                 "overwrite": {"type": "string", "enum": ["true", "false"]}}}),
 ]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
-from ..errors import Conflict, NotFound, field_error
-from ..passwords import MAX_LENGTH, MIN_LENGTH, hash_password, verify_password
+from ..errors import Conflict, Forbidden, NotFound, field_error
+from ..passwords import GivenPassword, NewPassword, hash_password, verify_password
 from ..routing import Access, Call, Endpoint
-from ..users import SELECT_ALL, SELECT_BY_EMAIL, User, create_user, get_user
+from ..users import EMAIL_PATTERN, SELECT_ALL, SELECT_BY_EMAIL, User, create_user, get_user
 from ..validation import Strict
 
 _UPDATE = """
@@ -30,8 +30,8 @@ def check_email(value: str) -> str:
 
 
 class UserCreate(Strict):
-    email: str = Field(min_length=3, max_length=254)
-    password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
+    password: NewPassword
     name: str = Field("", max_length=200)
     is_admin: bool = False
 
@@ -42,13 +42,17 @@ class UserPatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=200)
     is_admin: bool | None = None
     is_active: bool | None = None
-    password: str | None = Field(None, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+    password: NewPassword | None = None
 
 
 class MePatch(Strict):
+    # A new password comes with the current one.
+    model_config = ConfigDict(json_schema_extra={"dependentRequired": {"password": ["current_password"]}})
+
     name: str | None = Field(None, min_length=1, max_length=200)
-    password: str | None = Field(None, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
-    current_password: str | None = Field(None, max_length=MAX_LENGTH)
+    password: NewPassword | None = None
+    # Not null when given (the schema says string; leaving it out is how to not give it).
+    current_password: GivenPassword | None = Field(None, json_schema_extra={"type": "string"})
 
 
 async def create(call: Call) -> dict[str, Any]:
@@ -93,10 +97,11 @@ async def patch_me(call: Call) -> dict[str, Any]:
     body: MePatch = call.body
     if body.password is not None:
         row = await call.services.db.fetchrow(SELECT_BY_EMAIL, call.me.email)
-        if body.current_password is None or not verify_password(
-            row["password_hash"] if row else None, body.current_password
-        ):
-            raise field_error("current_password", "the current password is needed and must match")
+        if body.current_password is None:
+            raise field_error("current_password", "a new password needs the current one")
+        if not verify_password(row["password_hash"] if row else None, body.current_password):
+            # Well formed, but not the right password: refused as a credential, not as input.
+            raise Forbidden("the current password does not match", code="wrong_password")
     user = await _update(call, call.me.id, body.name, None, None, body.password)
     return {"user": user.to_json()}
 

@@ -117,7 +117,9 @@ def test_password_change_needs_the_current_one_and_ends_sessions(
 ) -> None:
     user = make_user()
     r = user.patch("/api/v1/me", {"password": "a-new-password", "current_password": "wrong"})
-    assert r.status_code == 422
+    assert r.status_code == 403 and r.json()["error"]["code"] == "wrong_password"
+    r = user.patch("/api/v1/me", {"password": "a-new-password"})
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["loc"] == ["current_password"]
     r = user.patch("/api/v1/me", {"password": "a-new-password", "current_password": PASSWORD})
     assert r.status_code == 200
     assert user.get("/api/v1/me").status_code == 401

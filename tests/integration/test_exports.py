@@ -274,7 +274,7 @@ def test_downloads_support_ranges_and_errors_are_clear(make_user: MakeUser, data
     assert full.headers["content-type"] == "application/json"
 
     wrong = p.owner.post(f"/api/v1/projects/{p.pid}/exports", {"format": "csv"})
-    assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "format_unsupported"
+    assert wrong.status_code == 409 and wrong.json()["error"]["code"] == "format_unsupported"
     assert "coco" in wrong.json()["error"]["details"]["formats"]
     unknown = p.owner.post(f"/api/v1/projects/{p.pid}/exports", {"format": "xml"})
     assert unknown.status_code == 422

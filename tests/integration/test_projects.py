@@ -379,7 +379,7 @@ def test_members_managed_by_owner_with_last_owner_guard(
     assert roles == {owner.id: "owner", lab.id: "labeler", rev.id: "reviewer"}
     assert lab.get(f"/api/v1/projects/{pid}").json()["project"]["role"] == "labeler"
     assert owner.put(f"/api/v1/projects/{pid}/members",
-                     {"user_id": 999999999, "role": "labeler"}).status_code == 422
+                     {"user_id": 999999999, "role": "labeler"}).status_code == 404
     assert owner.put(f"/api/v1/projects/{pid}/members",
                      {"user_id": lab.id, "role": "boss"}).status_code == 422
     # A member's role changes by id too.
@@ -397,7 +397,7 @@ def test_members_managed_by_owner_with_last_owner_guard(
     area="Access",
     attack="An owner of a fresh project of their own PUTs members by user_id for ids of accounts "
            "they share nothing with, existing and not.",
-    promise="Ids of accounts an owner cannot see are not an oracle: the same 422 for every one, no "
+    promise="Ids of accounts an owner cannot see are not an oracle: the same 404 for every one, no "
             "name or email, nobody added; new people are added by email.")
 def test_member_ids_are_not_an_oracle(make_project: MakeProject, make_user: Callable[..., Api],
                                       measured: Measured) -> None:
@@ -406,7 +406,7 @@ def test_member_ids_are_not_an_oracle(make_project: MakeProject, make_user: Call
     stranger = make_user("stranger")
     answers = [owner.put(f"/api/v1/projects/{pid}/members", {"user_id": uid, "role": "labeler"})
                for uid in (stranger.id, 2**31 - 7)]
-    assert [r.status_code for r in answers] == [422, 422]
+    assert [r.status_code for r in answers] == [404, 404]
     bodies = [r.json()["error"] for r in answers]
     assert bodies[0]["code"] == "unknown_user"
     ids = (stranger.id, 2**31 - 7)
@@ -419,7 +419,7 @@ def test_member_ids_are_not_an_oracle(make_project: MakeProject, make_user: Call
     # By email the owner adds them (knowing the address is what it takes).
     assert owner.put(f"/api/v1/projects/{pid}/members",
                      {"email": stranger.email, "role": "labeler"}).status_code == 200
-    measured("existing and unknown ids: the same 422 unknown_user, no name or email, nobody added")
+    measured("existing and unknown ids: the same 404 unknown_user, no name or email, nobody added")
 
 
 def test_admin_sees_and_manages_every_project(
