@@ -7,25 +7,20 @@ Credentials are kept server-side and never returned by the API.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import os
 import re
-import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 
+from .datastores.base import DatastoreError
 from .errors import field_error
+from .outbound import AddressRefused, OutboundPolicy
 from .settings import Settings
 from .validation import Strict
 
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-_METADATA_HOSTS = frozenset(
-    {"metadata", "metadata.google.internal", "metadata.azure.com", "instance-data"}
-)
 _SECRET_FIELDS = ("sas_token", "account_key", "connection_string")
 
 
@@ -103,46 +98,29 @@ def resolve_local(settings: Settings, raw: str) -> Path:
     return real
 
 
-def _bad_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> bool:
-    if ip.is_loopback:
-        return not allow_loopback
-    return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+async def check_azure(settings: Settings, store: AzureBlobStore) -> None:
+    """Refuse a binding whose account URL, or any endpoint its connection string names, is
+    not one the server may connect to. Only the URLs are judged here; the addresses a host
+    name resolves to are judged when the connection is made."""
+    from .datastores.azure import AzureBlobDatastore
 
-
-async def check_account_url(settings: Settings, url: str) -> None:
-    """Refuse non-https URLs and hosts that point at link-local or metadata services."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    loopback_ok = settings.azure_allow_emulator
-    if not host:
-        raise field_error("datastore.account_url", "must be a URL with a host")
-    is_loopback_name = host in ("localhost", "127.0.0.1", "::1")
-    if parts.scheme != "https" and not (
-        loopback_ok and parts.scheme == "http" and is_loopback_name
-    ):
-        raise field_error("datastore.account_url", "must be an https:// URL")
-    if host in _METADATA_HOSTS or host.endswith(".internal"):
-        raise field_error("datastore.account_url", "metadata hosts are not allowed",
-                          code="address_not_allowed")
+    policy = OutboundPolicy.from_settings(settings)
     try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    addresses = [literal] if literal else []
-    if literal is None:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            addresses = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
-        except OSError:
-            # An unresolvable host is reported when the listing runs; nothing to protect here.
-            addresses = []
-    for ip in addresses:
-        if _bad_address(ip, loopback_ok):
-            raise field_error(
-                "datastore.account_url",
-                f"{host} resolves to {ip}, which is not an allowed storage address",
-                code="address_not_allowed",
-            )
+        policy.check_url(store.account_url)
+    except AddressRefused as exc:
+        raise field_error("datastore.account_url", str(exc), code="address_not_allowed") from None
+    try:
+        datastore = AzureBlobDatastore.from_binding(store.model_dump(), policy)
+    except DatastoreError as exc:
+        raise field_error("datastore", str(exc)) from None
+    field = "datastore.connection_string" if store.connection_string else "datastore.account_url"
+    try:
+        for url in datastore.endpoints():
+            policy.check_url(url)
+    except AddressRefused as exc:
+        raise field_error(field, str(exc), code="address_not_allowed") from None
+    finally:
+        await datastore.close()
 
 
 async def validate(settings: Settings, body: DatasetBody) -> dict[str, Any]:
@@ -153,7 +131,7 @@ async def validate(settings: Settings, body: DatasetBody) -> dict[str, Any]:
     if isinstance(store, LocalStore):
         stored["path"] = str(resolve_local(settings, store.path))
     elif isinstance(store, AzureBlobStore):
-        await check_account_url(settings, store.account_url)
+        await check_azure(settings, store)
         stored["account_url"] = store.account_url.rstrip("/")
         stored["prefix"] = store.prefix.strip("/")
         stored = {k: v for k, v in stored.items() if v is not None}

@@ -59,8 +59,11 @@ class Settings:
     # Folders a `local` datastore may point into (os.pathsep-separated in the env var).
     local_roots: tuple[Path, ...] = ()
     max_items_per_project: int = 500_000
-    # Allow http:// Azure account URLs on loopback (the Azurite emulator in tests).
+    # Storage endpoints must be public addresses. These let an instance admin allow loopback,
+    # http:// included (the Azurite emulator in tests), and private networks (a storage
+    # private endpoint).
     azure_allow_emulator: bool = False
+    azure_allow_private: bool = False
     db_pool_min: int = 2
     db_pool_max: int = 20
     upload_max_file_bytes: int = 512 * 1024 * 1024
@@ -110,6 +113,7 @@ class Settings:
             local_roots=tuple(Path(p) for p in roots_raw.split(os.pathsep) if p),
             max_items_per_project=_int(env, "COLABEL_MAX_ITEMS_PER_PROJECT", 500_000),
             azure_allow_emulator=_bool(env, "COLABEL_AZURE_ALLOW_EMULATOR", False),
+            azure_allow_private=_bool(env, "COLABEL_AZURE_ALLOW_PRIVATE", False),
             db_pool_min=_int(env, "COLABEL_DB_POOL_MIN", 2),
             db_pool_max=_int(env, "COLABEL_DB_POOL_MAX", 20),
             upload_max_file_bytes=_int(env, "COLABEL_UPLOAD_MAX_FILE_BYTES", 512 * 1024 * 1024),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import redis
 
@@ -199,6 +201,20 @@ def make_user(server: str, admin: Api) -> Callable[..., Api]:
         return Api(server).login(email, PASSWORD)
 
     return make
+
+
+@functools.cache
+def admin_at(base_url: str) -> Api:
+    """The run's instance admin, signed in to the server at `base_url`."""
+    return Api(base_url).login(ADMIN_EMAIL, PASSWORD)
+
+
+def bind_folder(owner: Api, pid: int, folder: Path | str, pattern: str = "**/*.*",
+                **extra: Any) -> httpx.Response:
+    """Bind a folder on the server to `owner`'s project. The instance admin sends it: only
+    admins may bind a folder on the server."""
+    body = {"datastore": {"kind": "local", "path": str(folder)}, "pattern": pattern, **extra}
+    return admin_at(owner.base_url).put(f"/api/v1/projects/{pid}/dataset", body)
 
 
 def project_body(**overrides: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from tests.conftest import bind_folder
 from tests.infra import Api, unique
 
 MakeUser = Callable[..., Api]
@@ -57,7 +58,7 @@ def new_project(make_user: MakeUser, folder: Path, task_type: str, tree: list[di
                                               "labels": tree, **extra})
     assert created.status_code == 201, created.text
     pid = created.json()["project"]["id"]
-    r = owner.put(f"/api/v1/projects/{pid}/dataset", {"datastore": {"kind": "local", "path": str(folder)}})
+    r = bind_folder(owner, pid, folder)
     assert r.status_code == 200, r.text
     return owner, pid, label_paths(created.json()["labels"])
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from PIL import Image
 
+from tests.conftest import bind_folder
 from tests.infra import Api, unique
 
 MakeUser = Callable[..., Api]
@@ -36,8 +37,7 @@ def setup_project(make_user: MakeUser, data_dir: Path, *, items: int, task_type:
     folder.mkdir(parents=True)
     for i in range(items):
         Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i:03d}.png")
-    assert owner.put(f"/api/v1/projects/{pid}/dataset",
-                     {"datastore": {"kind": "local", "path": str(folder)}}).status_code == 200
+    assert bind_folder(owner, pid, folder).status_code == 200
     people = []
     for i in range(labelers):
         person = make_user(f"labeler{i}")

@@ -7,10 +7,11 @@ from typing import Any
 from .. import dataset_binding, ingest, projects, work
 from ..datastores.base import DatastoreError
 from ..datastores.factory import open_datastore
-from ..errors import ApiError, Conflict, field_error
+from ..errors import ApiError, Conflict, Forbidden, field_error
 from ..roles import Role
 from ..routing import Call, Endpoint
 from ..settings import Settings
+from ..users import User
 
 _UPDATE = """
 UPDATE projects SET dataset = $2, refresh = $3, updated_at = now() WHERE id = $1
@@ -35,15 +36,36 @@ async def _ingest(conn: Any, settings: Settings, pid: int, binding: dict[str, An
         await store.close()
 
 
+def _check_local_folder(me: User, body: dataset_binding.DatasetBody,
+                        old: dict[str, Any] | None) -> None:
+    """Only instance admins bind folders on the server: a folder under the allowed roots may
+    hold any team's images. An owner may still send the binding an admin made, unchanged,
+    to edit its refresh settings."""
+    store = body.datastore
+    if me.is_admin or not isinstance(store, dataset_binding.LocalStore):
+        return
+    if old is not None and old["datastore"] == {"kind": "local", "path": store.path} \
+            and old["pattern"] == body.pattern:
+        return
+    raise Forbidden(
+        "only an instance admin can bind a folder on the server; upload the images or use "
+        "an Azure Blob container, or ask an admin to bind the folder",
+        code="local_folder_admin_only", details={"field": "datastore"},
+    )
+
+
 async def put_dataset(call: Call) -> dict[str, Any]:
     body: dataset_binding.DatasetBody = call.body
     pid = call.path_int("pid")
     settings = call.services.settings
-    binding = await dataset_binding.validate(settings, body)
     async with call.services.db.acquire() as conn, conn.transaction():
         await conn.execute(projects.LOCK, pid)
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
         old = pa.row["dataset"]
+        # Who may bind what is settled before the path or URL is looked at, so a refusal
+        # says nothing about which folders exist.
+        _check_local_folder(call.me, body, old)
+        binding = await dataset_binding.validate(settings, body)
         same = old is not None and dataset_binding.identity(old) == dataset_binding.identity(binding)
         if pa.started and not same:
             raise Conflict(
@@ -91,7 +113,7 @@ async def refresh(call: Call) -> dict[str, Any]:
 ENDPOINTS = [
     Endpoint("PUT", "/api/v1/projects/{pid:int}/dataset", put_dataset,
              "Bind the datastore, file pattern and refresh schedule, and register its files "
-             "(owners)",
+             "(owners; a folder on the server: instance admins)",
              body=dataset_binding.DatasetBody, tag="data", errors=(401, 403, 404, 409, 422)),
     Endpoint("POST", "/api/v1/projects/{pid:int}/refresh", refresh,
              "List the datastore now: register new files, mark vanished ones missing (owners)",

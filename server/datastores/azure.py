@@ -23,7 +23,9 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
+from ..outbound import AddressRefused, OutboundPolicy
 from .base import DatastoreError, KeyNotFound, ObjectInfo, UnsafeKey
+from .vetted_http import VettedTransport
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ _PERMISSION_CODES = frozenset({
     "AuthorizationResourceTypeMismatch",
     "AuthorizationServiceMismatch",
 })
+# Said for every way of not reaching a storage service (address refused, no such host, no
+# connection, a broken one, an answer that is not Azure Storage's): telling them apart would
+# tell a caller which addresses and ports answer.
+UNREACHABLE = ("Azure Blob: could not reach a storage service at this endpoint; check the URL "
+               "and that it is a public Azure Blob Storage address")
 
 
 def account_name_from_url(account_url: str) -> str:
@@ -64,6 +71,16 @@ def check_key(key: str, *, allow_empty: bool = False) -> None:
         raise UnsafeKey(f"unsafe key {key!r}: keys are relative and cannot contain '..', '\\' or NUL")
 
 
+def _from_storage(exc: AzureError | AddressRefused) -> bool:
+    """Whether `exc` is an answer from Azure Storage (every one carries a request id)."""
+    if isinstance(exc, AddressRefused | ServiceRequestError | ServiceResponseError):
+        return False
+    response = getattr(exc, "response", None)
+    if response is None:
+        return True  # raised by the SDK itself, before or without a request
+    return "x-ms-request-id" in response.headers
+
+
 class AzureBlobDatastore:
     """Blobs of one container as a Datastore; keys are blob names relative to `prefix`."""
 
@@ -77,6 +94,7 @@ class AzureBlobDatastore:
         account_key: str | None = None,
         connection_string: str | None = None,
         page_size: int = 5000,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         given = [n for n, v in (("sas_token", sas_token), ("account_key", account_key),
                                 ("connection_string", connection_string)) if v]
@@ -98,6 +116,10 @@ class AzureBlobDatastore:
             ),
             "connection_timeout": _CONNECTION_TIMEOUT_S,
             "read_timeout": _READ_TIMEOUT_S,
+            "transport": VettedTransport(outbound or OutboundPolicy(),
+                                         connection_timeout=_CONNECTION_TIMEOUT_S,
+                                         read_timeout=_READ_TIMEOUT_S),
+            "permit_redirects": False,
         }
         self._client: ContainerClient
         if connection_string:
@@ -106,21 +128,26 @@ class AzureBlobDatastore:
             except ValueError:
                 # The SDK's message may quote the connection string, secret included.
                 raise DatastoreError("Azure Blob: the connection string is malformed") from None
-        elif account_key:
+            return
+        credential: str | dict[str, str]
+        if account_key:
             try:
                 base64.b64decode(account_key, validate=True)
             except (binascii.Error, ValueError):
                 raise DatastoreError("Azure Blob: the account key is not valid base64") from None
             credential = {"account_name": account_name_from_url(self.account_url), "account_key": account_key}
-            self._client = ContainerClient(self.account_url, container, credential=credential, **options)
         else:
             assert sas_token is not None
-            self._client = ContainerClient(
-                self.account_url, container, credential=sas_token.lstrip("?"), **options
-            )
+            credential = sas_token.lstrip("?")
+        try:
+            self._client = ContainerClient(self.account_url, container, credential=credential, **options)
+        except ValueError:
+            # The SDK's message may quote the URL, and a SAS in its query string.
+            raise DatastoreError("Azure Blob: the account URL is not valid") from None
 
     @classmethod
-    def from_binding(cls, store: dict[str, Any]) -> AzureBlobDatastore:
+    def from_binding(cls, store: dict[str, Any],
+                     outbound: OutboundPolicy | None = None) -> AzureBlobDatastore:
         """The datastore for a stored `azure_blob` binding (see dataset_binding)."""
         return cls(
             store["account_url"],
@@ -129,7 +156,17 @@ class AzureBlobDatastore:
             sas_token=store.get("sas_token"),
             account_key=store.get("account_key"),
             connection_string=store.get("connection_string"),
+            outbound=outbound,
         )
+
+    def endpoints(self) -> list[str]:
+        """The URLs the SDK may send requests to (from a connection string, its endpoints)."""
+        urls = []
+        for host in (self._client.primary_hostname, self._client.secondary_hostname):
+            # A secondary endpoint from a connection string is kept as the full URL given.
+            if host:
+                urls.append(host if "://" in host else f"{self._client.scheme}://{host}")
+        return urls
 
     async def __aenter__(self) -> AzureBlobDatastore:
         return self
@@ -145,7 +182,7 @@ class AzureBlobDatastore:
     def _where(self) -> str:
         return f"container {self.container!r}"
 
-    def _translate(self, exc: AzureError, key: str | None) -> DatastoreError:
+    def _translate(self, exc: AzureError | AddressRefused, key: str | None) -> DatastoreError:
         # Messages carry only status and error code: SDK messages can echo request details.
         where = self._where()
         status = getattr(exc, "status_code", None)
@@ -153,10 +190,16 @@ class AzureBlobDatastore:
         # The SDK gives a StorageErrorCode enum for known codes, a plain str otherwise.
         code = str(getattr(raw_code, "value", raw_code)) if raw_code else None
         logger.debug("azure blob error on %s: %s status=%s code=%s", where, type(exc).__name__, status, code)
+        if not _from_storage(exc):
+            # The cause is for the operator's log only; type names and policy reasons
+            # carry no credential.
+            logger.info("azure blob: no storage service reached for %s: %s", where,
+                        exc if isinstance(exc, AddressRefused) else type(exc).__name__)
+            return DatastoreError(UNREACHABLE)
         if isinstance(exc, ResourceNotFoundError):
             if key is not None and code != "ContainerNotFound":
                 return KeyNotFound(f"Azure Blob: no blob {key!r} in {where}")
-            return DatastoreError(f"Azure Blob: {where} does not exist at {self.account_url}")
+            return DatastoreError(f"Azure Blob: {where} does not exist")
         detail = f" ({code})" if code else ""
         if status == 403 and code in _PERMISSION_CODES:
             return DatastoreError(
@@ -169,10 +212,6 @@ class AzureBlobDatastore:
             )
         if isinstance(exc, ResourceModifiedError):
             return DatastoreError(f"Azure Blob: blob {key!r} in {where} changed while being read")
-        if isinstance(exc, ServiceRequestError):
-            return DatastoreError(f"Azure Blob: could not reach {self.account_url}")
-        if isinstance(exc, ServiceResponseError):
-            return DatastoreError(f"Azure Blob: the connection to {self.account_url} failed mid-request")
         if isinstance(exc, HttpResponseError):
             return DatastoreError(f"Azure Blob: request on {where} failed (HTTP {status}{detail})")
         return DatastoreError(f"Azure Blob: request on {where} failed ({type(exc).__name__})")
@@ -181,7 +220,7 @@ class AzureBlobDatastore:
     def _errors(self, key: str | None = None) -> Iterator[None]:
         try:
             yield
-        except AzureError as exc:
+        except (AzureError, AddressRefused) as exc:
             raise self._translate(exc, key) from None
 
     async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..outbound import OutboundPolicy
 from ..settings import Settings
 from .base import Datastore
 from .local import LocalDatastore
@@ -29,5 +30,5 @@ def open_datastore(settings: Settings, project_id: int, binding: dict[str, Any])
     if kind == "azure_blob":
         from .azure import AzureBlobDatastore
 
-        return AzureBlobDatastore.from_binding(store)
+        return AzureBlobDatastore.from_binding(store, OutboundPolicy.from_settings(settings))
     raise ValueError(f"unknown datastore kind {kind!r}")

@@ -30,9 +30,20 @@ class LocalDatastore:
             raise UnsafeKey(f"key {key!r} leaves the datastore")
         return real
 
+    def _inside(self, real: str) -> bool:
+        """Whether the resolved path `real` is the root or below it."""
+        root = str(self.root)
+        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
     def _walk(self, folder: Path, prefix: str) -> Iterator[str]:
+        # Every folder is resolved and listed by its real path, which must stay inside the
+        # root: a symlinked folder anywhere on the way (the pattern's fixed prefix included)
+        # lists nothing unless it points back inside.
+        real = os.path.realpath(folder)
+        if not self._inside(real):
+            return
         try:
-            entries = list(os.scandir(folder))
+            entries = list(os.scandir(real))
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -45,7 +56,7 @@ class LocalDatastore:
             if entry.is_symlink():
                 # Symlinks are followed only while they stay inside the root.
                 target = os.path.realpath(entry.path)
-                if not target.startswith(str(self.root) + os.sep):
+                if not self._inside(target):
                     continue
                 if os.path.isdir(target):
                     continue  # no directory symlinks: they could loop

@@ -72,3 +72,41 @@ def test_wizard_creates_a_project_from_uploaded_images(make_user: MakeUser, serv
     after = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"]
     assert [n["name"] for n in after] == ["Cat", "Dog", "Bird"]
     assert after[0]["id"] == project["labels"][0]["id"]  # existing labels keep their ids
+
+
+def test_only_admins_are_offered_a_folder_on_the_server(make_user: MakeUser, server: str, new_context: Any,
+                                                         data_dir: Path) -> None:
+    folder = data_dir / "datasets" / unique("wizard-folder")
+    folder.mkdir(parents=True)
+    for i in range(2):
+        Image.new("RGB", (16, 12), (30 * i, 60, 90)).save(folder / f"img{i}.png")
+
+    admin = make_user("admin", is_admin=True)
+    page = sign_in(new_context(), server, admin)
+    page.click("[data-testid=new-project]")
+    name = unique("folder")
+    page.fill("[data-testid=wizard-name]", name)
+    page.click("[data-testid=wizard-next]")
+    expect(page.locator("[data-testid=data-source-local-admin-only]")).to_have_count(0)
+    page.check("[data-testid=data-source-local]")
+    page.fill("[data-testid=data-local-path]", str(folder))
+    page.click("[data-testid=wizard-next]")
+    page.click("[data-testid=label-add-root]")
+    page.locator("[data-testid=label-name]").last.fill("Cat")
+    while page.get_attribute("[data-testid=wizard]", "data-step") != "review":
+        page.click("[data-testid=wizard-next]")
+    page.click("[data-testid=wizard-create]")
+    expect(page.locator("[data-testid=wizard-done]")).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid=wizard-item-count]")).to_contain_text("2")
+
+    # Anyone else sees the choice, switched off, and why.
+    owner = make_user("owner")
+    page = sign_in(new_context(), server, owner)
+    page.click("[data-testid=new-project]")
+    page.fill("[data-testid=wizard-name]", unique("folder"))
+    page.click("[data-testid=wizard-next]")
+    expect(page.locator("[data-testid=data-source-local]")).to_be_disabled()
+    expect(page.locator("[data-testid=data-source-local-admin-only]")).to_have_text(
+        "Only an instance admin can bind a folder on the server.")
+    expect(page.locator("[data-testid=data-source-upload]")).to_be_checked()
+    shot(page, "wizard-data-not-admin")

@@ -17,6 +17,7 @@ from azure.storage.blob.aio import ContainerClient
 import tests.azurite
 from server.datastores.azure import AzureBlobDatastore, account_name_from_url
 from server.datastores.base import DatastoreError, KeyNotFound, UnsafeKey
+from server.outbound import OutboundPolicy
 from tests.azurite import AzuriteInfo, make_container, run_azurite, sas_for
 from tests.infra import free_port
 
@@ -34,6 +35,8 @@ SEED = {
     "top.jpg": b"top",
 }
 KEYS = ["a/10.png", "a/2.png", "a/sub/x.jpg", "b.jpg", "c.dcm", "empty.jpg"]
+# Azurite listens on loopback, which only this opt-in lets the datastore reach.
+EMULATOR = OutboundPolicy(allow_loopback=True)
 
 
 def container_name(stem: str) -> str:
@@ -58,7 +61,8 @@ async def photos(azurite: AzuriteInfo) -> str:
 
 
 def keyed(info: AzuriteInfo, container: str, prefix: str = "data", **kw: Any) -> AzureBlobDatastore:
-    return AzureBlobDatastore(info.account_url, container, prefix, account_key=info.account_key, **kw)
+    return AzureBlobDatastore(info.account_url, container, prefix, account_key=info.account_key,
+                              outbound=EMULATOR, **kw)
 
 
 async def test_lists_in_order_and_strips_the_store_prefix(azurite: AzuriteInfo, photos: str) -> None:
@@ -161,7 +165,8 @@ async def test_each_credential_kind_works(azurite: AzuriteInfo, photos: str, kin
         "sas_token_with_question_mark": {"sas_token": "?" + sas_for(azurite, photos)},
         "connection_string": {"connection_string": azurite.connection_string},
     }[kind]
-    async with AzureBlobDatastore(azurite.account_url, photos, "data", **credential) as store:
+    async with AzureBlobDatastore(azurite.account_url, photos, "data", outbound=EMULATOR,
+                                  **credential) as store:
         await store.check_access()
         assert await collect(store) == KEYS
         assert await store.read("c.dcm", max_bytes=10) == b"dicom"
@@ -171,7 +176,7 @@ async def test_each_credential_kind_works(azurite: AzuriteInfo, photos: str, kin
 async def test_from_binding(azurite: AzuriteInfo, photos: str) -> None:
     binding = {"kind": "azure_blob", "account_url": azurite.account_url, "container": photos,
                "prefix": "data/a", "sas_token": sas_for(azurite, photos)}
-    store = AzureBlobDatastore.from_binding(binding)
+    store = AzureBlobDatastore.from_binding(binding, EMULATOR)
     try:
         assert await collect(store) == ["10.png", "2.png", "sub/x.jpg"]
     finally:
@@ -183,7 +188,7 @@ async def test_from_binding(azurite: AzuriteInfo, photos: str) -> None:
 
 
 async def test_read_only_sas_can_read_but_not_list(azurite: AzuriteInfo, photos: str) -> None:
-    async with AzureBlobDatastore(azurite.account_url, photos, "data",
+    async with AzureBlobDatastore(azurite.account_url, photos, "data", outbound=EMULATOR,
                                   sas_token=sas_for(azurite, photos, permission="r")) as store:
         assert await store.read("b.jpg", max_bytes=10) == b"bee"
         with pytest.raises(DatastoreError, match="access denied"):
@@ -194,7 +199,8 @@ async def test_read_only_sas_can_read_but_not_list(azurite: AzuriteInfo, photos:
 
 async def test_wrong_account_key_is_reported_without_the_key(azurite: AzuriteInfo, photos: str) -> None:
     wrong = base64.b64encode(os.urandom(64)).decode()
-    async with AzureBlobDatastore(azurite.account_url, photos, "data", account_key=wrong) as store:
+    async with AzureBlobDatastore(azurite.account_url, photos, "data", account_key=wrong,
+                                  outbound=EMULATOR) as store:
         with pytest.raises(DatastoreError) as checked:
             await store.check_access()
         with pytest.raises(DatastoreError) as listed:
@@ -234,10 +240,24 @@ async def test_missing_container(azurite: AzuriteInfo) -> None:
 
 async def test_unreachable_account(azurite: AzuriteInfo) -> None:
     url = f"http://127.0.0.1:{free_port()}/devstoreaccount1"
-    async with AzureBlobDatastore(url, "photos", account_key=azurite.account_key) as store:
+    async with AzureBlobDatastore(url, "photos", account_key=azurite.account_key,
+                                  outbound=EMULATOR) as store:
         with pytest.raises(DatastoreError, match="could not reach") as exc:
             await store.check_access()
     assert azurite.account_key not in str(exc.value)
+
+
+async def test_only_the_opt_in_lets_the_datastore_reach_loopback(azurite: AzuriteInfo, photos: str) -> None:
+    by_name = azurite.account_url.replace("127.0.0.1", "localhost")
+    for url in (azurite.account_url, by_name):
+        async with AzureBlobDatastore(url, photos, "data", account_key=azurite.account_key) as store:
+            with pytest.raises(DatastoreError, match="could not reach"):
+                await store.check_access()
+            with pytest.raises(DatastoreError, match="could not reach"):
+                await collect(store)
+        async with AzureBlobDatastore(url, photos, "data", account_key=azurite.account_key,
+                                      outbound=EMULATOR) as store:
+            assert await collect(store) == KEYS
 
 
 def test_missing_azurite_says_to_run_npm_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

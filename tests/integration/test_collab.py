@@ -15,6 +15,7 @@ import pytest
 import websockets
 from PIL import Image
 
+from tests.conftest import bind_folder
 from tests.infra import Api, run_server, unique
 from tests.reliability import Measured
 from tests.yclient import node_client, py_client, result
@@ -68,8 +69,7 @@ def project_with_items(owner: Api, data_dir: Path, consensus: bool,
     folder.mkdir(parents=True)
     for i in range(3):
         Image.new("RGB", (4, 4)).save(folder / f"{i}.png")
-    assert owner.put(f"/api/v1/projects/{pid}/dataset",
-                     {"datastore": {"kind": "local", "path": str(folder)}}).status_code == 200
+    assert bind_folder(owner, pid, folder).status_code == 200
     for who, role in members:
         owner.put(f"/api/v1/projects/{pid}/members", {"email": who.email, "role": role})
     items = [i["id"] for i in owner.get(f"/api/v1/projects/{pid}/items").json()["items"]]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import bind_folder
 from tests.infra import Api, unique
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -21,8 +22,7 @@ def local_project(make_project: MakeProject, data_dir: Path, files: list[str],
     for name in files:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"x")
-    r = owner.put(f"/api/v1/projects/{p['id']}/dataset",
-                  {"datastore": {"kind": "local", "path": str(root)}, "pattern": "nothing/**"})
+    r = bind_folder(owner, p["id"], root, "nothing/**")
     assert r.status_code == 200 and r.json()["ingest"]["added"] == 0
     return owner, p["id"], root
 

@@ -14,7 +14,7 @@ import pytest
 from server import ingest, jobs
 from server.datastores.local import LocalDatastore
 from server.services import Services
-from tests.conftest import project_body
+from tests.conftest import bind_folder, project_body
 from tests.infra import Api, unique
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -37,10 +37,7 @@ def folder(data_dir: Path) -> Path:
 
 
 def bind(owner: Api, pid: int, path: Path, pattern: str = "**/*.*", **refresh: Any) -> Any:
-    body: dict[str, Any] = {"datastore": {"kind": "local", "path": str(path)}, "pattern": pattern}
-    if refresh:
-        body["refresh"] = refresh
-    return owner.put(f"/api/v1/projects/{pid}/dataset", body)
+    return bind_folder(owner, pid, path, pattern, **({"refresh": refresh} if refresh else {}))
 
 
 def all_items(api: Api, pid: int, **params: Any) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import pydicom
 import pytest
 from PIL import Image
 
+from tests.conftest import bind_folder
 from tests.infra import Api, unique
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -57,8 +58,7 @@ def media_project(make_user: Callable[..., Api], data_dir: Path) -> tuple[Api, i
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"
     ds.PixelData = pydicom.encaps.encapsulate([ds.PixelData])
     ds.save_as(root / "mpeg.dcm", enforce_file_format=True)
-    r = owner.put(f"/api/v1/projects/{pid}/dataset",
-                  {"datastore": {"kind": "local", "path": str(root)}})
+    r = bind_folder(owner, pid, root)
     assert r.status_code == 200, r.text
     items = owner.get(f"/api/v1/projects/{pid}/items", params={"limit": 100}).json()["items"]
     return owner, pid, {i["key"]: i["id"] for i in items}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import project_body
+from tests.conftest import admin_at, bind_folder, project_body
 from tests.infra import Api, unique
 from tests.reliability import Measured
 
@@ -23,8 +23,7 @@ def deep(levels: int) -> list[dict[str, Any]]:
 def bind_local(owner: Api, pid: int, data_dir: Path) -> None:
     folder = data_dir / "datasets" / unique("imgs")
     folder.mkdir(parents=True)
-    r = owner.put(f"/api/v1/projects/{pid}/dataset",
-                  {"datastore": {"kind": "local", "path": str(folder)}, "pattern": "**/*.*"})
+    r = bind_folder(owner, pid, folder)
     assert r.status_code == 200, r.text
 
 
@@ -334,8 +333,7 @@ def test_task_type_and_dataset_immutable_after_start(
     before = owner.get(f"/api/v1/projects/{pid}").json()["project"]
     rebind = data_dir / "datasets" / unique("other")
     rebind.mkdir(parents=True)
-    r = owner.put(f"/api/v1/projects/{pid}/dataset",
-                  {"datastore": {"kind": "local", "path": str(rebind)}})
+    r = bind_folder(owner, pid, rebind)
     assert r.status_code == 409 and r.json()["error"]["details"] == {"field": "dataset"}
     # Refresh settings remain editable on the same binding.
     r = owner.put(f"/api/v1/projects/{pid}/dataset", {
@@ -350,7 +348,7 @@ def test_task_type_and_dataset_immutable_after_start(
 def test_dataset_binding_refusals(make_project: MakeProject, tmp_path: Path) -> None:
     owner, p = make_project()
     url = f"/api/v1/projects/{p['id']}/dataset"
-    outside = owner.put(url, {"datastore": {"kind": "local", "path": str(tmp_path)}})
+    outside = admin_at(owner.base_url).put(url, {"datastore": {"kind": "local", "path": str(tmp_path)}})
     assert outside.status_code == 422 and outside.json()["error"]["code"] == "path_not_allowed"
     r = owner.put(url, {"datastore": {"kind": "azure_blob", "account_url": "https://169.254.169.254",
                                       "container": "imgs", "sas_token": "x"}})

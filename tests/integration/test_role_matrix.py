@@ -28,6 +28,8 @@ ADMIN_ONLY = _row(200, 403, 403, 403, 403, 401)
 MEMBERS = _row(200, 200, 200, 200, 404, 401)
 REVIEWERS = _row(200, 200, 200, 403, 404, 401)
 OWNERS = _row(200, 200, 403, 403, 404, 401)
+# A folder on the server may hold any team's images: only instance admins bind one.
+FOLDER_BINDERS = _row(200, 403, 403, 403, 404, 401)
 
 
 def with_status(row: dict[str, int], ok: int) -> dict[str, int]:
@@ -125,7 +127,7 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/api/v1/projects/{pid}/labels"): (MEMBERS, None, ""),
     ("PATCH", "/api/v1/projects/{pid}/labels"): (
         OWNERS, lambda w: {"labels": [{"name": "Only"}]}, ""),
-    ("PUT", "/api/v1/projects/{pid}/dataset"): (OWNERS, dataset_body, ""),
+    ("PUT", "/api/v1/projects/{pid}/dataset"): (FOLDER_BINDERS, dataset_body, ""),
     ("POST", "/api/v1/projects/{pid}/refresh"): (OWNERS, None, "bound"),
     ("POST", "/api/v1/projects/{pid}/uploads"): (with_status(OWNERS, 201), upload_body, ""),
     ("POST", "/api/v1/projects/{pid}/imports"): (OWNERS, import_body, "bound"),
@@ -177,7 +179,7 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
         owner.put(f"/api/v1/projects/{pid}/members", {"email": people[role].email, "role": role})
     world = World(server, data_dir, people, pid, cast["extra"].email, None)
     if setup in ("bound", "running", "paused", "leased", "decided"):
-        assert owner.put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
+        assert people["admin"].put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
         world.iid = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
         world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
     if setup in ("running", "paused", "leased", "decided"):

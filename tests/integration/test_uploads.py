@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from tests.conftest import UPLOAD_MAX_FILE
+from tests.conftest import UPLOAD_MAX_FILE, bind_folder
 from tests.infra import Api
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -111,7 +111,6 @@ def test_bad_multipart_and_wrong_datastore(make_project: MakeProject, data_dir: 
     assert r.status_code == 422
     local = data_dir / "datasets" / f"local-{p['id']}"
     local.mkdir(parents=True)
-    owner.put(f"/api/v1/projects/{p['id']}/dataset",
-              {"datastore": {"kind": "local", "path": str(local)}})
+    assert bind_folder(owner, p["id"], local).status_code == 200
     r = send(owner, p["id"], [("a.png", png())])
     assert r.status_code == 409 and r.json()["error"]["code"] == "not_an_upload_project"

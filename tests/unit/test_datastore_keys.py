@@ -8,6 +8,7 @@ import pytest
 from server.datastores.base import KeyNotFound, UnsafeKey
 from server.datastores.keys import accepted, check_key, compile_pattern, media_kind
 from server.datastores.local import LocalDatastore
+from tests.reliability import Measured
 
 
 @pytest.mark.parametrize("key", ["../x.png", "/etc/passwd", "a/../../x.png", "%2e%2e/x.png",
@@ -56,3 +57,24 @@ async def test_local_store_stays_inside_its_root(tmp_path: Path) -> None:
         await store.read("../secret.png", 10)
     with pytest.raises(KeyNotFound):
         await store.head("nope.png")
+
+
+@pytest.mark.reliability(
+    area="Data sources",
+    attack="Listed a folder store through symlinked folders leading out of its root, as the "
+           "pattern's fixed prefix and deeper down",
+    promise="Every folder walked is resolved and must lie inside the root: nothing is listed")
+async def test_the_walk_resolves_every_folder(tmp_path: Path, measured: Measured) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.png").write_bytes(b"1")
+    (tmp_path / "out" / "deep").mkdir(parents=True)
+    (tmp_path / "out" / "deep" / "y.png").write_bytes(b"2")
+    os.symlink(tmp_path / "out", root / "a" / "link")
+    os.symlink(tmp_path / "out", root / "top")
+    store = LocalDatastore(root)
+    assert [k async for k in store.list_keys("")] == ["a/x.png"]
+    assert [k async for k in store.list_keys("top")] == []
+    assert [k async for k in store.list_keys("top/deep")] == []
+    assert [k async for k in store.list_keys("a/link/deep")] == []
+    measured("keys listed through a symlinked folder out of the root: 0")

@@ -16,13 +16,15 @@ def test_env_is_read_and_overrides_win(tmp_path: Path) -> None:
         "COLABEL_DATABASE_URL": "postgresql://db/x",
         "COLABEL_LOCAL_ROOTS": os.pathsep.join(["/a", "/b"]),
         "COLABEL_AZURE_ALLOW_EMULATOR": "yes",
+        "COLABEL_AZURE_ALLOW_PRIVATE": "on",
         "COLABEL_PUBLIC_URL": "https://label.example.org/",
     }
     s = Settings.from_env(env, port=9002)
     assert s.port == 9002 and s.data_dir == tmp_path
     assert s.database_url == "postgresql://db/x" and s.redis_url is None
     assert s.local_roots == (Path("/a"), Path("/b"))
-    assert s.azure_allow_emulator is True
+    assert s.azure_allow_emulator is True and s.azure_allow_private is True
+    assert Settings.from_env({}).azure_allow_private is False
     assert s.public_url == "https://label.example.org"
 
 

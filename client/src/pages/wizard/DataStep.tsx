@@ -1,5 +1,6 @@
 // Step 2: where the images come from — uploaded from this browser, a folder on the server,
 // or an Azure Blob container — and whether new files are picked up on a schedule.
+import { useUser } from "../../ui";
 import { Check, Field, numberOf, numberValue } from "./common";
 import { UploadPicker } from "./UploadPicker";
 import { AZURE_CREDENTIALS, type AzureCredential, type DataDraft, type DataSource, type Issues } from "./state";
@@ -17,18 +18,31 @@ interface Props {
   issues: Issues;
 }
 
+// A folder under the server's allowed roots may hold any team's images: the server lets only
+// instance admins bind one (and says so with a 403 to anyone else).
+const ADMIN_ONLY_NOTE = "Only an instance admin can bind a folder on the server.";
+
 export function DataStep({ value, onChange, issues, stored }: Props & { stored: ReadonlySet<string> }) {
+  const admin = useUser()?.is_admin === true;
   return (
     <div>
       <fieldset class="wz-choices wz-choices-row" data-testid="data-sources">
         <legend class="wz-label">Where are the images?</legend>
-        {SOURCES.map((s) => (
-          <label class={value.source === s.value ? "wz-choice selected" : "wz-choice"} key={s.value}>
-            <input type="radio" name="data_source" value={s.value} data-testid={`data-source-${s.value}`}
-              checked={value.source === s.value} onChange={() => onChange({ ...value, source: s.value })} />
-            <span><strong>{s.title}</strong><span class="muted">{s.blurb}</span></span>
-          </label>
-        ))}
+        {SOURCES.map((s) => {
+          const barred = s.value === "local" && !admin;
+          const classes = ["wz-choice", value.source === s.value ? "selected" : "", barred ? "barred" : ""];
+          return (
+            <label class={classes.filter(Boolean).join(" ")} key={s.value}>
+              <input type="radio" name="data_source" value={s.value} data-testid={`data-source-${s.value}`}
+                checked={value.source === s.value} disabled={barred}
+                onChange={() => onChange({ ...value, source: s.value })} />
+              <span>
+                <strong>{s.title}</strong><span class="muted">{s.blurb}</span>
+                {barred && <span class="wz-note" data-testid="data-source-local-admin-only">{ADMIN_ONLY_NOTE}</span>}
+              </span>
+            </label>
+          );
+        })}
       </fieldset>
       {value.source === "upload" && (
         <UploadPicker files={value.files} issue={issues.files} stored={stored}
