@@ -85,7 +85,7 @@ def test_only_instance_admins_bind_a_folder_on_the_server(
     stranger = make_user("stranger")
     assert stranger.put(url, local(theirs)).status_code == 404
     reviewer = make_user("reviewer")
-    owner.put(f"/api/v1/projects/{pid}/members", {"user_id": reviewer.id, "role": "reviewer"})
+    owner.put(f"/api/v1/projects/{pid}/members", {"email": reviewer.email, "role": "reviewer"})
     assert reviewer.put(url, local(theirs)).status_code == 403
 
     ours = data_dir / "datasets" / unique("ours")
