@@ -51,7 +51,9 @@ def row_of(item: pytest.Item) -> Row | None:
     if missing or mark.args:
         raise pytest.UsageError(f"{item.nodeid}: reliability(area=, attack=, promise=) "
                                 f"needs {sorted(missing)}")
-    return Row(mark.kwargs["area"], mark.kwargs["attack"], mark.kwargs["promise"], item.nodeid)
+    # A parametrized test is one row: the cases are its sweep.
+    return Row(mark.kwargs["area"], mark.kwargs["attack"], mark.kwargs["promise"],
+               item.nodeid.split("[", 1)[0])
 
 
 @pytest.fixture
@@ -90,7 +92,18 @@ def collect() -> list[Row]:
                        plugins=[Collector()])
     if code not in (0, 5):
         raise SystemExit(f"collecting the tests failed ({code})")
-    return rows
+    return list({r.test: r for r in rows}.values())
+
+
+def merge(cases: list[Row]) -> Row:
+    """The row of a test from the outcomes of its cases (one, or a parametrized sweep)."""
+    first = cases[0]
+    outcomes = {c.outcome for c in cases}
+    outcome = "passed" if outcomes == {"passed"} else "failed" if "failed" in outcomes else "skipped"
+    if len(cases) > 1:
+        outcome += f" ({sum(c.outcome == 'passed' for c in cases)} of {len(cases)} cases)"
+    measured = list(dict.fromkeys(m for c in cases for m in c.measured))
+    return Row(first.area, first.attack, first.promise, first.test, outcome, measured[:5])
 
 
 def _cell(text: str) -> str:
@@ -152,13 +165,13 @@ def main(argv: list[str]) -> int:
     env = {**os.environ, OUT_ENV: str(out)}
     code = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "-m", "reliability", *argv[1:], str(ROOT / "tests")], env=env, cwd=ROOT)
-    seen: dict[str, Row] = {}
+    seen: dict[str, list[Row]] = {}
     if out.exists():
         for line in out.read_text(encoding="utf-8").splitlines():
             data: dict[str, Any] = json.loads(line)
-            seen[data["test"]] = Row(**data)
+            seen.setdefault(data["test"], []).append(Row(**data))
         out.unlink()
-    rows = [seen.get(r.test, r) for r in collect()]
+    rows = [merge(seen[r.test]) if r.test in seen else r for r in collect()]
     TABLE.write_text(render(rows), encoding="utf-8")
     print(f"wrote {TABLE.relative_to(ROOT)}: {len(rows)} rows, "
           f"{sum(r.outcome == 'passed' for r in rows)} passed")

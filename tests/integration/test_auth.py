@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.conftest import PASSWORD
 from tests.infra import Api, unique
@@ -61,6 +62,11 @@ def test_logout_ends_the_session_server_side(make_user: Callable[..., Api]) -> N
         assert replay.get("/api/v1/me").status_code == 401
 
 
+@pytest.mark.reliability(
+    area='Access',
+    attack='Sent cookie-authenticated writes with a foreign Origin, with no Origin, and with a token.',
+    promise='A write with a session cookie from another site is refused 403; tokens and same-origin '
+            'requests work.')
 def test_csrf_origin_check_for_cookie_requests(make_user: Callable[..., Api]) -> None:
     user = make_user()
     body = {"name": unique("p"), "task_type": "bbox"}

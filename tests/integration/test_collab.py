@@ -141,7 +141,7 @@ def test_permissions(world: World) -> None:
     area="Collaboration",
     attack="Opened a labeler's document under other spellings of its name: a leading zero, "
            "Arabic-Indic digits, zero-padded project and item ids.",
-    promise="Only the canonical name is a document: every alias is refused (404) and opens nothing.")
+    promise='Only the canonical name is a document: every alias is refused (404) and opens nothing.')
 def test_a_document_has_one_name(world: World, measured: Measured) -> None:
     uid, item = world.alice.id, world.items[0]
     arabic = str(uid).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
@@ -167,6 +167,11 @@ async def _handshake(url: str, headers: dict[str, str]) -> int:
         return exc.response.status_code
 
 
+@pytest.mark.reliability(
+    area='Access',
+    attack='Opened a document WebSocket with a valid session cookie from another Origin (cross-site '
+           'WebSocket hijacking).',
+    promise='Refused 403 at the handshake; the same cookie from our Origin opens it.')
 def test_cookie_sessions_need_our_origin(world: World) -> None:
     cookie = world.alice.api.client.cookies["colabel_session"]
     url = f"{world.ws}/collab/{world.room(world.alice.id)}"
@@ -219,6 +224,10 @@ async def test_malformed_frames_close_only_that_connection(world: World, frame: 
         assert check["ok"]
 
 
+@pytest.mark.reliability(
+    area='Collaboration',
+    attack='Sent one document message larger than the configured maximum.',
+    promise='That connection is closed 1009; the document is unchanged.')
 async def test_oversized_message_is_1009(world: World) -> None:
     ws = await _raw(world, world.alice, world.room(world.alice.id))
     with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -229,6 +238,10 @@ async def test_oversized_message_is_1009(world: World) -> None:
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
+@pytest.mark.reliability(
+    area='Collaboration',
+    attack='Flooded a room with messages far above the per-connection rate.',
+    promise='The flooding connection is closed 1008; others are unaffected.')
 async def test_flooding_is_1008(world: World) -> None:
     ws = await _raw(world, world.alice, world.room(world.alice.id))
     query = b"\x03"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import pytest
 import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,6 +65,11 @@ frames = st.one_of(
 )
 
 
+@pytest.mark.reliability(
+    area='Collaboration',
+    attack='Sent generated malformed frames (truncated, wrong types, junk) on live document sockets.',
+    promise='Only the offending connection is closed (1002/1003); other clients on the room keep '
+            'working.')
 def test_generated_garbage_never_hurts_other_connections(
     make_user: Callable[..., Api], server: str, data_dir: Path,
 ) -> None:
@@ -106,6 +112,11 @@ def test_generated_garbage_never_hurts_other_connections(
     assert check["ok"], check
 
 
+@pytest.mark.reliability(
+    area='Faults',
+    attack='Stopped Postgres while a client edited a live document, then started it again.',
+    promise='Edits made during the outage are kept and written when Postgres returns; none is lost '
+            'across a restart.')
 def test_postgres_outage_loses_no_acknowledged_edit(tmp_path: Path, redis_url: str) -> None:
     pg = EmbeddedPostgres(tmp_path / "pg")
     env = server_env(pg.start(), redis_url, f"colabel-outage-{uuid.uuid4().hex[:8]}:",

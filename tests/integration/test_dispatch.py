@@ -169,6 +169,11 @@ async def test_late_submit_is_accepted_while_the_slot_is_free(
     assert late.status_code == 200 and late.json()["item_status"] == "labeled"
 
 
+@pytest.mark.reliability(
+    area='Faults',
+    attack='Flushed all of Redis while labelers held leases.',
+    promise='The queue is rebuilt from Postgres on the next request; held leases, submissions and '
+            'invariants survive.')
 @pytest.mark.parametrize("lost_at", ["after_leases", "after_submits"])
 async def test_redis_losing_everything_is_rebuilt_from_postgres(
     services: Services, make_user: MakeUser, data_dir: Path, lost_at: str,

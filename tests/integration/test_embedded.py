@@ -38,6 +38,12 @@ def wait_gone(data_dir: Path, timeout_s: float = 20) -> list[int]:
     return engine_pids(data_dir)
 
 
+@pytest.mark.reliability(
+    area='Faults',
+    attack='Ran the embedded default (embedded Postgres and Redis), signed in with a wrong password, '
+           'and killed the embedded Redis with SIGKILL.',
+    promise='A wrong password says so (401); /readyz reports the dead Redis (503) instead of '
+            'pretending.')
 @pytest.mark.timeout(240)
 def test_createuser_then_serve_demo_on_embedded_engines(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"

@@ -127,6 +127,11 @@ def test_dicom_frames(media_project: tuple[Api, int, dict[str, int]]) -> None:
     assert get(owner, pid, ids["SC_rgb_rle_2frame.dcm"], frame=2).status_code == 422
 
 
+@pytest.mark.reliability(
+    area='Input',
+    attack='Asked for the media of a 40,000 x 40,000 PNG (a decompression bomb), a corrupt JPEG and an'
+           ' unsupported DICOM transfer syntax.',
+    promise='A clear 422/415 without decoding the bomb; the server stays up.')
 def test_refusals(media_project: tuple[Api, int, dict[str, int]]) -> None:
     owner, pid, ids = media_project
     r = get(owner, pid, ids["mpeg.dcm"])

@@ -209,6 +209,10 @@ def test_used_labels_cannot_be_deleted(
 
 # --- instructions --------------------------------------------------------------------
 
+@pytest.mark.reliability(
+    area='Browser',
+    attack='Stored instructions with script tags, event handlers and javascript: URLs.',
+    promise='The HTML served back is sanitized; only http(s) instruction URLs are accepted.')
 def test_instructions_are_sanitized_and_urls_must_be_http(make_project: MakeProject) -> None:
     owner, p = make_project()
     pid = p["id"]

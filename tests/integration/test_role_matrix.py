@@ -214,6 +214,12 @@ def test_matrix_covers_every_route_in_the_openapi_document(admin: Api) -> None:
     assert documented == set(CASES)
 
 
+@pytest.mark.reliability(
+    area='Access',
+    attack='Called every route in the OpenAPI document as admin, owner, reviewer, labeler, non-member,'
+           ' anonymous and with tokens, against every resource state (IDOR sweep).',
+    promise='Each role gets exactly what the role table grants; others get 401/403/404 and nothing '
+            'changes.')
 @pytest.mark.parametrize("caller", ROLES)
 @pytest.mark.parametrize("route", sorted(CASES), ids=lambda r: f"{r[0]} {r[1]}")
 def test_route_as_role(
