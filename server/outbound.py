@@ -45,11 +45,15 @@ class OutboundPolicy:
 
     allow_loopback: bool = False
     allow_private: bool = False
+    # How long to wait for the next bytes of an answer before giving up on the attempt: a
+    # stalled storage service fails a refresh in about three times this, not in minutes.
+    read_timeout_s: float = 20.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboundPolicy:
         return cls(allow_loopback=settings.azure_allow_emulator,
-                   allow_private=settings.azure_allow_private)
+                   allow_private=settings.azure_allow_private,
+                   read_timeout_s=settings.azure_read_timeout_s)
 
     def check_address(self, ip: IPAddress) -> None:
         """Raise AddressRefused unless the server may connect to `ip`."""

@@ -64,6 +64,7 @@ class Settings:
     # private endpoint).
     azure_allow_emulator: bool = False
     azure_allow_private: bool = False
+    azure_read_timeout_s: float = 20.0
     db_pool_min: int = 2
     db_pool_max: int = 20
     upload_max_file_bytes: int = 512 * 1024 * 1024
@@ -114,6 +115,7 @@ class Settings:
             max_items_per_project=_int(env, "COLABEL_MAX_ITEMS_PER_PROJECT", 500_000),
             azure_allow_emulator=_bool(env, "COLABEL_AZURE_ALLOW_EMULATOR", False),
             azure_allow_private=_bool(env, "COLABEL_AZURE_ALLOW_PRIVATE", False),
+            azure_read_timeout_s=float(_int(env, "COLABEL_AZURE_READ_TIMEOUT_S", 20)),
             db_pool_min=_int(env, "COLABEL_DB_POOL_MIN", 2),
             db_pool_max=_int(env, "COLABEL_DB_POOL_MAX", 20),
             upload_max_file_bytes=_int(env, "COLABEL_UPLOAD_MAX_FILE_BYTES", 512 * 1024 * 1024),

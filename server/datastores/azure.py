@@ -34,7 +34,6 @@ _RETRY_TOTAL = 2
 _RETRY_INITIAL_BACKOFF_S = 1
 _RETRY_INCREMENT_BASE_S = 2
 _CONNECTION_TIMEOUT_S = 10
-_READ_TIMEOUT_S = 60
 # 403s where the credential is valid but not allowed this operation (others mean a bad credential).
 _PERMISSION_CODES = frozenset({
     "AuthorizationPermissionMismatch",
@@ -107,6 +106,7 @@ class AzureBlobDatastore:
         self.container = container
         self.prefix = prefix.strip("/")
         self.page_size = page_size
+        outbound = outbound or OutboundPolicy()
         options: dict[str, Any] = {
             "retry_policy": ExponentialRetry(
                 initial_backoff=_RETRY_INITIAL_BACKOFF_S,
@@ -115,10 +115,9 @@ class AzureBlobDatastore:
                 random_jitter_range=1,
             ),
             "connection_timeout": _CONNECTION_TIMEOUT_S,
-            "read_timeout": _READ_TIMEOUT_S,
-            "transport": VettedTransport(outbound or OutboundPolicy(),
-                                         connection_timeout=_CONNECTION_TIMEOUT_S,
-                                         read_timeout=_READ_TIMEOUT_S),
+            "read_timeout": outbound.read_timeout_s,
+            "transport": VettedTransport(outbound, connection_timeout=_CONNECTION_TIMEOUT_S,
+                                         read_timeout=outbound.read_timeout_s),
             "permit_redirects": False,
         }
         self._client: ContainerClient

@@ -1,0 +1,106 @@
+"""The blob store stalls while a project refreshes from it: the refresh fails within its
+time budget with a clear error, marks nothing missing, and works again once the store is
+back. Real processes: an Azurite of the test's own (stopped with SIGSTOP, which keeps its
+in-memory blobs), and a server process with a short Azure read timeout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.azurite import AzuriteInfo, make_container, run_azurite
+from tests.conftest import PASSWORD, run_sync
+from tests.infra import Api, run_server, unique
+from tests.integration.test_uploads import png
+from tests.reliability import Measured
+
+READ_TIMEOUT_S = 2
+BLOBS = 40
+
+
+def _azurite_pid(info: AzuriteInfo) -> int:
+    """The emulator's process, found by the port it serves."""
+    port = info.account_url.split(":")[2].split("/")[0]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"azurite" in a for a in args) and port.encode() in args:
+            return int(entry.name)
+    raise AssertionError(f"no azurite process on port {port}")
+
+
+def _items(api: Api, pid: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = api.get(f"/api/v1/projects/{pid}/items?limit=1000").json()["items"]
+    return items
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.reliability(
+    area="Faults",
+    attack="Stopped the blob store (SIGSTOP of the Azure emulator) as a refresh of a running "
+           "project began, then let it go on.",
+    promise="The refresh fails within its time budget with a clear 502, marks no item missing, "
+            "and the next refresh after the store is back finds the new file.")
+def test_a_stalled_blob_store_fails_the_refresh_and_marks_nothing_missing(
+        env: dict[str, str], make_user: Callable[..., Api], tmp_path: Path, measured: Measured) -> None:
+    with run_azurite(tmp_path / "azurite") as info, \
+            run_server({**env, "COLABEL_AZURE_READ_TIMEOUT_S": str(READ_TIMEOUT_S)}, [],
+                       tmp_path / "server.log") as (base, _proc, _took):
+        container = unique("stall").replace("-", "")[:20]
+        run_sync(lambda: make_container(info, container, {f"set1/{i:03d}.png": png() for i in range(BLOBS)}))
+        owner = Api(base).login(make_user("owner").email, PASSWORD)
+        pid = owner.post("/api/v1/projects", {"name": unique("stall"), "task_type": "multiclass",
+                                              "labels": [{"name": "a"}]}).json()["project"]["id"]
+        r = owner.put(f"/api/v1/projects/{pid}/dataset", {
+            "datastore": {"kind": "azure_blob", "account_url": info.account_url, "container": container,
+                          "prefix": "set1/", "connection_string": info.connection_string},
+            "pattern": "**/*.*"})
+        assert r.status_code == 200 and r.json()["ingest"]["added"] == BLOBS, r.text
+        assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+        run_sync(lambda: make_container_blob(info, container, "set1/new.png"))
+
+        emulator = _azurite_pid(info)
+        with ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            pending = pool.submit(owner.post, f"/api/v1/projects/{pid}/refresh")
+            os.kill(emulator, signal.SIGSTOP)
+            try:
+                stalled = pending.result(timeout=120)
+                took = time.monotonic() - started
+            finally:
+                os.kill(emulator, signal.SIGCONT)
+        assert stalled.status_code == 502, stalled.text
+        error = stalled.json()["error"]
+        assert error["code"] == "datastore_error" and "127.0.0.1" not in error["message"]
+        # Three attempts of READ_TIMEOUT_S each, plus the retry waits (1 s, 3 s), plus slack.
+        assert took < 3 * READ_TIMEOUT_S + 4 + 10, took
+        items = _items(owner, pid)
+        assert len(items) == BLOBS and not [i for i in items if i["status"] == "missing"]
+        assert owner.get(f"/api/v1/projects/{pid}").json()["project"]["status"] == "running"
+
+        back = owner.post(f"/api/v1/projects/{pid}/refresh")
+        assert back.status_code == 200, back.text
+        assert (back.json()["ingest"]["added"], back.json()["ingest"]["missing"]) == (1, 0)
+        assert len(_items(owner, pid)) == BLOBS + 1
+    measured(f"refresh answered 502 datastore_error after {took:.1f} s (read timeout "
+             f"{READ_TIMEOUT_S} s, 3 attempts); 0 of {BLOBS} items marked missing; after SIGCONT "
+             "the refresh added the new file")
+
+
+async def make_container_blob(info: AzuriteInfo, container: str, name: str) -> None:
+    from azure.storage.blob.aio import ContainerClient
+
+    async with ContainerClient.from_connection_string(info.connection_string, container) as cc:
+        await cc.upload_blob(name, png())
