@@ -21,6 +21,7 @@ from inference.apps import ServeOptions, app_name
 from inference.client import ModelService, ModelServiceDown, ModelServiceError
 from inference.predict import SavedState, Task
 from inference.train import Sample, TrainConfig, TrainResult
+from tests.reliability import Measured
 
 # Ray is imported inside the tests, where these marks apply, not at collection.
 pytestmark = [
@@ -200,3 +201,54 @@ async def test_a_stopped_deployment_reports_down_and_why(service: ModelService) 
     assert status["stopped"][app_name(4, 1)].startswith("stopped at")
     # The other projects' deployments are untouched.
     assert [i async for i, _ in service.predict(1, 1, [(5, jpeg(5))])] == [5]
+
+
+def _kill_replicas(name: str) -> int:
+    """Kill the Serve replica actors of one application, as a crash would; how many."""
+    import ray
+
+    killed = 0
+    for actor in ray.util.list_named_actors(all_namespaces=True):  # type: ignore[no-untyped-call]
+        if actor["name"].startswith("SERVE_REPLICA::") and name in actor["name"]:
+            ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+            killed += 1
+    return killed
+
+
+@pytest.mark.reliability(
+    area="Faults",
+    attack="Killed the model's Serve replica while it streamed predictions for 2,000 images.",
+    promise="The stream fails promptly with a clear model-service error instead of hanging, and "
+            "predictions resume on their own once Serve has replaced the replica.")
+async def test_a_replica_killed_mid_stream_fails_the_stream_and_serving_resumes(
+        service: ModelService, measured: Measured) -> None:
+    await service.deploy(5, 1, model_state("multiclass"))
+    items = [(i, jpeg(i % 50)) for i in range(2000)]
+    got: list[int] = []
+    killed = 0
+    began = time.monotonic()
+    with pytest.raises(ModelServiceError) as failure:
+        async for item_id, _ in service.predict(5, 1, items):
+            got.append(item_id)
+            if not killed:
+                killed = await asyncio.to_thread(_kill_replicas, app_name(5, 1))
+                assert killed >= 1
+                killed_at = time.monotonic()
+    broke_after = time.monotonic() - killed_at
+    assert 0 < len(got) < len(items) and broke_after < 30
+    assert "model v1 of project 5" in str(failure.value)
+    # Serve replaces the replica; predictions come back without anyone redeploying.
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            again = [i async for i, _ in service.predict(5, 1, items[:16])]
+            break
+        except ModelServiceError:
+            assert time.monotonic() < deadline, "predictions never resumed"
+            await asyncio.sleep(1)
+    assert sorted(again) == [i for i, _ in items[:16]]
+    resumed_after = time.monotonic() - killed_at
+    await service.stop(5)
+    measured(f"{len(got)} of {len(items)} predictions before the stream failed {broke_after:.1f} s "
+             f"after the kill; predictions resumed {resumed_after:.1f} s after it "
+             f"(run began {killed_at - began:.1f} s before the kill)")
