@@ -70,7 +70,8 @@ def document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
                     "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}
                 }},
             }
-        for status in ep.errors:
+        # Whatever reads the database answers 503 while Postgres is out of reach.
+        for status in sorted({*ep.errors, *((503,) if ep.identify else ())}):
             op["responses"][str(status)] = {
                 "description": _STATUS_TEXT.get(status, "Error"),
                 "content": {"application/json": {

@@ -93,6 +93,12 @@ class Endpoint:
     tag: str = ""
     # Statuses this route can answer besides the happy one, for the OpenAPI document.
     errors: tuple[int, ...] = field(default=())
+    # False: the caller's credentials are never read (health checks and the OpenAPI
+    # document must answer whatever state the database is in, whatever the headers).
+    identify: bool = True
+
+    def __post_init__(self) -> None:
+        assert self.identify or self.access is Access.PUBLIC, "only public routes skip identity"
 
 
 async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
@@ -132,7 +138,7 @@ def _respond(result: Any, status: int) -> Response:
 def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         services: Services = request.app.state.services
-        identity = await auth.identify(services, request)
+        identity = await auth.identify(services, request) if ep.identify else auth.Identity(None)
         if ep.access is not Access.PUBLIC and identity.user is None:
             raise Unauthorized("sign in or send an API token")
         if identity.via_cookie:
