@@ -89,7 +89,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collab.dispatcher import Dispatcher, LeaseBatch  # noqa: E402
 from migrations.runner import migrate  # noqa: E402
 from server import work  # noqa: E402
+from server.database import Database  # noqa: E402
 from server.services import init_connection  # noqa: E402
+from server.settings import Settings  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("COLABEL_BENCH_DATABASE_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -479,8 +481,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stats = Stats()
         stop = asyncio.Event()
         if not args.redis_only:
-            pool = await asyncpg.create_pool(url, min_size=args.db_pool, max_size=args.db_pool,
-                                             init=init_connection)
+            defaults = Settings()  # the server's own pool, with its deadlines
+            pool = await Database.open(url, timeout_s=defaults.db_timeout_s,
+                                       bulk_timeout_s=defaults.db_bulk_timeout_s,
+                                       min_size=args.db_pool, max_size=args.db_pool,
+                                       init=init_connection)
         # The Postgres backends serving this benchmark: every connection to its own database.
         backends = [r["pid"] for r in await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]

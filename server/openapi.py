@@ -42,8 +42,11 @@ def _openapi_path(path: str) -> str:
 def _implied_errors(ep: Endpoint) -> set[int]:
     """Answers every route of a kind can give, whatever its handler does: 401 unless public,
     404 for ids in the path (one beyond 64 bits names nothing), 400 and 422 for a body (not
-    JSON; not what the schema allows), 413 and 415 for a multipart one."""
+    JSON; not what the schema allows), 413 and 415 for a multipart one, 503 for whatever
+    reads the database (while Postgres is out of reach)."""
     out: set[int] = set() if ep.access is Access.PUBLIC else {401}
+    if ep.identify:
+        out.add(503)
     if _PARAM.search(ep.path):
         out.add(404)
     if ep.body is not None:

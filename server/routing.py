@@ -112,6 +112,12 @@ class Endpoint:
     errors: tuple[int, ...] = field(default=())
     # A multipart/form-data body, as the JSON Schema of its fields (files: format binary).
     form: dict[str, Any] | None = None
+    # False: the caller's credentials are never read (health checks and the OpenAPI
+    # document must answer whatever state the database is in, whatever the headers).
+    identify: bool = True
+
+    def __post_init__(self) -> None:
+        assert self.identify or self.access is Access.PUBLIC, "only public routes skip identity"
 
 
 async def _read_body(request: Request, model: type[BaseModel]) -> BaseModel:
@@ -183,7 +189,7 @@ def _wrap(ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         _check_address(request)
         services: Services = request.app.state.services
-        identity = await auth.identify(services, request)
+        identity = await auth.identify(services, request) if ep.identify else auth.Identity(None)
         if ep.access is not Access.PUBLIC and identity.user is None:
             raise Unauthorized("sign in or send an API token")
         if identity.via_cookie:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 
+from .database import Database
 from .redis_keys import RedisKeys
 from .settings import Settings
 
@@ -20,15 +21,17 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 @dataclass
 class Services:
     settings: Settings
-    db: asyncpg.Pool
+    db: Database
     redis: aioredis.Redis
     keys: RedisKeys
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         assert settings.database_url and settings.redis_url, "URLs are resolved before start-up"
-        db = await asyncpg.create_pool(
+        db = await Database.open(
             settings.database_url,
+            timeout_s=settings.db_timeout_s,
+            bulk_timeout_s=settings.db_bulk_timeout_s,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             init=init_connection,

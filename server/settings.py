@@ -25,6 +25,19 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -67,6 +80,13 @@ class Settings:
     azure_read_timeout_s: float = 20.0
     db_pool_min: int = 2
     db_pool_max: int = 20
+    # The longest anything waits on Postgres: a statement (Postgres cancels it, and the
+    # client gives up half a second later if Postgres does not answer at all), a free
+    # pooled connection, a new connection. Past it a request answers 503 with Retry-After.
+    db_timeout_s: float = 5.0
+    # The statement deadline of bulk work, which legitimately runs long statements:
+    # ingest and refresh, imports, exports, work-queue rebuilds, ML clustering.
+    db_bulk_timeout_s: float = 600.0
     upload_max_file_bytes: int = 512 * 1024 * 1024
     upload_max_request_bytes: int = 4 * 1024 * 1024 * 1024
     import_max_bytes: int = 1024 * 1024 * 1024
@@ -118,6 +138,8 @@ class Settings:
             azure_read_timeout_s=float(_int(env, "COLABEL_AZURE_READ_TIMEOUT_S", 20)),
             db_pool_min=_int(env, "COLABEL_DB_POOL_MIN", 2),
             db_pool_max=_int(env, "COLABEL_DB_POOL_MAX", 20),
+            db_timeout_s=_float(env, "COLABEL_DB_TIMEOUT_S", 5.0),
+            db_bulk_timeout_s=_float(env, "COLABEL_DB_BULK_TIMEOUT_S", 600.0),
             upload_max_file_bytes=_int(env, "COLABEL_UPLOAD_MAX_FILE_BYTES", 512 * 1024 * 1024),
             upload_max_request_bytes=_int(
                 env, "COLABEL_UPLOAD_MAX_REQUEST_BYTES", 4 * 1024 * 1024 * 1024

@@ -24,6 +24,8 @@ from collab import consensus
 from collab.dispatch_keys import DispatchKeys
 from collab.dispatcher import Dispatcher, Lease, NeedsRebuild
 
+from .database import Database, DatabaseUnavailable
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -169,16 +171,16 @@ async def _queue_lock(client: aioredis.Redis, prefix: str, project_id: int) -> A
     raise WorkError("dispatcher_busy", "the work queue is being rebuilt; try again")
 
 
-async def rebuild(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, default_target: int) -> None:
+async def rebuild(dispatcher: Dispatcher, db: Database, project_id: int, default_target: int) -> None:
     """Rebuild one project's Redis state under a lock; others wait for it."""
     async with _queue_lock(dispatcher.client, dispatcher.prefix, project_id):
         if not await dispatcher.client.exists(dispatcher.keys(project_id).epoch):
-            async with db.acquire() as conn:
+            async with db.bulk() as conn:  # reads the whole project
                 queued = await dispatcher.rebuild(conn, project_id, default_target)
             log.info("rebuilt dispatcher state of project %s (%d queued)", project_id, queued)
 
 
-async def _with_state(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int,
+async def _with_state(dispatcher: Dispatcher, db: Database, project_id: int,
                       step: Callable[[], Awaitable[T]]) -> T:
     """Run a dispatcher step, rebuilding the project's Redis state from Postgres first
     when it is missing (a flush, a new Redis, or items changed outside the dispatcher)."""
@@ -271,7 +273,7 @@ class Handed:
     refused: int = 0
 
 
-async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Record, user_id: int,
+async def lease(dispatcher: Dispatcher, db: Database, project: asyncpg.Record, user_id: int,
                 count: int, log: LeaseLog | None = None, holding: Sequence[str] = ()) -> Handed:
     """Hand a labeler up to `count` items: their own live leases first (except those they say
     they are `holding` already), oldest first and extended, then new ones, while they hold
@@ -311,7 +313,7 @@ async def lease(dispatcher: Dispatcher, db: asyncpg.Pool, project: asyncpg.Recor
     return Handed(granted, batch.expired, refused)
 
 
-async def release(dispatcher: Dispatcher, db: asyncpg.Pool, user_id: int,
+async def release(dispatcher: Dispatcher, db: Database, user_id: int,
                   lease_ids: Sequence[str], after_s: int = 0) -> dict[int, list[str]]:
     """Give back the caller's live leases among `lease_ids` without a submission: their
     items return to the queue and may come back to this labeler. With `after_s`, not at
@@ -408,7 +410,7 @@ SELECT id FROM leases WHERE item_id = $1 AND user_id = $2 AND state = 'active' A
 """
 
 
-async def extend(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, lease_id: str) -> int | None:
+async def extend(dispatcher: Dispatcher, db: Database, project_id: int, lease_id: str) -> int | None:
     """Push a live lease's expiry out by the TTL in Redis and Postgres; None if not live."""
     expires = await _with_state(dispatcher, db, project_id, lambda: dispatcher.extend(project_id, lease_id))
     if expires is None:
@@ -417,13 +419,16 @@ async def extend(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, leas
     return None if status.endswith(" 0") else expires
 
 
-async def keep_alive(dispatcher: Dispatcher, db: asyncpg.Pool, project_id: int, item_id: int,
+async def keep_alive(dispatcher: Dispatcher, db: Database, project_id: int, item_id: int,
                      user_id: int, period_s: float) -> None:
     """While a labeler has their document open, keep their lease on the item alive."""
     while True:
-        lease_id = await db.fetchval(_LIVE_LEASE, item_id, user_id)
-        if lease_id is not None:
-            await extend(dispatcher, db, project_id, lease_id)
+        try:
+            lease_id = await db.fetchval(_LIVE_LEASE, item_id, user_id)
+            if lease_id is not None:
+                await extend(dispatcher, db, project_id, lease_id)
+        except DatabaseUnavailable as exc:  # the lease outlasts a few missed periods
+            log.warning("lease of user %s on item %s not extended: %s", user_id, item_id, exc)
         await asyncio.sleep(period_s)
 
 
@@ -432,7 +437,7 @@ SELECT id, consensus FROM projects WHERE deleted_at IS NULL AND status IN ('runn
 """
 
 
-async def rebuild_missing(dispatcher: Dispatcher, db: asyncpg.Pool) -> int:
+async def rebuild_missing(dispatcher: Dispatcher, db: Database) -> int:
     """At start-up: rebuild every open project whose Redis state is gone; return how many."""
     done = 0
     for row in await db.fetch(_OPEN_PROJECTS):

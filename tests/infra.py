@@ -91,6 +91,39 @@ def run_server(env: dict[str, str], args: list[str], log: Path, timeout_s: float
         stop_process(proc, 20)
 
 
+def engine_processes(data_dir: Path) -> dict[int, str]:
+    """Embedded engines of `data_dir` by pid, with their command lines: a postmaster
+    (`postgres -D DATA_DIR/postgres`) or a redis-server (titled with its socket, which
+    lies under DATA_DIR when the path is short enough). Their children are not listed:
+    Postgres's rename themselves, but one just forked still shows its parent's line."""
+    found, parents = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if str(data_dir) in cmd and ("postgres" in cmd or "redis-server" in cmd):
+            found[int(entry.name)] = cmd
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return {pid: cmd for pid, cmd in found.items() if parents[pid] not in found}
+
+
+def engine_pids(data_dir: Path) -> list[int]:
+    """Processes (postgres, redis-server) whose command line names `data_dir`."""
+    return list(engine_processes(data_dir))
+
+
+def wait_gone(data_dir: Path, timeout_s: float = 20) -> list[int]:
+    """Wait until no engine of `data_dir` runs; return those still running."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and engine_pids(data_dir):
+        time.sleep(0.2)
+    return engine_pids(data_dir)
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     """SIGTERM, then SIGKILL if it does not exit within `timeout_s`."""
     if proc.poll() is None:

@@ -58,7 +58,7 @@ async def put_dataset(call: Call) -> dict[str, Any]:
     body: dataset_binding.DatasetBody = call.body
     pid = call.path_int("pid")
     settings = call.services.settings
-    async with call.services.db.acquire() as conn, conn.transaction():
+    async with call.services.db.bulk() as conn, conn.transaction():
         await conn.execute(projects.LOCK, pid)
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
         old = pa.row["dataset"]
@@ -94,7 +94,7 @@ async def put_dataset(call: Call) -> dict[str, Any]:
 async def refresh(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     settings = call.services.settings
-    async with call.services.db.acquire() as conn, conn.transaction():
+    async with call.services.db.bulk() as conn, conn.transaction():
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
         binding = pa.row["dataset"]
         if binding is None:

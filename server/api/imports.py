@@ -145,7 +145,7 @@ async def _apply(call: Call, pid: int, opts: ImportOptions, plan: tabular.Import
                  errors: list[dict[str, Any]]) -> dict[str, Any]:
     settings = call.services.settings
     keys = [r.key for r in plan.rows]
-    async with call.services.db.acquire() as conn, conn.transaction():
+    async with call.services.db.bulk() as conn, conn.transaction():
         await conn.execute(projects.LOCK, pid)
         await projects.access(conn, call.me, pid, Role.OWNER)
         await ingest.lock_project(conn, pid, wait=True)

@@ -175,7 +175,7 @@ async def _apply(call: Call, pid: int, task_type: Any, opts: LabelImportOptions,
                  parsed: label_files.ParsedFile) -> dict[str, Any]:
     problems = list(parsed.problems)
     skipped_unlabeled = 0
-    async with call.services.db.acquire() as conn, conn.transaction():
+    async with call.services.db.bulk() as conn, conn.transaction():
         await conn.execute(projects.LOCK, pid)
         await projects.access(conn, call.me, pid, Role.OWNER)
         await ingest.lock_project(conn, pid, wait=True)

@@ -35,7 +35,7 @@ async def _check(name: str, probe: Any) -> tuple[str, dict[str, Any]]:
 async def readyz(call: Call) -> Response:
     services = call.services
     results = dict(await asyncio.gather(
-        _check("postgres", services.db.fetchval("SELECT 1")),
+        _check("postgres", services.db.fetchval("SELECT 1", timeout=READY_TIMEOUT_S)),
         _check("redis", services.redis.ping()),
     ))
     ready = all(r["ok"] for r in results.values())
@@ -52,9 +52,9 @@ async def openapi(call: Call) -> dict[str, Any]:
 
 ENDPOINTS = [
     Endpoint("GET", "/healthz", healthz, "The process is alive", access=Access.PUBLIC,
-             tag="meta"),
+             tag="meta", identify=False),
     Endpoint("GET", "/readyz", readyz, "Postgres and Redis answer", access=Access.PUBLIC,
-             tag="meta", errors=(503,)),
+             tag="meta", errors=(503,), identify=False),
     Endpoint("GET", "/api/v1/openapi.json", openapi, "This document", access=Access.PUBLIC,
-             tag="meta"),
+             tag="meta", identify=False),
 ]

@@ -52,7 +52,7 @@ async def upload(call: Call) -> dict[str, Any]:
                 f"{len(existing)} file(s) already exist; send overwrite=true to replace them",
                 code="files_exist", details={"keys": existing[:100]},
             )
-        async with call.services.db.acquire() as conn, conn.transaction():
+        async with call.services.db.bulk() as conn, conn.transaction():
             await conn.execute(projects.LOCK, pid)
             pa = await projects.access(conn, call.me, pid, Role.OWNER)
             if pa.row["dataset"] is None:

@@ -91,21 +91,23 @@ async def run(services: Services, row: asyncpg.Record) -> None:
     part = final.with_name(name + ".part")
     progress = _Progress(services, pid, export_id)
     try:
-        project = await db.fetchrow(_PROJECT, pid)
-        filters = source.Filters(**row["filters"])
-        if fmt in NEEDS_SIZE and project["task_type"] in ("bbox", "polygon", "semantic"):
-            await _probe(services, pid)
-        ctx = Context(project["name"], project["task_type"], await source.label_table(db, pid), filters,
-                      row["image_url_prefix"])
-        total = await source.count(db, pid, filters)
-        await progress.report(0, total, force=True)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        writer = await asyncio.to_thread(WRITERS[fmt], part, ctx)
-        done = 0
-        async for batch in source.batches(db, pid, filters):
-            await asyncio.to_thread(writer.write, batch)
-            done += len(batch)
-            await progress.report(done, total)
+        # Reading a whole project may take longer than a request's statements may.
+        async with db.bulk() as conn:
+            project = await conn.fetchrow(_PROJECT, pid)
+            filters = source.Filters(**row["filters"])
+            if fmt in NEEDS_SIZE and project["task_type"] in ("bbox", "polygon", "semantic"):
+                await _probe(services, pid)
+            ctx = Context(project["name"], project["task_type"], await source.label_table(conn, pid),
+                          filters, row["image_url_prefix"])
+            total = await source.count(conn, pid, filters)
+            await progress.report(0, total, force=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            writer = await asyncio.to_thread(WRITERS[fmt], part, ctx)
+            done = 0
+            async for batch in source.batches(conn, pid, filters):
+                await asyncio.to_thread(writer.write, batch)
+                done += len(batch)
+                await progress.report(done, total)
         warnings = await asyncio.to_thread(writer.close)
         os.replace(part, final)
         status = await db.execute(_DONE, export_id, done, name, final.stat().st_size, warnings)

@@ -110,12 +110,12 @@ async def label_table(db: asyncpg.Pool | asyncpg.Connection, project_id: int) ->
     return LabelTable.from_rows(list(await db.fetch(_LABELS, project_id)))
 
 
-async def count(db: asyncpg.Pool, project_id: int, filters: Filters) -> int:
+async def count(db: asyncpg.Pool | asyncpg.Connection, project_id: int, filters: Filters) -> int:
     n: int = await db.fetchval(_COUNT, project_id, filters.statuses)
     return n
 
 
-async def batches(db: asyncpg.Pool, project_id: int, filters: Filters,
+async def batches(db: asyncpg.Pool | asyncpg.Connection, project_id: int, filters: Filters,
                   size: int = BATCH) -> AsyncIterator[list[Record]]:
     """The exported items in id order, `size` at a time."""
     after = 0
@@ -128,7 +128,7 @@ async def batches(db: asyncpg.Pool, project_id: int, filters: Filters,
         yield [_record(r, labelers.get(r["id"], []), filters.raw_annotations) for r in rows]
 
 
-async def _labelers(db: asyncpg.Pool, rows: list[asyncpg.Record],
+async def _labelers(db: asyncpg.Pool | asyncpg.Connection, rows: list[asyncpg.Record],
                     raw: bool) -> dict[int, list[asyncpg.Record]]:
     """Annotations of the items whose provenance names their labelers (or all, for raw)."""
     wanted = [r["id"] for r in rows if raw or r["decided_by"] in ("single", "consensus")]

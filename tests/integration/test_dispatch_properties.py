@@ -40,7 +40,9 @@ from collab.dispatcher import Dispatcher, LeaseBatch
 from migrations.runner import migrate
 from server import work
 from server.api.tasks import _SKIP
+from server.database import Database
 from server.services import init_connection
+from server.settings import Settings
 
 T = TypeVar("T")
 
@@ -55,6 +57,14 @@ CLOSED = ("labeled", "needs_review")
 _PAST = """
 UPDATE leases SET expires_at = now() - interval '1 day' WHERE id = ANY($1::text[]) AND state = 'active'
 """
+
+
+async def open_pool(url: str) -> Database:
+    """The server's own pool (its deadlines, and bulk connections for rebuilds)."""
+    defaults = Settings()
+    return await Database.open(url, timeout_s=defaults.db_timeout_s,
+                               bulk_timeout_s=defaults.db_bulk_timeout_s, min_size=1, max_size=2,
+                               init=init_connection)
 
 
 class ClockedDispatcher(Dispatcher):
@@ -121,7 +131,7 @@ class DispatchMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.db: asyncpg.Pool | None = None
+        self.db: Database | None = None
         self.redis: aioredis.Redis | None = None
         self.prefix = f"colabel-prop-{uuid.uuid4().hex[:10]}:"
         self.now = int(time.time() * 1000)
@@ -155,8 +165,7 @@ class DispatchMachine(RuleBasedStateMachine):
         return self.redis
 
     async def _open(self) -> None:
-        self.db = await asyncpg.create_pool(self.database_url, min_size=1, max_size=2,
-                                            init=init_connection)
+        self.db = await open_pool(self.database_url)
         self.redis = aioredis.Redis.from_url(self.redis_url)
         self.dispatcher = ClockedDispatcher(self.redis, self.prefix, TTL_S, lambda: self.now)
         tag = uuid.uuid4().hex[:12]
@@ -575,7 +584,7 @@ async def _solo_project(pool: asyncpg.Pool) -> tuple[asyncpg.Record, int, int]:
 
 
 async def _abandon_then_finish(database_url: str, redis_url: str, page: int, plan: list[str]) -> None:
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2, init=init_connection)
+    pool = await open_pool(database_url)
     client = aioredis.Redis.from_url(redis_url)
     prefix = f"colabel-solo-{uuid.uuid4().hex[:10]}:"
     now = [int(time.time() * 1000)]

@@ -11,31 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from server.demo import DEMO_EMAIL, DEMO_PASSWORD, DEMO_PROJECT
-from tests.infra import ROOT, Api, run_server
-
-
-def engine_pids(data_dir: Path) -> list[int]:
-    """Processes (postgres, redis-server) whose command line names `data_dir`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(data_dir) in cmd and ("postgres" in cmd or "redis-server" in cmd):
-            pids.append(int(entry.name))
-    return pids
-
-
-def wait_gone(data_dir: Path, timeout_s: float = 20) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and engine_pids(data_dir):
-        time.sleep(0.2)
-    return engine_pids(data_dir)
+from server.embedded import EmbeddedRedis
+from tests.infra import ROOT, Api, engine_pids, run_server, wait_gone
 
 
 @pytest.mark.reliability(
@@ -124,3 +104,18 @@ def test_demo_is_idempotent_across_restarts(tmp_path: Path) -> None:
             projects = demo.get("/api/v1/projects").json()["projects"]
             assert [p["name"] for p in projects] == [DEMO_PROJECT]
     assert wait_gone(tmp_path / "data") == []
+
+
+def test_a_second_user_of_the_data_dir_shares_the_embedded_redis(tmp_path: Path) -> None:
+    owner, guest = EmbeddedRedis(tmp_path / "redis"), EmbeddedRedis(tmp_path / "redis")
+    url = owner.start()
+    try:
+        assert guest.start() == url  # no second redis-server on the same socket
+        assert len(engine_pids(tmp_path)) == 1
+        guest.stop()  # leaves it to its owner
+        client = redis.Redis.from_url(url)
+        assert client.ping()
+        client.close()
+    finally:
+        owner.stop()
+    assert wait_gone(tmp_path) == []

@@ -33,8 +33,18 @@ def test_default_local_root_is_inside_the_data_dir(tmp_path: Path) -> None:
     assert s.effective_local_roots == (tmp_path / "datasets",)
 
 
+def test_database_deadlines_default_and_read() -> None:
+    s = Settings.from_env({})
+    assert (s.db_timeout_s, s.db_bulk_timeout_s) == (5.0, 600.0)
+    s = Settings.from_env({"COLABEL_DB_TIMEOUT_S": "2.5", "COLABEL_DB_BULK_TIMEOUT_S": "60"})
+    assert (s.db_timeout_s, s.db_bulk_timeout_s) == (2.5, 60.0)
+
+
 @pytest.mark.parametrize("env", [{"COLABEL_PORT": "eighty"},
-                                 {"COLABEL_AZURE_ALLOW_EMULATOR": "maybe"}])
+                                 {"COLABEL_AZURE_ALLOW_EMULATOR": "maybe"},
+                                 {"COLABEL_DB_TIMEOUT_S": "soon"},
+                                 {"COLABEL_DB_TIMEOUT_S": "0"},
+                                 {"COLABEL_DB_BULK_TIMEOUT_S": "-1"}])
 def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         Settings.from_env(env)
