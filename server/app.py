@@ -23,6 +23,7 @@ from collab.store import DocumentStore
 from migrations.runner import migrate
 
 from . import api, collab_ws, events_ws, ml, openapi, work
+from .access_watch import AccessWatch
 from .api.meta import app_version
 from .database import DatabaseUnavailable
 from .errors import ApiError, database_unavailable
@@ -124,6 +125,10 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
         )
         await collab.start()
         app.state.collab = collab
+        access = AccessWatch(services.db, services.redis, services.keys.access_changes(),
+                             settings.access_check_s)
+        await access.start()
+        app.state.access = access
         dispatcher = Dispatcher(services.redis, settings.redis_prefix, settings.lease_ttl_s)
         app.state.dispatcher = dispatcher
         app.state.lease_log = work.LeaseLog(services.db)
@@ -152,6 +157,7 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             if models is not None:
                 with contextlib.suppress(Exception):
                     await models.shutdown()
+            await access.stop()
             await collab.stop()
             await services.close()
 

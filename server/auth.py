@@ -53,6 +53,7 @@ class Identity:
     via_cookie: bool = False
     via_token: bool = False
     session_hash: bytes | None = None
+    token_id: int | None = None
 
 
 def _sha256(value: str) -> bytes:
@@ -73,22 +74,21 @@ def _bearer(conn: HTTPConnection) -> str | None:
     return None
 
 
-async def user_for_token(db: asyncpg.Pool, token: str) -> User | None:
+async def _token(db: asyncpg.Pool, token: str) -> asyncpg.Record | None:
     row = await db.fetchrow(_TOKEN_USER, _sha256(token))
-    if row is None:
-        return None
-    await db.execute(_TOKEN_TOUCH, row["token_id"])
-    return User.from_row(row)
+    if row is not None:
+        await db.execute(_TOKEN_TOUCH, row["token_id"])
+    return row
 
 
 async def identify(services: Services, conn: HTTPConnection, token: str | None = None) -> Identity:
     """Resolve the caller; a bad API token is an error, a stale cookie is anonymous."""
     token = token or _bearer(conn)
     if token is not None:
-        user = await user_for_token(services.db, token)
-        if user is None:
+        row = await _token(services.db, token)
+        if row is None:
             raise Unauthorized("unknown or revoked API token", code="invalid_token")
-        return Identity(user, via_token=True)
+        return Identity(User.from_row(row), via_token=True, token_id=row["token_id"])
     cookie = conn.cookies.get(SESSION_COOKIE)
     if not cookie:
         return Identity(None)
@@ -129,14 +129,17 @@ async def end_session(services: Services, identity: Identity, response: Response
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
 
 
-async def websocket_user(services: Services, ws: HTTPConnection) -> User:
-    """The user behind a WebSocket handshake: `?token=`, or a cookie from our own origin."""
+async def websocket_identity(services: Services, ws: HTTPConnection) -> Identity:
+    """Who is behind a WebSocket handshake: `?token=`, or a cookie from our own origin.
+
+    The identity keeps its session or token, so the open socket can be closed once it ends.
+    """
     identity = await identify(services, ws, token=ws.query_params.get("token") or None)
     if identity.user is None:
         raise Unauthorized("sign in or pass ?token=")
     if identity.via_cookie and not csrf.origin_matches(services.settings, ws):
         raise Forbidden("cross-site WebSocket refused", code="csrf_failed")
-    return identity.user
+    return identity
 
 
 def new_token() -> tuple[str, bytes, str]:

@@ -5,7 +5,9 @@ is an HTTP response (401, 403 or 404 with the usual JSON error body) where the s
 supports WebSocket denial responses, and otherwise an accepted socket closed at once
 with 4401, 4403 or 4404. Once accepted, frames go to the room; malformed frames close
 with 1002, unsupported ones (text, unknown types) with 1003, oversized ones with 1009
-and floods with 1008, without disturbing any other connection.
+and floods with 1008, without disturbing any other connection. An open socket is
+checked again whenever its user's access changes (see access_watch.py): it closes with
+4401 once its session or token has ended, and with 4403 once the same rule refuses it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collab.manager import RoomManager
 from collab.protocol import parse
 from collab.room import CLOSE_POLICY, Connection
 
-from . import auth, projects, work
+from . import access_watch, auth, projects, work
 from .errors import ApiError, Forbidden, NotFound
 from .roles import Role
 from .services import Services
@@ -41,8 +43,30 @@ _MEMBER = "SELECT role FROM memberships WHERE project_id = $1 AND user_id = $2"
 
 @dataclass(frozen=True)
 class Grant:
-    user_id: int
+    identity: auth.Identity
     readonly: bool
+
+    @property
+    def user_id(self) -> int:
+        assert self.identity.user is not None
+        return self.identity.user.id
+
+
+def rights(role: Role, consensus: bool, user_id: int, annotator: str,
+           annotator_is_member: bool) -> bool:
+    """Whether a member with `role` may write the document (True) or only read it (False);
+    raises when they may not open it. The same rule admits a socket and keeps it open."""
+    if annotator == "final":
+        if role >= Role.REVIEWER or not consensus:
+            return True
+        raise Forbidden("with consensus on, the final document is for reviewers and owners")
+    if not annotator_is_member:
+        raise NotFound(f"no document {annotator!r} for this item")
+    if int(annotator) == user_id:
+        return True
+    if role >= Role.REVIEWER:
+        return False
+    raise Forbidden("labelers may open only their own documents")
 
 
 def _canonical(ws: WebSocket, pid: int, iid: int, annotator: str) -> bool:
@@ -55,24 +79,33 @@ def _canonical(ws: WebSocket, pid: int, iid: int, annotator: str) -> bool:
 
 async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annotator: str) -> Grant:
     """Who may open this document, and whether they may write to it."""
-    user = await auth.websocket_user(services, ws)
+    identity = await auth.websocket_identity(services, ws)
+    assert identity.user is not None
     if not _canonical(ws, pid, iid, annotator):
         raise NotFound(f"no document {annotator!r} for item {iid}; documents are named "
                        f"{pid}/{iid}/<user id> or {pid}/{iid}/final")
-    pa = await projects.access(services.db, user, pid, Role.LABELER)
+    pa = await projects.access(services.db, identity.user, pid, Role.LABELER)
     if await services.db.fetchval(_ITEM, pid, iid) is None:
         raise NotFound(f"item {iid} not found in project {pid}")
-    if annotator == "final":
-        if pa.role >= Role.REVIEWER or not pa.setting("consensus").get("enabled"):
-            return Grant(user.id, readonly=False)
-        raise Forbidden("with consensus on, the final document is for reviewers and owners")
-    if await services.db.fetchval(_MEMBER, pid, int(annotator)) is None:
-        raise NotFound(f"no document {annotator!r} for item {iid}")
-    if int(annotator) == user.id:
-        return Grant(user.id, readonly=False)
-    if pa.role >= Role.REVIEWER:
-        return Grant(user.id, readonly=True)
-    raise Forbidden("labelers may open only their own documents")
+    member = annotator != "final" and await services.db.fetchval(
+        _MEMBER, pid, int(annotator)) is not None
+    writable = rights(pa.role, bool(pa.setting("consensus").get("enabled")), identity.user.id,
+                      annotator, member)
+    return Grant(identity, readonly=not writable)
+
+
+def _rule(grant: Grant, annotator: str, conn: Connection) -> access_watch.Rule:
+    """How an open socket is checked again: the same rule as at the handshake."""
+
+    def recheck(project: access_watch.ProjectFacts) -> None:
+        role = project.require(grant.user_id, Role.LABELER)
+        member = annotator != "final" and project.is_member(int(annotator))
+        # Rights never grow on an open socket; with today's rules they only ever shrink to
+        # a refusal, and a narrower grant would take effect here without a reconnect.
+        conn.readonly = conn.readonly or not rights(role, project.consensus, grant.user_id,
+                                                    annotator, member)
+
+    return recheck
 
 
 async def deny(ws: WebSocket, exc: ApiError) -> None:
@@ -117,6 +150,10 @@ async def collab_endpoint(ws: WebSocket) -> None:
     conn = Connection(_Peer(ws), readonly=grant.readonly, user=str(grant.user_id),
                       queue_size=4096, rate=settings.collab_messages_per_s,
                       burst=settings.collab_burst)
+    watch: access_watch.AccessWatch = ws.app.state.access
+    ticket = access_watch.Ticket(
+        grant.identity, pid, _rule(grant, annotator, conn), conn.close_soon,
+        users=frozenset(() if annotator == "final" else {int(annotator)}))
     writer = asyncio.create_task(conn.run_writer())
     keeper = None
     if annotator == str(grant.user_id):
@@ -126,7 +163,8 @@ async def collab_endpoint(ws: WebSocket) -> None:
             max(settings.lease_ttl_s / 3, 1.0)))
     room.join(conn)
     try:
-        await _serve(ws, room, conn, settings.collab_max_message_bytes)
+        with watch.watching(ticket):
+            await _serve(ws, room, conn, settings.collab_max_message_bytes, ticket)
     finally:
         if keeper is not None:
             keeper.cancel()
@@ -139,13 +177,20 @@ async def collab_endpoint(ws: WebSocket) -> None:
         await manager.release(room)
 
 
-async def _serve(ws: WebSocket, room: object, conn: Connection, max_bytes: int) -> None:
+async def _serve(ws: WebSocket, room: object, conn: Connection, max_bytes: int,
+                 ticket: access_watch.Ticket) -> None:
     from collab.room import Room
 
     assert isinstance(room, Room)
     while conn.closing is None:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
+            return
+        # A frame that arrives while an announced access change is being checked waits for
+        # the verdict, and one from a socket being closed for it is never applied.
+        if not ticket.settled.is_set():
+            await ticket.settled.wait()
+        if conn.closing is not None:
             return
         data = message.get("bytes")
         if data is None:

@@ -1,6 +1,7 @@
 """`/events/{project}`: live progress, decisions, review changes and activity for owners
 and reviewers. Events arrive through Redis from every server process; a progress
-snapshot (counts by status) is sent on connect and every few seconds."""
+snapshot (counts by status) is sent on connect and every few seconds. A socket whose user
+loses access is closed (4401 signed out, 4403 no longer a reviewer or owner here)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import contextlib
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import auth, events, projects
+from . import access_watch, auth, events, projects
 from .collab_ws import deny
 from .database import DatabaseUnavailable
 from .errors import ApiError
@@ -33,32 +35,58 @@ async def _snapshot(services: Services, pid: int) -> str:
 
 async def events_endpoint(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
+    watch: access_watch.AccessWatch = ws.app.state.access
     pid: int = ws.path_params["pid"]
     try:
-        user = await auth.websocket_user(services, ws)
-        await projects.access(services.db, user, pid, Role.REVIEWER)
+        identity = await auth.websocket_identity(services, ws)
+        assert identity.user is not None
+        await projects.access(services.db, identity.user, pid, Role.REVIEWER)
     except ApiError as exc:
         await deny(ws, exc)
         return
     await ws.accept()
+    uid = identity.user.id
     pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(events.channel(services.settings.redis_prefix, pid))
-    sender = asyncio.create_task(_pump(ws, services, pid, pubsub))
+    ended: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    def rule(project: access_watch.ProjectFacts) -> None:
+        project.require(uid, Role.REVIEWER)
+
+    def end(code: int, reason: str) -> None:
+        if not ended.done():
+            ended.set_result((code, reason))
+
+    ticket = access_watch.Ticket(identity, pid, rule, end)
+    sender = asyncio.create_task(_pump(ws, services, pid, pubsub, ticket))
+    receiver = asyncio.create_task(_drain(ws))
     try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-    except WebSocketDisconnect:
-        return
+        with watch.watching(ticket):
+            waiting: list[asyncio.Future[Any]] = [receiver, ended]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if ended.done():
+            # Access ended: nothing more is sent, and the client learns why.
+            sender.cancel()
+            code, reason = ended.result()
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                await ws.close(code=code, reason=reason)
     finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        for task in (sender, receiver):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await pubsub.aclose()
 
 
-async def _pump(ws: WebSocket, services: Services, pid: int, pubsub: object) -> None:
+async def _drain(ws: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it goes away."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass
+
+
+async def _pump(ws: WebSocket, services: Services, pid: int, pubsub: object,
+                ticket: access_watch.Ticket) -> None:
     """Forward Redis events, and a progress snapshot every few seconds."""
     from redis.asyncio.client import PubSub
 
@@ -73,6 +101,9 @@ async def _pump(ws: WebSocket, services: Services, pid: int, pubsub: object) -> 
             except DatabaseUnavailable as exc:  # events keep flowing; the next snapshot will do
                 log.warning("no progress snapshot for project %s: %s", pid, exc)
         message = await pubsub.get_message(timeout=1.0)
+        await ticket.wait_settled()
+        if ticket.closed:
+            return
         if message is not None and message["type"] == "message":
             data = message["data"]
             await ws.send_text(data.decode() if isinstance(data, bytes) else str(data))

@@ -1,4 +1,4 @@
-"""Every Redis key the server uses, under one configurable prefix."""
+"""Every Redis key and pub/sub channel the server uses, under one configurable prefix."""
 
 from __future__ import annotations
 
@@ -12,3 +12,7 @@ class RedisKeys:
 
     def login_failures_address(self, address: str) -> str:
         return f"{self.prefix}login:addr:{address}"
+
+    def access_changes(self) -> str:
+        """Pub/sub: a user's or a project's access changed; open sockets are checked again."""
+        return f"{self.prefix}access:changes"

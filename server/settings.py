@@ -111,6 +111,8 @@ class Settings:
     collab_burst: float = 1000.0
     # Work leases: how long a labeler holds an item without activity.
     lease_ttl_s: int = 600
+    # Open sockets are re-checked this often in case an access change was not announced.
+    access_check_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -160,6 +162,7 @@ class Settings:
             collab_messages_per_s=float(_int(env, "COLABEL_COLLAB_MESSAGES_PER_S", 200)),
             collab_burst=float(_int(env, "COLABEL_COLLAB_BURST", 1000)),
             lease_ttl_s=_int(env, "COLABEL_LEASE_TTL_S", 600),
+            access_check_s=float(_int(env, "COLABEL_ACCESS_CHECK_S", 1)),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in clean:

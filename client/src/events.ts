@@ -2,6 +2,7 @@
 // session cookie, reopened with exponential backoff whenever it drops.
 import { useEffect, useRef, useState } from "preact/hooks";
 import { wsUrl } from "./api";
+import { CLOSE_SIGNED_OUT, NO_LONGER_AVAILABLE, sessionEnded } from "./ui";
 
 export type ItemStatus = "unlabeled" | "in_progress" | "labeled" | "needs_review" | "missing";
 
@@ -88,7 +89,8 @@ function backoff(attempt: number): number {
   return Math.round(base * (0.5 + Math.random() * 0.5));
 }
 
-/** Close codes 4000 + HTTP status come from the server's refusal of the handshake. */
+/** Close codes 4000 + HTTP status: the server refused the handshake, or ended an open
+ * socket because its user lost access (4401 signed out, 4403 no longer allowed). */
 function refused(code: number): boolean {
   return code === 4401 || code === 4403 || code === 4404;
 }
@@ -142,7 +144,10 @@ export function useProjectEvents(pid: number, onEvent: (event: ProjectEvent) => 
         if (stopped || socket !== ws) return;
         socket = null;
         if (refused(e.code)) {
-          setStatus({ state: "denied", attempt, retryAt: null, reason: e.reason || `refused (${e.code - 4000})` });
+          // Also sent to an open socket once its user loses access: no retries.
+          const reason = e.code === CLOSE_SIGNED_OUT ? "signed out" : NO_LONGER_AVAILABLE;
+          setStatus({ state: "denied", attempt, retryAt: null, reason });
+          if (e.code === CLOSE_SIGNED_OUT) sessionEnded();
           return;
         }
         attempt += 1;

@@ -29,6 +29,18 @@ export function navigate(hash: string): void {
   if (location.hash !== hash) location.hash = hash;
 }
 
+/** The server ended this sign-in while a page was open (signed out in another tab, password
+ * changed, account deactivated, API token revoked): back to the sign-in page. */
+export function sessionEnded(): void {
+  setUser(null);
+  navigate("#/login");
+}
+
+/** Close codes of live sockets: the server ended the sign-in (4401), or this user may no
+ * longer open what the socket shows (4403; 4404 when it is gone). */
+export const CLOSE_SIGNED_OUT = 4401;
+export const NO_LONGER_AVAILABLE = "This project is no longer available to you.";
+
 export function errorText(err: unknown): string {
   if (err instanceof ApiError) return err.message;
   return err instanceof Error ? err.message : String(err);

@@ -8,6 +8,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
 from .. import auth, csrf
+from ..access_watch import announce
 from ..errors import Unauthorized
 from ..passwords import GivenPassword, verify_password
 from ..ratelimit import LoginThrottle
@@ -55,6 +56,9 @@ async def login(call: Call) -> Response:
 async def logout(call: Call) -> Response:
     response = Response(status_code=204)
     await auth.end_session(call.services, call.identity, response)
+    if call.identity.user is not None and call.identity.session_hash is not None:
+        # The sockets this session opened close too.
+        await announce(call.request, user=call.identity.user.id)
     return response
 
 

@@ -8,6 +8,7 @@ import asyncpg
 from pydantic import ConfigDict, Field, model_validator
 
 from .. import projects
+from ..access_watch import announce
 from ..errors import Conflict, NotFound
 from ..roles import Role
 from ..routing import Call, Endpoint
@@ -87,7 +88,10 @@ async def put_member(call: Call) -> dict[str, Any]:
             uid = row["id"]
         await _last_owner_guard(conn, pid, uid, body.role)
         await conn.execute(projects.ADD_MEMBER, pid, uid, body.role)
-        return {"members": [_json(r) for r in await conn.fetch(_LIST, pid)]}
+        members = [_json(r) for r in await conn.fetch(_LIST, pid)]
+    # A lower role may no longer allow the member's open sockets.
+    await announce(call.request, user=uid)
+    return {"members": members}
 
 
 async def remove_member(call: Call) -> None:
@@ -99,6 +103,7 @@ async def remove_member(call: Call) -> None:
             raise NotFound(f"user {uid} is not a member of project {pid}")
         await _last_owner_guard(conn, pid, uid, None)
         await conn.execute(_REMOVE, pid, uid)
+    await announce(call.request, user=uid)
 
 
 _P = "/api/v1/projects/{pid:int}/members"

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from .. import labels, projects
+from ..access_watch import announce
 from ..errors import Conflict
 from ..instructions import render
 from ..labeltree import flatten
@@ -150,7 +151,11 @@ async def patch(call: Call) -> dict[str, Any]:
             str(instructions.url) if instructions.url else None,
             consensus.model_dump(), ml.model_dump(),
         )
-        return await _reply(conn, call, pid)
+        reply = await _reply(conn, call, pid)
+    if consensus.model_dump() != pa.setting("consensus"):
+        # Who may write the final document depends on it; open sockets are checked again.
+        await announce(call.request, project=pid)
+    return reply
 
 
 async def delete(call: Call) -> None:
@@ -158,6 +163,7 @@ async def delete(call: Call) -> None:
     async with call.services.db.acquire() as conn, conn.transaction():
         await projects.access(conn, call.me, pid, Role.OWNER)
         await conn.execute(projects.SOFT_DELETE, pid)
+    await announce(call.request, project=pid)
 
 
 async def _transition(call: Call, action: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 from pydantic import Field
 
+from ..access_watch import announce
 from ..auth import new_token
 from ..errors import NotFound
 from ..routing import Call, Endpoint
@@ -55,6 +56,8 @@ async def revoke(call: Call) -> None:
     status = await call.services.db.execute(_DELETE, tid, call.me.id)
     if status.endswith(" 0"):
         raise NotFound(f"token {tid} not found")
+    # Sockets opened with it close at once.
+    await announce(call.request, user=call.me.id)
 
 
 ENDPOINTS = [

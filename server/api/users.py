@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
+from ..access_watch import announce
 from ..errors import Conflict, Forbidden, NotFound, field_error
 from ..passwords import GivenPassword, NewPassword, hash_password, verify_password
 from ..routing import Access, Call, Endpoint
@@ -80,6 +81,9 @@ async def _update(call: Call, user_id: int, name: str | None, is_admin: bool | N
         if is_active is False or password is not None:
             # A deactivated account or a changed password ends every open session.
             await conn.execute(_DROP_SESSIONS, user_id)
+    if is_active is not None or is_admin is not None or password is not None:
+        # Open sockets follow: closed with their sessions, or for the rights they lost.
+        await announce(call.request, user=user_id)
     return User.from_row(row)
 
 

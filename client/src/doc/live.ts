@@ -3,6 +3,7 @@
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
 import { wsUrl } from "../api";
+import { CLOSE_SIGNED_OUT, NO_LONGER_AVAILABLE, sessionEnded } from "../ui";
 
 export type SyncState = "synced" | "syncing" | "offline";
 
@@ -51,10 +52,13 @@ export class LiveDoc {
     this.provider.on("status", () => this.refresh());
     this.provider.on("sync", () => this.refresh());
     this.provider.on("connection-close", (event: CloseEvent | null) => {
-      // 4xxx close codes are the server refusing this document (permissions, missing item).
+      // 4xxx close codes are the server refusing this document, at the handshake or later
+      // when access changes: reconnecting would be refused again, so stop.
       if (event && event.code >= 4000) {
-        this.closedReason = event.reason || `closed (${event.code})`;
         this.provider.shouldConnect = false;
+        this.closedReason = event.code === 4403 || event.code === 4404
+          ? NO_LONGER_AVAILABLE : event.reason || `closed (${event.code})`;
+        if (event.code === CLOSE_SIGNED_OUT) sessionEnded();
       }
       this.refresh();
     });

@@ -8,7 +8,8 @@ import { LiveDoc, userColor } from "../doc/live";
 import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
 import { DrawView, type Beneath } from "./labeling/Draw";
 import {
-  LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors, labelNames, useKeys, useLive,
+  ClosedNotice, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors, labelNames, useKeys,
+  useLive,
 } from "./labeling/parts";
 import { digitOf, isTyping } from "./labeling/keys";
 import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./labeling/undo";
@@ -133,6 +134,7 @@ function ClassReview({ project, tree, item, beneath, onDecided }: {
           </div>
           <button class="primary" disabled={!chosen.length} onClick={decide} data-testid="decide">Decide</button>
           <ErrorBox error={error} />
+          <ClosedNotice docs={[final, ...beneath.map((b) => b.doc)]} />
         </div>
         <LabelPicker tree={tree} current={chosen} color={color} onPick={pick} />
       </aside>

@@ -11,7 +11,7 @@ import {
 import { LiveDoc } from "../../doc/live";
 import { ErrorBox, session } from "../../ui";
 import {
-  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors,
+  ClosedNotice, ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors,
   labelNames, useKeys, useLive,
 } from "./parts";
 import { useActiveTime } from "./activeTime";
@@ -215,6 +215,7 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
             <button disabled={busy} onClick={skip} data-testid="skip">Skip {selected.size < n ? "selected" : ""}</button>
           </div>
           <ErrorBox error={error} />
+          <ClosedNotice docs={docs} />
           {docs.some((d) => readSuggestions(d.doc).length > 0) && (
             <div class="row" style="margin-top:8px">
               <span class="muted">Model suggestions:</span>

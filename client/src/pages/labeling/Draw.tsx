@@ -13,7 +13,7 @@ import {
 import { LiveDoc } from "../../doc/live";
 import { ErrorBox, session } from "../../ui";
 import {
-  ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors,
+  ClosedNotice, ImageControls, Instructions, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors,
   labelNames, useKeys, useLive,
 } from "./parts";
 import { useActiveTime } from "./activeTime";
@@ -260,7 +260,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
             ))}
           </div>
           <ErrorBox error={error} />
-          {live?.closedReason && <div class="error">{live.closedReason}</div>}
+          <ClosedNotice docs={[live]} />
         </div>
         {side}
         {label == null && (

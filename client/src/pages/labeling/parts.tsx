@@ -63,6 +63,12 @@ export function People({ people }: { people: Presence[] }) {
   );
 }
 
+/** Why the server closed one of these documents for good (access ended), if it did. */
+export function ClosedNotice({ docs }: { docs: (LiveDoc | null)[] }) {
+  const reason = docs.find((d) => d?.closedReason)?.closedReason;
+  return reason ? <div class="error" role="alert" data-testid="doc-closed">{reason}</div> : null;
+}
+
 /** Re-render when any of the live documents changes (content, sync state or presence). */
 export function useLive(docs: (LiveDoc | null)[]): number {
   const [version, setVersion] = useState(0);
