@@ -24,7 +24,7 @@ from azure.core.exceptions import (
 from azure.storage.blob.aio import ContainerClient, ExponentialRetry
 
 from ..outbound import AddressRefused, OutboundPolicy
-from .base import DatastoreError, KeyNotFound, ObjectInfo, UnsafeKey
+from .base import DatastoreError, KeyNotFound, ObjectInfo, ObjectTooLarge, UnsafeKey
 from .vetted_http import VettedTransport
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ class AzureBlobDatastore:
             stream = await blob.download_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
             data: bytes = await stream.readall()
         if len(data) > max_bytes:
-            raise DatastoreError(f"Azure Blob: {key!r} is larger than the {max_bytes} bytes allowed")
+            raise ObjectTooLarge(f"Azure Blob: {key!r} is larger than the {max_bytes} bytes allowed")
         return data
 
     async def check_access(self) -> None:

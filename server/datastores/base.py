@@ -25,6 +25,14 @@ class UnsafeKey(DatastoreError):
     """A key that would leave the datastore's root (`..`, absolute, symlink escape)."""
 
 
+class ObjectTooLarge(DatastoreError):
+    """An object larger than the caller allows."""
+
+
+# What is wrong with one object, not with the datastore as a whole.
+OBJECT_ERRORS = (KeyNotFound, UnsafeKey, ObjectTooLarge)
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str

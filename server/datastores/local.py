@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .base import DatastoreError, KeyNotFound, ObjectInfo, UnsafeKey
+from .base import DatastoreError, KeyNotFound, ObjectInfo, ObjectTooLarge, UnsafeKey
 from .keys import check_key
 
 # Directory entries are listed in batches so a 500,000-file folder streams steadily
@@ -94,7 +94,7 @@ class LocalDatastore:
     async def read(self, key: str, max_bytes: int) -> bytes:
         info = await self.head(key)
         if info.size > max_bytes:
-            raise DatastoreError(f"{key} is larger than {max_bytes} bytes")
+            raise ObjectTooLarge(f"{key} is larger than {max_bytes} bytes")
         return await asyncio.to_thread(self.path_of(key).read_bytes)
 
     async def close(self) -> None:

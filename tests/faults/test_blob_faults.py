@@ -69,6 +69,12 @@ def test_a_stalled_blob_store_fails_the_refresh_and_marks_nothing_missing(
             "pattern": "**/*.*"})
         assert r.status_code == 200 and r.json()["ingest"]["added"] == BLOBS, r.text
         assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+        # The servers' probers read every image's header once; let them finish first, so
+        # that the stall below meets only the refresh.
+        deadline = time.monotonic() + 30
+        while any(i["width"] is None for i in _items(owner, pid)):
+            assert time.monotonic() < deadline, "images never probed"
+            time.sleep(0.2)
         run_sync(lambda: make_container_blob(info, container, "set1/new.png"))
 
         emulator = _azurite_pid(info)
@@ -94,6 +100,8 @@ def test_a_stalled_blob_store_fails_the_refresh_and_marks_nothing_missing(
         assert back.status_code == 200, back.text
         assert (back.json()["ingest"]["added"], back.json()["ingest"]["missing"]) == (1, 0)
         assert len(_items(owner, pid)) == BLOBS + 1
+        # The emulator goes away with this test: so does the project that reads from it.
+        assert owner.delete(f"/api/v1/projects/{pid}").status_code == 204
     measured(f"refresh answered 502 datastore_error after {took:.1f} s (read timeout "
              f"{READ_TIMEOUT_S} s, 3 attempts); 0 of {BLOBS} items marked missing; after SIGCONT "
              "the refresh added the new file")

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
+from PIL import Image
 
 from server.app import create_app
 from server.security_headers import CONTENT_SECURITY_POLICY
@@ -37,7 +39,9 @@ def test_every_response_carries_the_security_headers(anon: Api, make_user: objec
     assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
 
 
-async def test_the_welcome_page_needs_no_inline_code(tmp_path: Path) -> None:
+async def test_the_welcome_page_needs_no_inline_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Building the app sets Pillow's process-wide pixel limit; keep this process's as it was.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
     app = create_app(Settings.from_env({"COLABEL_DATABASE_URL": "postgresql://x/y",
                                         "COLABEL_REDIS_URL": "redis://x"}), client_dist=tmp_path)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
