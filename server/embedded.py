@@ -85,10 +85,32 @@ class EmbeddedPostgres:
         log.info("embedded PostgreSQL at %s", self.path)
         return url
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self._server is None:
+            return
+        postmaster = self._postmaster_pid()
+        self._server.cleanup()
+        self._server = None
+        if self._users():
+            return  # another process still uses the cluster: pgserver left it running
+        # When its stop command fails pgserver kills the postmaster and returns at once; a
+        # start that came before it is gone would find it still shutting down.
+        deadline = time.monotonic() + timeout_s
+        while postmaster is not None and _alive(postmaster) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _users(self) -> list[int]:
+        """The live processes pgserver counts as using the cluster."""
+        try:
+            return [pid for pid in json.loads((self.path / ".handle_pids.json").read_text()) if _alive(pid)]
+        except (OSError, ValueError):
+            return []
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.path / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
 
 
 class EmbeddedRedis:
