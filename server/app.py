@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
+import redis.exceptions
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from collab.dispatcher import Dispatcher
+from collab.errors import RoomUnavailable
 from collab.fanout import Fanout
 from collab.manager import CollabLimits, RoomManager
 from collab.store import DocumentStore
@@ -24,7 +27,7 @@ from migrations.runner import migrate
 
 from . import api, collab_ws, events_ws, ml, openapi, work
 from .api.meta import app_version
-from .errors import ApiError
+from .errors import ApiError, ServiceUnavailable
 from .jobs import BackgroundJobs
 from .routing import build_routes, error_response
 from .security_headers import SecurityHeaders
@@ -59,6 +62,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _engine_down(request: Request, exc: Exception) -> Response:
+    """Redis or Postgres cannot be reached (or a live document cannot be loaded for that
+    reason): a clear 503 to retry, not an internal error."""
+    engine = ("Redis" if isinstance(exc, redis.exceptions.RedisError) else
+              "the document store" if isinstance(exc, RoomUnavailable) else "the database")
+    log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, engine, exc)
+    response = error_response(ServiceUnavailable(f"{engine} is unavailable right now; try again "
+                                                 "in a moment"))
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -112,7 +127,8 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             DocumentStore(services.db), Fanout(services.redis, settings.redis_prefix),
             CollabLimits(max_message_bytes=settings.collab_max_message_bytes,
                          messages_per_s=settings.collab_messages_per_s,
-                         burst=settings.collab_burst),
+                         burst=settings.collab_burst,
+                         queue_bytes=settings.collab_queue_bytes),
         )
         await collab.start()
         app.state.collab = collab
@@ -154,6 +170,11 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
+            redis.exceptions.ConnectionError: _engine_down,
+            redis.exceptions.TimeoutError: _engine_down,
+            asyncpg.PostgresConnectionError: _engine_down,
+            asyncpg.CannotConnectNowError: _engine_down,
+            RoomUnavailable: _engine_down,
             Exception: _unexpected,
         },
     )
