@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,12 @@ KIND_UPDATE = 0
 KIND_AWARENESS = 1
 # A node that just loaded a room sends its state vector; nodes holding the room answer
 # with what it lacks (an update published before it subscribed and not yet stored when
-# it loaded) and with their clients' presence.
+# it loaded), with their own state vector (STATE) and with their clients' presence.
+# A node also says HELLO for every room it holds when its pub/sub connection comes back
+# (Redis restarted, or the link dropped): whatever was published meanwhile is lost.
 KIND_HELLO = 2
+# A state vector: answered with what its sender lacks, if anything, and never asked back.
+KIND_STATE = 3
 Handler = Callable[[int, bytes], Awaitable[None] | None]
 
 
@@ -38,6 +43,8 @@ class Fanout:
         self.node_id = uuid.uuid4().bytes
         self._pubsub = client.pubsub(ignore_subscribe_messages=False)
         self._handlers: dict[bytes, Handler] = {}
+        # Called when the pub/sub connection is back after a loss (see _read).
+        self.on_resubscribed: Callable[[], None] | None = None
         self._pending: dict[bytes, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._control = f"{prefix}collab:node:{self.node_id.hex()}".encode()
@@ -60,6 +67,11 @@ class Fanout:
         await self._pubsub.aclose()
 
     async def _subscribe(self, channel: bytes) -> None:
+        connection = self._pubsub.connection
+        if connection is not None and not connection.is_connected:
+            # The reader re-establishes the connection (and subscribes everything again):
+            # a second connect on it from here would interleave the two handshakes.
+            raise RedisConnectionError("redis pub/sub connection is being re-established")
         self._pending[channel] = asyncio.get_running_loop().create_future()
         await self._pubsub.subscribe(channel)
 
@@ -69,11 +81,17 @@ class Fanout:
             await asyncio.wait_for(asyncio.shield(future), timeout_s)
 
     async def subscribe(self, room: str, handler: Handler) -> None:
-        """Receive other nodes' messages for `room`; returns once Redis confirmed."""
+        """Receive other nodes' messages for `room`; returns once Redis confirmed (raises
+        a Redis error or TimeoutError if it cannot)."""
         channel = self.channel(room)
         self._handlers[channel] = handler
-        await self._subscribe(channel)
-        await self._wait_confirmed(channel)
+        try:
+            await self._subscribe(channel)
+            await self._wait_confirmed(channel)
+        except BaseException:
+            self._handlers.pop(channel, None)
+            self._pending.pop(channel, None)
+            raise
 
     async def unsubscribe(self, room: str) -> None:
         channel = self.channel(room)
@@ -105,6 +123,16 @@ class Fanout:
                 log.warning("redis pub/sub connection lost: %s; retrying", exc)
                 await asyncio.sleep(0.5)
                 continue
+            except (RedisError, RuntimeError) as exc:
+                # A reply out of turn, or two readers: a subscribe reconnected at the same
+                # moment. Start the connection afresh rather than stop listening.
+                log.warning("redis pub/sub connection confused (%s); reconnecting", exc)
+                connection = self._pubsub.connection
+                if connection is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await connection.disconnect()
+                await asyncio.sleep(0.5)
+                continue
             if message is None:
                 continue
             channel = message["channel"]
@@ -112,6 +140,11 @@ class Fanout:
                 future = self._pending.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+                elif channel == self._control and self.on_resubscribed is not None:
+                    # The private channel is subscribed once; confirmed again, it means the
+                    # connection was lost and redis-py subscribed every channel anew.
+                    log.warning("redis pub/sub connection re-established; resyncing rooms")
+                    self.on_resubscribed()
                 continue
             if message["type"] != "message":
                 continue

@@ -1,8 +1,9 @@
 """Rooms of one server process: loading (single flight), the batched writer, unloading,
 and the in-process API for server-side edits.
 
-Write window: an update is appended to Postgres at most `flush_interval_s` (50 ms by
-default) after it was applied, plus the time of one INSERT, while Postgres answers. If
+Write window: every node holding a room appends each update it applies (from its own
+clients or from other nodes) to Postgres at most `flush_interval_s` (50 ms by default)
+after applying it, plus the time of one INSERT, while Postgres answers. If
 a write fails the batch stays in memory and is retried with backoff; the room is not
 unloaded until everything it holds is stored, and clients keep their own copy, which
 they send again when they reconnect.
@@ -19,9 +20,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 from pycrdt import Doc
+from redis.exceptions import RedisError
 
 from .errors import RoomUnavailable
-from .fanout import KIND_HELLO, Fanout
+from .fanout import KIND_AWARENESS, KIND_HELLO, Fanout
 from .room import Room
 from .store import DocumentStore
 
@@ -35,6 +37,8 @@ class CollabLimits:
     messages_per_s: float = 200.0
     burst: float = 1000.0
     queue_size: int = 4096
+    # A client's unsent backlog beyond this is dropped with the client (close 1013).
+    queue_bytes: int = 16 * 1024 * 1024
     flush_interval_s: float = 0.05
     compact_after: int = 500
 
@@ -56,6 +60,7 @@ class RoomManager:
         self._publisher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.fanout.on_resubscribed = self.resync
         await self.fanout.start()
         self._writer = asyncio.create_task(self._write_loop())
 
@@ -96,7 +101,12 @@ class RoomManager:
     async def _load(self, name: str) -> Room:
         room = Room(name, self)
         # Subscribe first: anything published while we read the log is applied too.
-        await self.fanout.subscribe(name, room.on_remote)
+        try:
+            await self.fanout.subscribe(name, room.on_remote)
+        except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
+            # Redis is down, or the pub/sub connection is being re-established (a
+            # RuntimeError: the reader's reconnect and this subscribe met on the socket).
+            raise RoomUnavailable(f"cannot load {name}: fan-out unavailable: {exc}") from exc
         try:
             updates = await self.store.load(name)
         except (asyncpg.PostgresError, OSError) as exc:
@@ -107,7 +117,7 @@ class RoomManager:
             for update in updates:
                 room.doc.apply_update(update)
 
-        room.apply(replay, "load", None, remote=True)
+        room.apply(replay, "load", None, remote=True, stored=True)
         self.publish(name, KIND_HELLO, room.doc.get_state())
         room.logged = len(updates)
         room.ready = True
@@ -127,6 +137,18 @@ class RoomManager:
             if self.rooms.get(room.name) is room:
                 del self.rooms[room.name]
             room.closed.set()
+
+    def resync(self) -> None:
+        """Fan-out was interrupted (the pub/sub connection came back): what was published
+        meanwhile never arrived. Every room says HELLO again, as if just loaded; the other
+        nodes answer with what it lacks and ask for what they lack."""
+        for room in self.rooms.values():
+            room.remote_peers = True
+            self.publish(room.name, KIND_HELLO, room.doc.get_state())
+            local = sorted({c for conn in room.connections for c in conn.awareness_ids})
+            states = room.awareness.encode(local)
+            if states is not None:
+                self.publish(room.name, KIND_AWARENESS, states)
 
     # -- persistence and fan-out ------------------------------------------------------
 

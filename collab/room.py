@@ -2,9 +2,15 @@
 
 Every change goes through `Room.apply`, which runs it in a transaction tagged with an
 origin and collects the resulting update(s) from the document observer. Each update is
-then sent to the room's other connections and, unless it came from another node, logged
-to Postgres and published to the other nodes. Re-applying an update the document
-already has yields no event, so duplicates never travel.
+then sent to the room's other connections, logged to Postgres (unless it was read from
+there) and, unless it came from another node, published to the other nodes. Re-applying
+an update the document already has yields no event, so duplicates never travel.
+
+Every node logs what it applies, updates from other nodes included: a node that dies
+between publishing an update and storing it leaves it in the other nodes' memory only,
+and when its author reconnects to one of them, that node already has it and the author's
+resync carries nothing new. Storing it where it arrived closes that gap; a room open on
+several nodes at once logs each update once per node (compaction folds the copies).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pycrdt import Doc, TransactionEvent
 from . import protocol
 from .awareness import AwarenessStates
 from .errors import ProtocolError
-from .fanout import KIND_AWARENESS, KIND_HELLO, KIND_UPDATE
+from .fanout import KIND_AWARENESS, KIND_HELLO, KIND_STATE, KIND_UPDATE
 
 if TYPE_CHECKING:
     from .manager import RoomManager
@@ -42,16 +48,25 @@ class Peer(Protocol):
 
 
 class Connection:
-    """One client in a room: an ordered outgoing queue drained by its own writer task."""
+    """One client in a room: an ordered outgoing queue drained by its own writer task.
+
+    The queue is bounded in frames and in bytes. A client whose backlog passes either bound
+    has stopped reading or cannot keep up: it is closed with 1013 and its backlog dropped at
+    once (it resyncs when it reconnects), and `stopped` tells its endpoint to let go of it
+    even while its socket neither reads nor writes.
+    """
 
     def __init__(self, peer: Peer, *, readonly: bool, user: str, queue_size: int,
-                 rate: float, burst: float) -> None:
+                 rate: float, burst: float, queue_bytes: int = 16 * 1024 * 1024) -> None:
         self.peer = peer
         self.readonly = readonly
         self.user = user
         self.awareness_ids: set[int] = set()
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
+        self.queued_bytes = 0
+        self._queue_bytes = queue_bytes
         self.closing: tuple[int, str] | None = None
+        self.stopped = asyncio.Event()
         self._rate = rate
         self._tokens = burst
         self._burst = burst
@@ -62,21 +77,26 @@ class Connection:
         """Queue a frame; a client too slow to keep up is disconnected (it will resync)."""
         if self.closing is not None:
             return
+        if self.queued_bytes >= self._queue_bytes:
+            self.close_soon(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect")
+            return
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
             self.close_soon(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect")
+            return
+        self.queued_bytes += len(data)
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
-            # The writer wakes up, stops and closes the socket.
-            while True:
-                try:
-                    self.queue.put_nowait(None)
-                    return
-                except asyncio.QueueFull:
-                    self.queue.get_nowait()
+            # Nothing queued matters any more (a closed client resyncs when it comes back):
+            # free it now, and let the writer close the socket.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queued_bytes = 0
+            self.queue.put_nowait(None)
+            self.stopped.set()
 
     def allow(self) -> bool:
         """Token bucket: False once the client sends faster than the configured rate."""
@@ -95,6 +115,7 @@ class Connection:
                 code, reason = self.closing or (1000, "")
                 await self.peer.close(code, reason)
                 return
+            self.queued_bytes -= len(data)
             await self.peer.send(data)
 
 
@@ -124,8 +145,10 @@ class Room:
         self._captured.append(event.update)
 
     def apply(self, change: Callable[[], None], origin: str, sender: Connection | None,
-              remote: bool = False) -> int:
-        """Run `change` as one transaction and spread what it changed; return update count."""
+              remote: bool = False, stored: bool = False) -> int:
+        """Run `change` as one transaction and spread what it changed; return update count.
+        `remote`: it came from another node (not published again); `stored`: it was read
+        from the store (not logged again)."""
         self._captured = []
         with self.doc.transaction(origin=origin):
             change()
@@ -137,8 +160,9 @@ class Room:
             for conn in self.connections:
                 if conn is not sender:
                     conn.send(frame)
-            if not remote:
+            if not stored:
                 self.manager.persist(self, update)
+            if not remote:
                 self.manager.publish(self.name, KIND_UPDATE, update)
         return len(captured)
 
@@ -196,6 +220,13 @@ class Room:
         if not remote:
             self.manager.publish(self.name, KIND_AWARENESS, update)
 
+    def _missing(self, state_vector: bytes) -> bytes:
+        """What a peer with `state_vector` lacks of this document (empty if unreadable)."""
+        try:
+            return self.doc.get_update(state_vector)
+        except (ValueError, RuntimeError):
+            return EMPTY_UPDATE
+
     def on_remote(self, kind: int, payload: bytes) -> None:
         """A message from another node (never republished)."""
         self.remote_peers = True
@@ -207,16 +238,18 @@ class Room:
                 if changed is not None:
                     self._spread_awareness(changed, None, remote=True)
             elif kind == KIND_HELLO:
-                try:
-                    missing = self.doc.get_update(payload)
-                except (ValueError, RuntimeError):
-                    missing = EMPTY_UPDATE
                 # Always answer, even with an empty update: the answer is also how the
                 # newcomer learns that another node holds this room.
-                self.manager.publish(self.name, KIND_UPDATE, missing)
+                self.manager.publish(self.name, KIND_UPDATE, self._missing(payload))
+                # And ask back: after lost fan-out the sender may hold what we lack.
+                self.manager.publish(self.name, KIND_STATE, self.doc.get_state())
                 local = sorted({c for conn in self.connections for c in conn.awareness_ids})
                 states = self.awareness.encode(local)
                 if states is not None:
                     self.manager.publish(self.name, KIND_AWARENESS, states)
+            elif kind == KIND_STATE:
+                missing = self._missing(payload)
+                if missing != EMPTY_UPDATE:
+                    self.manager.publish(self.name, KIND_UPDATE, missing)
         except ProtocolError as exc:
             log.warning("dropping a bad message from another node for %s: %s", self.name, exc)

@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
+import redis.exceptions
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from collab.dispatcher import Dispatcher
+from collab.errors import RoomUnavailable
 from collab.fanout import Fanout
 from collab.manager import CollabLimits, RoomManager
 from collab.store import DocumentStore
@@ -26,7 +29,7 @@ from . import api, collab_ws, events_ws, ml, openapi, work
 from .access_watch import AccessWatch
 from .api.meta import app_version
 from .database import DatabaseUnavailable
-from .errors import ApiError, database_unavailable
+from .errors import ApiError, ServiceUnavailable, database_unavailable
 from .jobs import BackgroundJobs
 from .routing import build_routes, error_response
 from .security_headers import SecurityHeaders
@@ -68,6 +71,18 @@ async def _database_unavailable(conn: HTTPConnection, exc: Exception) -> Respons
     log.warning("database unavailable on %s: %s", conn.url.path, exc)
     settings: Settings = conn.app.state.settings
     return error_response(database_unavailable(settings.db_timeout_s))
+
+
+async def _engine_down(request: Request, exc: Exception) -> Response:
+    """Redis or Postgres cannot be reached (or a live document cannot be loaded for that
+    reason): a clear 503 to retry, not an internal error."""
+    engine = ("Redis" if isinstance(exc, redis.exceptions.RedisError) else
+              "the document store" if isinstance(exc, RoomUnavailable) else "the database")
+    log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, engine, exc)
+    response = error_response(ServiceUnavailable(f"{engine} is unavailable right now; try again "
+                                                 "in a moment"))
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -121,7 +136,8 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             DocumentStore(services.db), Fanout(services.redis, settings.redis_prefix),
             CollabLimits(max_message_bytes=settings.collab_max_message_bytes,
                          messages_per_s=settings.collab_messages_per_s,
-                         burst=settings.collab_burst),
+                         burst=settings.collab_burst,
+                         queue_bytes=settings.collab_queue_bytes),
         )
         await collab.start()
         app.state.collab = collab
@@ -169,6 +185,11 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             ApiError: _api_error,
             HTTPException: _http_error,
             DatabaseUnavailable: _database_unavailable,
+            redis.exceptions.ConnectionError: _engine_down,
+            redis.exceptions.TimeoutError: _engine_down,
+            asyncpg.PostgresConnectionError: _engine_down,
+            asyncpg.CannotConnectNowError: _engine_down,
+            RoomUnavailable: _engine_down,
             Exception: _unexpected,
         },
     )

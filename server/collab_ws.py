@@ -147,9 +147,10 @@ async def collab_endpoint(ws: WebSocket) -> None:
         log.warning("%s", exc)
         await ws.close(code=CLOSE_UNAVAILABLE, reason="document store unavailable; retry")
         return
+    limits = manager.limits
     conn = Connection(_Peer(ws), readonly=grant.readonly, user=str(grant.user_id),
-                      queue_size=4096, rate=settings.collab_messages_per_s,
-                      burst=settings.collab_burst)
+                      queue_size=limits.queue_size, queue_bytes=limits.queue_bytes,
+                      rate=settings.collab_messages_per_s, burst=settings.collab_burst)
     watch: access_watch.AccessWatch = ws.app.state.access
     ticket = access_watch.Ticket(
         grant.identity, pid, _rule(grant, annotator, conn), conn.close_soon,
@@ -164,7 +165,7 @@ async def collab_endpoint(ws: WebSocket) -> None:
     room.join(conn)
     try:
         with watch.watching(ticket):
-            await _serve(ws, room, conn, settings.collab_max_message_bytes, ticket)
+            await _serve_until_stopped(ws, room, conn, settings.collab_max_message_bytes, ticket)
     finally:
         if keeper is not None:
             keeper.cancel()
@@ -172,9 +173,28 @@ async def collab_endpoint(ws: WebSocket) -> None:
                 await keeper
         room.leave(conn)
         conn.close_soon(1000, "")
+        # A client that stopped reading never takes the close frame: give up on it.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(writer, 5)
         await manager.release(room)
+
+
+async def _serve_until_stopped(ws: WebSocket, room: object, conn: Connection, max_bytes: int,
+                               ticket: access_watch.Ticket) -> None:
+    """Serve the client's frames until it leaves or the room closes it. The room may close
+    it (too slow, see Connection) while it sends nothing: waiting on its next frame alone
+    would keep a client that neither reads nor writes in the room for ever."""
+    serving = asyncio.create_task(_serve(ws, room, conn, max_bytes, ticket))
+    stopped = asyncio.create_task(conn.stopped.wait())
+    try:
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (serving, stopped):
+            task.cancel()
+        await asyncio.gather(serving, stopped, return_exceptions=True)
+    failure = None if serving.cancelled() else serving.exception()
+    if failure is not None:
+        raise failure
 
 
 async def _serve(ws: WebSocket, room: object, conn: Connection, max_bytes: int,

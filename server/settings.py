@@ -109,6 +109,9 @@ class Settings:
     collab_max_message_bytes: int = 4 * 1024 * 1024
     collab_messages_per_s: float = 200.0
     collab_burst: float = 1000.0
+    # A client's unsent backlog past this many bytes means it stopped reading: it is closed
+    # (1013, it reconnects and resyncs) and the backlog freed.
+    collab_queue_bytes: int = 16 * 1024 * 1024
     # Work leases: how long a labeler holds an item without activity.
     lease_ttl_s: int = 600
     # Open sockets are re-checked this often in case an access change was not announced.
@@ -161,6 +164,7 @@ class Settings:
             collab_max_message_bytes=_int(env, "COLABEL_COLLAB_MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
             collab_messages_per_s=float(_int(env, "COLABEL_COLLAB_MESSAGES_PER_S", 200)),
             collab_burst=float(_int(env, "COLABEL_COLLAB_BURST", 1000)),
+            collab_queue_bytes=_int(env, "COLABEL_COLLAB_QUEUE_BYTES", 16 * 1024 * 1024),
             lease_ttl_s=_int(env, "COLABEL_LEASE_TTL_S", 600),
             access_check_s=float(_int(env, "COLABEL_ACCESS_CHECK_S", 1)),
         )

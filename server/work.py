@@ -36,6 +36,8 @@ WITH ins AS (
     SELECT l, p, i, u, 'active', to_timestamp(e / 1000.0), n
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::int[])
          AS t(p, u, l, i, e, n)
+    -- Only items still open: Redis may not know yet that one was decided (see _settle_expired).
+    WHERE EXISTS (SELECT 1 FROM items WHERE id = t.i AND status IN ('unlabeled', 'in_progress'))
     ON CONFLICT (item_id, user_id) WHERE state IN ('active', 'submitted', 'skipped') DO NOTHING
     RETURNING id, item_id
 ), started AS (
@@ -56,7 +58,19 @@ WHERE leases.item_id = t.i AND leases.user_id = t.u AND leases.state = 'active'
 _EXPIRE = """
 UPDATE leases SET state = 'expired', finished_at = now()
 WHERE id = ANY($1::text[]) AND state = 'active'
+RETURNING id
 """
+# Leases Redis let expire that Postgres has as submitted or skipped: the node that recorded
+# the submit died (or lost Redis) before it told Redis, so Redis still counted them active.
+_FINISHED_UNTOLD = """
+SELECT l.id, l.state, i.status, coalesce(i.target, $2) AS target
+FROM leases l JOIN items i ON i.id = l.item_id
+WHERE l.id = ANY($1::text[]) AND l.state IN ('submitted', 'skipped')
+"""
+_CLOSED_ITEMS = """
+SELECT id FROM items WHERE id = ANY($1::bigint[]) AND status NOT IN ('unlabeled', 'in_progress')
+"""
+CLOSED = ("labeled", "needs_review")
 # The caller's live leases in a project (items still open), oldest first: asking for work
 # resumes these before anything new is leased.
 _OWN_ACTIVE = """
@@ -299,18 +313,40 @@ async def lease(dispatcher: Dispatcher, db: Database, project: asyncpg.Record, u
         return Handed(granted, [])
     batch = await _with_state(dispatcher, db, pid, lambda: dispatcher.lease(pid, user_id, wanted))
     if batch.expired:
-        await db.execute(_EXPIRE, batch.expired)
+        await _settle_expired(dispatcher, db, project, batch.expired)
     refused = 0
     if batch.leases:
         recorded = await (log or LeaseLog(db)).record(pid, user_id, batch.leases)
+        unrecorded = [x for x in batch.leases if x.lease_id not in recorded]
+        closed = {r["id"] for r in await db.fetch(_CLOSED_ITEMS, [x.item_id for x in unrecorded])
+                  } if unrecorded else set()
         for x in batch.leases:
             if x.lease_id in recorded:
                 granted.append(Granted(x.lease_id, recorded[x.lease_id], x.expires_ms, False))
+            elif x.item_id in closed:
+                # Decided in Postgres, still open in Redis: give the slot back, close it there.
+                refused += 1
+                await dispatcher.finish(pid, x.lease_id, "r", closed=True)
             else:
                 # Postgres already has this labeler on this item (state lost in Redis): undo.
                 refused += 1
                 await dispatcher.finish(pid, x.lease_id, "k")
     return Handed(granted, batch.expired, refused)
+
+
+async def _settle_expired(dispatcher: Dispatcher, db: Database, project: asyncpg.Record,
+                          lease_ids: list[str]) -> None:
+    """Record the leases Redis found expired. Those Postgres has as submitted or skipped were
+    finished on a node that died (or lost Redis) before it told Redis: Redis learns the
+    outcome now, so the item counts the submission and, if decided, closes."""
+    expired = {r["id"] for r in await db.fetch(_EXPIRE, lease_ids)}
+    untold = [lid for lid in lease_ids if lid not in expired]
+    if not untold:
+        return
+    low, _, _ = consensus_plan(project)
+    for row in await db.fetch(_FINISHED_UNTOLD, untold, low):
+        await dispatcher.finish(project["id"], row["id"], "s" if row["state"] == "submitted" else "k",
+                                target=row["target"], closed=row["status"] in CLOSED)
 
 
 async def release(dispatcher: Dispatcher, db: Database, user_id: int,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from pydantic import Field, StringConstraints
+from redis.exceptions import RedisError
 
 from collab import schema
 from collab.dispatcher import Dispatcher
@@ -26,6 +27,7 @@ CLASSIFICATION = ("multiclass", "multilabel")
 _ITEMS = f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])"
 _MY_LEASE = "SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1"
 _ANNOTATION_OF_LEASE = "SELECT id FROM annotations WHERE lease_id = $1"
+_ITEM_NOW = "SELECT status, coalesce(target, $2) AS target FROM items WHERE id = $1"
 _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
 
 
@@ -163,7 +165,18 @@ async def submit(call: Call) -> dict[str, Any]:
     task_type = pa.row["task_type"]
     room = f"{row['project_id']}/{row['item_id']}/{call.me.id}"
     if existing is not None:
-        item = await db.fetchrow("SELECT status FROM items WHERE id = $1", row["item_id"])
+        low, _, _ = work.consensus_plan(pa.row)
+        item = await db.fetchrow(_ITEM_NOW, row["item_id"], low)
+        # A retry, maybe because the answer was lost with the node that committed it, which
+        # may have died before it told Redis: tell it again (a submit's transition is
+        # idempotent per lease there). The answer does not depend on it: Redis being down
+        # is no reason to refuse a submit that is stored.
+        try:
+            await _dispatcher(call).finish(row["project_id"], row["id"], "s",
+                                           target=item["target"],
+                                           closed=item["status"] in work.CLOSED)
+        except RedisError as exc:
+            log.warning("repeated submit of %s: queue not updated (%s)", row["id"], exc)
         return {"lease_id": row["id"], "annotation_id": existing, "item_status": item["status"],
                 "repeated": True}
     label_ids = await labels.label_ids(db, row["project_id"])
