@@ -15,6 +15,8 @@ table and the marked tests disagree.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -88,8 +90,9 @@ def collect() -> list[Row]:
         def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
             rows.extend(r for r in map(row_of, items) if r is not None)
 
-    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")],
-                       plugins=[Collector()])
+    with contextlib.redirect_stdout(io.StringIO()):  # the list of every test is not news
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", str(ROOT / "tests")],
+                           plugins=[Collector()])
     if code not in (0, 5):
         raise SystemExit(f"collecting the tests failed ({code})")
     return list({r.test: r for r in rows}.values())
