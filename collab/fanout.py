@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -32,6 +34,29 @@ KIND_HELLO = 2
 # A state vector: answered with what its sender lacks, if anything, and never asked back.
 KIND_STATE = 3
 Handler = Callable[[int, bytes], Awaitable[None] | None]
+
+
+async def pubsub_messages(pubsub: PubSub, what: str) -> AsyncIterator[dict[str, Any]]:
+    """Every message `pubsub` receives, for ever: a lost connection is retried (redis-py
+    subscribes every channel anew), and a confused one (a reply out of turn when a
+    subscribe reconnected at the same moment) is started afresh rather than given up."""
+    while True:
+        try:
+            message = await pubsub.get_message(timeout=1.0)
+        except RedisConnectionError as exc:
+            log.warning("%s connection lost: %s; retrying", what, exc)
+            await asyncio.sleep(0.5)
+            continue
+        except (RedisError, RuntimeError) as exc:
+            log.warning("%s connection confused (%s); reconnecting", what, exc)
+            connection = pubsub.connection
+            if connection is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await connection.disconnect()
+            await asyncio.sleep(0.5)
+            continue
+        if message is not None:
+            yield message
 
 
 class Fanout:
@@ -116,25 +141,7 @@ class Fanout:
         return counts
 
     async def _read(self) -> None:
-        while True:
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except RedisConnectionError as exc:
-                log.warning("redis pub/sub connection lost: %s; retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            except (RedisError, RuntimeError) as exc:
-                # A reply out of turn, or two readers: a subscribe reconnected at the same
-                # moment. Start the connection afresh rather than stop listening.
-                log.warning("redis pub/sub connection confused (%s); reconnecting", exc)
-                connection = self._pubsub.connection
-                if connection is not None:
-                    with contextlib.suppress(RedisError, OSError):
-                        await connection.disconnect()
-                await asyncio.sleep(0.5)
-                continue
-            if message is None:
-                continue
+        async for message in pubsub_messages(self._pubsub, "redis pub/sub"):
             channel = message["channel"]
             if message["type"] == "subscribe":
                 future = self._pending.pop(channel, None)

@@ -27,9 +27,10 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
+
+from collab.fanout import pubsub_messages
 
 from .auth import Identity
 from .errors import ApiError, Forbidden, NotFound
@@ -277,14 +278,8 @@ class AccessWatch:
                 log.warning("re-checking socket access failed: %s", exc)
 
     async def _listen(self) -> None:
-        while True:
-            try:
-                message = await self._pubsub.get_message(timeout=1.0)
-            except RedisConnectionError as exc:
-                log.warning("access change channel lost: %s; retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            if message is None or message["type"] != "message":
+        async for message in pubsub_messages(self._pubsub, "access change channel"):
+            if message["type"] != "message":
                 continue
             data = message["data"]
             if message["channel"].decode() == self.acks_channel:
