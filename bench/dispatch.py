@@ -9,8 +9,8 @@ consensus min 2 / max 3 / threshold 0.5, one user per labeler and N items regist
 builds the dispatcher's Redis state with `Dispatcher.rebuild` under a unique key prefix (deleted
 at the end), then runs every labeler as an asyncio task in this one process against one asyncpg
 pool and one redis.asyncio client. A labeler loops: `work.lease` (Lua LEASE + Postgres INSERT),
-then for each lease the transaction server/api/tasks.py runs (`LEASE_FOR_UPDATE`, `work.submit`,
-commit), `work.complete_if_done` when decided, and `Dispatcher.finish(..., "s")`. The
+then for each lease the transaction the work service runs (`decisions.record_submit`,
+commit), `decisions.complete_if_done` when decided, and `Dispatcher.finish(..., "s")`. The
 annotation is the item's true class (item id modulo the number of labels) or, with probability
 --disagree, another class. `--redis-only` skips Postgres in the loop: LEASE, then at once FINISH
 ('s' by default, which consumes the item as a submit would; 'k' gives it back to the queue head).
@@ -33,7 +33,7 @@ Printed as one JSON line on stdout (progress goes to stderr):
                                (round trip, no event-loop queueing), then FINISH 's'; the
                                dispatcher's own speed on this machine
   rebuild_s                    time of `Dispatcher.rebuild` over the freshly registered items
-  work_errors                  `work.WorkError` codes counted during the run (none expected)
+  work_errors                  `WorkError` codes counted during the run (none expected)
   empty_lease_calls            lease calls that got nothing (the labeler then waits 50 ms)
   bench_cpu_cores              CPU seconds of this process per wall second
   redis_cpu_cores              the same for Redis's main thread (INFO cpu)
@@ -86,12 +86,14 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collab.dispatcher import Dispatcher, LeaseBatch  # noqa: E402
 from migrations.runner import migrate  # noqa: E402
-from server import work  # noqa: E402
 from server.database import Database  # noqa: E402
 from server.services import init_connection  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from server.work import decisions
+from server.work import leases as work
+from server.work.errors import WorkError
+from server.work.queue import Dispatcher, LeaseBatch
 
 PG_ADMIN_URL = os.environ.get("COLABEL_BENCH_DATABASE_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -204,7 +206,7 @@ async def labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher
         started = time.perf_counter()
         try:
             handed = await work.lease(dispatcher, pool, setup.project, uid, args.count, lease_log)
-        except work.WorkError as exc:
+        except WorkError as exc:
             stats.errors[f"lease:{exc.code}"] += 1
             continue
         stats.lease_s.append(time.perf_counter() - started)
@@ -220,17 +222,13 @@ async def labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher
             started = time.perf_counter()
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    lease_row = await conn.fetchrow(work.LEASE_FOR_UPDATE, lease_id)
-                    if lease_row["state"] == "submitted":
-                        stats.errors["already_submitted"] += 1
-                        continue
-                    decision, _final = await work.submit(conn, setup.project, lease_row, annotation,
-                                                         rng.randint(1000, 5000))
-            except work.WorkError as exc:
+                    decision = (await decisions.record_submit(conn, setup.project, lease_id, annotation,
+                                                              rng.randint(1000, 5000))).decision
+            except WorkError as exc:
                 stats.errors[f"submit:{exc.code}"] += 1
                 continue
             if decision.decided:
-                await work.complete_if_done(pool, pid)
+                await decisions.complete_if_done(pool, pid)
             await dispatcher.finish(pid, lease_id, "s", target=decision.target,
                                     closed=decision.item_status in CLOSED)
             stats.submit_s.append(time.perf_counter() - started)

@@ -29,8 +29,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from migrations.runner import migrate  # noqa: E402
-from server import ingest  # noqa: E402
-from server.datastores.local import LocalDatastore  # noqa: E402
+from server.data import ingest
+from server.data.datastores.local import LocalDatastore
 from server.services import init_connection  # noqa: E402
 
 PROBE_ITEMS = 2000
@@ -127,7 +127,7 @@ async def probe_rate_on_pngs(conn: asyncpg.Connection, url: str) -> float:
     """Background probing throughput on real 640x480 PNGs, one process."""
     from dataclasses import replace
 
-    from server.probing import probe_batch
+    from server.data.probing import probe_batch
     from server.services import Services
     from server.settings import Settings
 

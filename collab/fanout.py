@@ -21,6 +21,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from .keys import FanoutKeys
+
 log = logging.getLogger(__name__)
 
 KIND_UPDATE = 0
@@ -72,10 +74,11 @@ class Fanout:
         self.on_resubscribed: Callable[[], None] | None = None
         self._pending: dict[bytes, asyncio.Future[None]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._control = f"{prefix}collab:node:{self.node_id.hex()}".encode()
+        self._keys = FanoutKeys(prefix)
+        self._control = self._keys.node(self.node_id)
 
     def channel(self, room: str) -> bytes:
-        return f"{self.prefix}collab:room:{room}".encode()
+        return self._keys.room(room)
 
     async def start(self) -> None:
         # A private channel keeps the connection subscribed even with no rooms open.

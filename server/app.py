@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import redis.exceptions
@@ -18,23 +19,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from collab.dispatcher import Dispatcher
 from collab.errors import RoomUnavailable
-from collab.fanout import Fanout
-from collab.manager import CollabLimits, RoomManager
-from collab.store import DocumentStore
 from migrations.runner import migrate
-
-from . import api, collab_ws, events_ws, ml, openapi, work
-from .access_watch import AccessWatch
-from .api.meta import app_version
-from .database import DatabaseUnavailable
-from .errors import ApiError, ServiceUnavailable, database_unavailable
-from .jobs import BackgroundJobs
-from .routing import build_routes, error_response
-from .security_headers import SecurityHeaders
-from .services import Services
-from .settings import Settings
+from server import openapi
+from server.background import BackgroundJobs, Job
+from server.database import DatabaseUnavailable
+from server.endpoints import all_endpoints
+from server.errors import ApiError, ServiceUnavailable, database_unavailable
+from server.live import collab_ws
+from server.meta_api import app_version
+from server.ml import assist as ml
+from server.ml.training import MLWorker
+from server.monitoring import events_ws
+from server.routing import build_routes, error_response
+from server.security_headers import SecurityHeaders
+from server.services import Services
+from server.settings import Settings
+from server.work.queue_state import rebuild_missing
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +118,20 @@ def _client_routes(client_dist: Path) -> list[BaseRoute]:
     return [Route("/", welcome), *(asset(name) for name in assets)]
 
 
-def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette:
-    """Build the app; URLs in `settings` must already point at running Postgres and Redis."""
-    endpoints = api.endpoints()
-    # Pillow's bomb guard is process-wide; it follows the configured limit (media.py turns
-    # its warning into a clear 422, and also checks sizes before any decode).
-    Image.MAX_IMAGE_PIXELS = settings.media_max_pixels
+async def _start_models(app: Starlette, services: Services) -> list[Job]:
+    """The model service client and the ML worker, when this process runs ML assistance."""
+    app.state.models = None
+    if ml.service_unavailable(services.settings) is not None:
+        return []
+    # Importing the client loads neither torch nor Ray: Ray starts, and torch is imported,
+    # only when a project with ML assistance first needs the model service.
+    from inference.client import ModelService
 
+    app.state.models = ModelService()
+    return [("ml", MLWorker(services, app.state.models).step, services.settings.ml_poll_s)]
+
+
+def _lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert settings.database_url
@@ -132,35 +140,10 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             log.info("migrated: %s", ", ".join(applied))
         services = await Services.open(settings)
         app.state.services = services
-        collab = RoomManager(
-            DocumentStore(services.db), Fanout(services.redis, settings.redis_prefix),
-            CollabLimits(max_message_bytes=settings.collab_max_message_bytes,
-                         messages_per_s=settings.collab_messages_per_s,
-                         burst=settings.collab_burst,
-                         queue_bytes=settings.collab_queue_bytes),
-        )
-        await collab.start()
-        app.state.collab = collab
-        access = AccessWatch(services.db, services.redis, services.keys.access_changes(),
-                             settings.access_check_s)
-        await access.start()
-        app.state.access = access
-        dispatcher = Dispatcher(services.redis, settings.redis_prefix, settings.lease_ttl_s)
-        app.state.dispatcher = dispatcher
-        app.state.lease_log = work.LeaseLog(services.db)
+        await services.start()
         # Redis may have lost everything while we were down; Postgres has the truth.
-        rebuilding = asyncio.create_task(work.rebuild_missing(dispatcher, services.db))
-        models = None
-        extra: list[tuple[str, Callable[[], Awaitable[int]], float]] = []
-        if ml.service_unavailable(settings) is None:
-            # Importing the client loads neither torch nor Ray: Ray starts, and torch is
-            # imported, only when a project with ML assistance first needs the model service.
-            from inference.client import ModelService
-
-            models = ModelService()
-            extra.append(("ml", ml.MLWorker(services, models).step, settings.ml_poll_s))
-        app.state.models = models
-        jobs = BackgroundJobs(services, extra)
+        rebuilding = asyncio.create_task(rebuild_missing(services.dispatcher, services.db))
+        jobs = BackgroundJobs(services, await _start_models(app, services))
         if settings.background_jobs:
             jobs.start()
         try:
@@ -170,28 +153,38 @@ def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rebuilding
             await jobs.stop()
-            if models is not None:
+            if app.state.models is not None:
                 with contextlib.suppress(Exception):
-                    await models.shutdown()
-            await access.stop()
-            await collab.stop()
+                    await app.state.models.shutdown()
             await services.close()
 
+    return lifespan
+
+
+_EXCEPTION_HANDLERS: dict[Any, Callable[..., Awaitable[Response]]] = {
+    ApiError: _api_error,
+    HTTPException: _http_error,
+    DatabaseUnavailable: _database_unavailable,
+    redis.exceptions.ConnectionError: _engine_down,
+    redis.exceptions.TimeoutError: _engine_down,
+    asyncpg.PostgresConnectionError: _engine_down,
+    asyncpg.CannotConnectNowError: _engine_down,
+    RoomUnavailable: _engine_down,
+    Exception: _unexpected,
+}
+
+
+def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette:
+    """Build the app; URLs in `settings` must already point at running Postgres and Redis."""
+    endpoints = all_endpoints()
+    # Pillow's bomb guard is process-wide; it follows the configured limit (media.py turns
+    # its warning into a clear 422, and also checks sizes before any decode).
+    Image.MAX_IMAGE_PIXELS = settings.media_max_pixels
     app = Starlette(
         routes=[*build_routes(endpoints), *collab_ws.ROUTES, *events_ws.ROUTES,
                 *_client_routes(client_dist or client_dir(settings))],
-        lifespan=lifespan,
-        exception_handlers={
-            ApiError: _api_error,
-            HTTPException: _http_error,
-            DatabaseUnavailable: _database_unavailable,
-            redis.exceptions.ConnectionError: _engine_down,
-            redis.exceptions.TimeoutError: _engine_down,
-            asyncpg.PostgresConnectionError: _engine_down,
-            asyncpg.CannotConnectNowError: _engine_down,
-            RoomUnavailable: _engine_down,
-            Exception: _unexpected,
-        },
+        lifespan=_lifespan(settings),
+        exception_handlers=_EXCEPTION_HANDLERS,
     )
     # Every response carries them but the last-resort 500 of an unhandled error (JSON, so
     # nothing a browser would render or frame).

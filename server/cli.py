@@ -10,9 +10,8 @@ import sys
 from collections.abc import Sequence
 
 from migrations.runner import MigrationError, migrate
-
-from .errors import ApiError, ConfigError
-from .settings import Settings
+from server.errors import ApiError, ConfigError
+from server.settings import Settings
 
 log = logging.getLogger("colabel")
 
@@ -41,10 +40,10 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, demo: bool, log_level: str) -> None:
     import uvicorn
 
-    from . import logredact
-    from .app import create_app
-    from .demo import ensure_demo
-    from .engines import engines
+    from server import logredact
+    from server.app import create_app
+    from server.demo import ensure_demo
+    from server.engines import engines
 
     with engines(settings) as s:
         assert s.database_url
@@ -74,7 +73,7 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def _migrate(settings: Settings) -> None:
-    from .engines import engines
+    from server.engines import engines
 
     with engines(settings, need_redis=False) as s:
         assert s.database_url
@@ -86,10 +85,10 @@ def _createuser(settings: Settings, email: str, password: str, name: str, admin:
     import asyncpg
     from pydantic import ValidationError
 
-    from .api.users import UserCreate
-    from .engines import engines
-    from .users import create_user
-    from .validation import unprocessable_from
+    from server.accounts.users import create_user
+    from server.accounts.users_api import UserCreate
+    from server.engines import engines
+    from server.validation import unprocessable_from
 
     try:
         body = UserCreate(email=email, password=password, name=name, is_admin=admin)

@@ -10,13 +10,15 @@ from pathlib import Path
 import asyncpg
 from PIL import Image, ImageDraw
 
-from . import dataset_binding, ingest, projects
-from .api.projects import insert_project
-from .datastores.local import LocalDatastore
-from .project_settings import ProjectCreate
-from .services import init_connection
-from .settings import Settings
-from .users import SELECT_BY_EMAIL, create_user
+from server.accounts.users import SELECT_BY_EMAIL, create_user
+from server.data import binding as dataset_binding
+from server.data import ingest
+from server.data.datastores.local import LocalDatastore
+from server.projects import project as projects
+from server.projects.project_settings import ProjectCreate
+from server.projects.projects_api import insert_project
+from server.services import init_connection
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 
-from .embedded import EmbeddedPostgres, EmbeddedRedis
-from .settings import Settings
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.settings import Settings
 
 
 @contextlib.contextmanager

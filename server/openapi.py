@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from .routing import Access, Endpoint
-from .validation import INT64_MAX
+from server.routing import Access, Endpoint
+from server.validation import INT64_MAX
 
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 _STATUS_TEXT = {

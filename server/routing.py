@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
-from . import auth, csrf
-from .errors import (
+from server.accounts import auth, csrf
+from server.accounts.users import User
+from server.errors import (
     ApiError,
     BadRequest,
     Forbidden,
@@ -30,9 +31,10 @@ from .errors import (
     Unauthorized,
     field_error,
 )
-from .services import Services
-from .users import User
-from .validation import INT64_MAX, MAX_JSON_DEPTH, check_json, unprocessable_from
+from server.validation import INT64_MAX, MAX_JSON_DEPTH, check_json, unprocessable_from
+
+if TYPE_CHECKING:
+    from server.services import Services
 
 MAX_JSON_BODY = 2 * 1024 * 1024
 

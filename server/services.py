@@ -1,16 +1,24 @@
-"""The long-lived connections one server process holds, built from Settings at start-up."""
+"""The long-lived parts one server process holds, built from Settings at start-up: the
+Postgres pool, the Redis client, the live documents' rooms, the access watch over open
+sockets and the work of labeling. Handlers reach them through `call.services`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from .database import Database
-from .redis_keys import RedisKeys
-from .settings import Settings
+from collab.fanout import Fanout
+from collab.manager import CollabLimits, RoomManager
+from collab.store import DocumentStore
+from server.database import Database
+from server.live.access_watch import AccessWatch
+from server.live.keys import LiveKeys
+from server.settings import Settings
+from server.work.queue import Dispatcher
+from server.work.service import WorkService
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -18,15 +26,28 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+def collab_limits(settings: Settings) -> CollabLimits:
+    """The live documents' limits, as configured."""
+    return CollabLimits(max_message_bytes=settings.collab_max_message_bytes,
+                        messages_per_s=settings.collab_messages_per_s,
+                        burst=settings.collab_burst,
+                        queue_bytes=settings.collab_queue_bytes)
+
+
 @dataclass
 class Services:
     settings: Settings
     db: Database
     redis: aioredis.Redis
-    keys: RedisKeys
+    rooms: RoomManager
+    access: AccessWatch
+    dispatcher: Dispatcher
+    work: WorkService
+    _started: bool = field(default=False, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
+        """Connect to Postgres and build everything else; `start` sets the live parts going."""
         assert settings.database_url and settings.redis_url, "URLs are resolved before start-up"
         db = await Database.open(
             settings.database_url,
@@ -37,8 +58,23 @@ class Services:
             init=init_connection,
         )
         client = aioredis.Redis.from_url(settings.redis_url)
-        return cls(settings=settings, db=db, redis=client, keys=RedisKeys(settings.redis_prefix))
+        prefix = settings.redis_prefix
+        rooms = RoomManager(DocumentStore(db), Fanout(client, prefix), collab_limits(settings))
+        access = AccessWatch(db, client, LiveKeys(prefix).access_changes, settings.access_check_s)
+        dispatcher = Dispatcher(client, prefix, settings.lease_ttl_s)
+        work = WorkService(db, client, prefix, dispatcher, rooms)
+        return cls(settings=settings, db=db, redis=client, rooms=rooms, access=access,
+                   dispatcher=dispatcher, work=work)
+
+    async def start(self) -> None:
+        """Start the rooms' writer and fan-out, and the access watch."""
+        await self.rooms.start()
+        await self.access.start()
+        self._started = True
 
     async def close(self) -> None:
+        if self._started:
+            await self.access.stop()
+            await self.rooms.stop()
         await self.redis.aclose()
         await self.db.close()

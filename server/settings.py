@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import ConfigError
+from server.errors import ConfigError
 
 
 def default_data_dir() -> Path:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import Unprocessable
+from server.errors import Unprocessable
 
 
 class Strict(BaseModel):

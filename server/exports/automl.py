@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from .source import Record
-from .writer import Context
+from server.exports.source import Record
+from server.exports.writer import Context
 
 
 class AutoMLWriter:

@@ -23,9 +23,9 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from . import geometry
-from .source import Record
-from .writer import Context, Warnings
+from server.exports import geometry
+from server.exports.source import Record
+from server.exports.writer import Context, Warnings
 
 NO_SIZE = "have no known size (not probed, or unreadable); their shapes were left out"
 

@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from . import geometry
-from .source import Record
-from .writer import Context, Warnings, ZipExport, renamed
+from server.exports import geometry
+from server.exports.source import Record
+from server.exports.writer import Context, Warnings, ZipExport, renamed
 
 NO_SIZE = "have no known size (not probed, or unreadable); no mask was written"
 

@@ -11,22 +11,24 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from .. import events
-from ..probing import probe_batch
-from ..services import Services
-from ..settings import Settings
-from . import source
-from .automl import AutoMLWriter
-from .coco import CocoWriter
-from .masks import MasksWriter
-from .table import CsvWriter
-from .voc import VocWriter
-from .writer import SUFFIX, Context, Writer
-from .yolo import YoloWriter
+from server.data.probing import probe_batch
+from server.exports import source
+from server.exports.automl import AutoMLWriter
+from server.exports.coco import CocoWriter
+from server.exports.masks import MasksWriter
+from server.exports.table import CsvWriter
+from server.exports.voc import VocWriter
+from server.exports.writer import SUFFIX, Context, Writer
+from server.exports.yolo import YoloWriter
+from server.monitoring import events
+from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from ..labeltree import LabelIndex
+from server.projects.label_tree import LabelIndex
 
 BATCH = 2000
 

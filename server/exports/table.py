@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .source import Record
-from .writer import Context
+from server.exports.source import Record
+from server.exports.writer import Context
 
 
 class CsvWriter:

@@ -9,8 +9,8 @@ import posixpath
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from .source import Record
-from .writer import Context, Warnings, ZipExport, renamed
+from server.exports.source import Record
+from server.exports.writer import Context, Warnings, ZipExport, renamed
 
 NO_SIZE = "have no known size (not probed, or unreadable); no XML was written"
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from .source import Filters, LabelTable, Record
+from server.exports.source import Filters, LabelTable, Record
 
 # Formats and the task types whose labels they can carry.
 FORMATS: dict[str, tuple[str, ...]] = {

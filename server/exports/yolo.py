@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .source import Record
-from .writer import Context, ZipExport, renamed
+from server.exports.source import Record
+from server.exports.writer import Context, ZipExport, renamed
 
 
 def _num(v: float) -> str:

@@ -15,8 +15,8 @@ import pytest
 from azure.storage.blob.aio import ContainerClient
 
 import tests.azurite
-from server.datastores.azure import AzureBlobDatastore, account_name_from_url
-from server.datastores.base import DatastoreError, KeyNotFound, UnsafeKey
+from server.data.datastores.azure import AzureBlobDatastore, account_name_from_url
+from server.data.datastores.base import DatastoreError, KeyNotFound, UnsafeKey
 from server.outbound import OutboundPolicy
 from tests.azurite import AzuriteInfo, make_container, run_azurite, sas_for
 from tests.infra import free_port

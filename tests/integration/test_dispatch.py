@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from collab.dispatcher import SCAN_LIMIT, Dispatcher
-from server import work
 from server.services import Services
+from server.work import decisions
+from server.work import leases as work
+from server.work.errors import WorkError
+from server.work.queue import SCAN_LIMIT, Dispatcher
 from tests.infra import unique
 from tests.work_setup import MakeUser, item, next_, setup_project, submit
 
@@ -277,15 +279,12 @@ async def test_concurrent_submits_on_one_item_still_decide_it(services: Services
     try:
         tx = first.transaction()
         await tx.start()
-        row = await first.fetchrow(work.LEASE_FOR_UPDATE, lids[0])
-        early, _ = await work.submit(first, project, row, vote, 100)
+        early = (await decisions.record_submit(first, project, lids[0], vote, 100)).decision
         assert early.item_status == "in_progress"
 
-        async def second() -> work.Decision:
+        async def second() -> decisions.Decision:
             async with db.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(work.LEASE_FOR_UPDATE, lids[1])
-                decision, _ = await work.submit(conn, project, row, vote, 100)
-                return decision
+                return (await decisions.record_submit(conn, project, lids[1], vote, 100)).decision
 
         waiting = asyncio.create_task(second())
         await asyncio.sleep(0.3)

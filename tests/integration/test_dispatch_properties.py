@@ -9,7 +9,7 @@ Redis after every step.
 The machine owns its event loop, connection pool and Redis client (never the pytest-asyncio
 loop), and a model clock: the dispatcher is given the clock's `now_ms` for leases and
 rebuilds, and a lease the model expires gets an `expires_at` in the past in Postgres, where
-`work.submit` compares it with the real `now()`. The TTL is an hour, so a lease the model
+`decisions.record_submit` compares it with the real `now()`. The TTL is an hour, so a lease the model
 calls live is also live for Postgres for as long as the test runs.
 """
 
@@ -36,13 +36,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from collab.dispatcher import Dispatcher, LeaseBatch
 from migrations.runner import migrate
-from server import work
-from server.api.tasks import _SKIP
 from server.database import Database
 from server.services import init_connection
 from server.settings import Settings
+from server.work import decisions
+from server.work import leases as work
+from server.work.errors import WorkError
+from server.work.leases import _SKIP
+from server.work.queue import Dispatcher, LeaseBatch
 
 T = TypeVar("T")
 
@@ -248,7 +250,7 @@ class DispatchMachine(RuleBasedStateMachine):
                        and self.items[x.item].status not in CLOSED), key=lambda x: x.order)
 
     def _predict_submit(self, lease: MLease) -> str | None:
-        """The WorkError code work.submit must raise, or None when it must accept."""
+        """The WorkError code decisions.record_submit must raise, or None when it must accept."""
         item = self.items[lease.item]
         if lease.state == "skipped":
             return "lease_skipped"
@@ -333,15 +335,14 @@ class DispatchMachine(RuleBasedStateMachine):
                 self.items[g.item_id].status = "in_progress"
         return multiple(*(g.lease_id for g in new))
 
-    async def _submit(self, lease_id: str, vote: int) -> work.Decision:
-        """The API's submit sequence (server/api/tasks.py) without the live document."""
+    async def _submit(self, lease_id: str, vote: int) -> decisions.Decision:
+        """The work service's submit sequence (server/work/service.py) without the live document."""
         annotation = {"classes": [self.label_ids[vote]]}
         async with self.pool.acquire() as conn, conn.transaction():
-            lease_row = await conn.fetchrow(work.LEASE_FOR_UPDATE, lease_id)
-            assert lease_row["state"] != "submitted"
-            decision, _final = await work.submit(conn, self.project, lease_row, annotation, 1000)
+            decision = (await decisions.record_submit(conn, self.project, lease_id, annotation,
+                                                      1000)).decision
         if decision.decided:
-            await work.complete_if_done(self.pool, self.pid)
+            await decisions.complete_if_done(self.pool, self.pid)
         await self.dispatcher.finish(self.pid, lease_id, "s", target=decision.target,
                                      closed=decision.item_status in CLOSED)
         return decision
@@ -356,7 +357,7 @@ class DispatchMachine(RuleBasedStateMachine):
         expected = self._predict_submit(m)
         try:
             decision = self._run(self._submit(lease, vote))
-        except work.WorkError as exc:
+        except WorkError as exc:
             assert exc.code == expected, f"submit of {lease} refused with {exc.code}, expected {expected}"
             return
         assert expected is None, f"submit of {lease} accepted, expected {expected}"
@@ -612,9 +613,9 @@ async def _abandon_then_finish(database_url: str, redis_url: str, page: int, pla
                 break
             for g in handed.granted:
                 async with pool.acquire() as conn, conn.transaction():
-                    row = await conn.fetchrow(work.LEASE_FOR_UPDATE, g.lease_id)
-                    decision, _ = await work.submit(conn, project, row, {"classes": [label]}, 1000)
-                await work.complete_if_done(pool, pid)
+                    decision = (await decisions.record_submit(conn, project, g.lease_id,
+                                                              {"classes": [label]}, 1000)).decision
+                await decisions.complete_if_done(pool, pid)
                 await dispatcher.finish(pid, g.lease_id, "s", target=decision.target, closed=decision.decided)
         rows = await pool.fetch("SELECT status FROM items WHERE project_id = $1", pid)
         statuses = [r["status"] for r in rows]

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from server import ingest, jobs
-from server.datastores.local import LocalDatastore
+from server.data import ingest, refresh
+from server.data.datastores.local import LocalDatastore
 from server.services import Services
 from tests.conftest import bind_folder, project_body
 from tests.infra import Api, unique
@@ -168,16 +168,16 @@ async def test_scheduled_refresh_runs_once_across_processes(
     bind(owner, pid, root, enabled=True, interval_s=3600)
     owner.post(f"/api/v1/projects/{pid}/start")
     make_files(root, ["b.png", "c.png"])
-    assert await jobs.refresh_project(services, pid) is None  # listed at bind: not due yet
+    assert await refresh.refresh_project(services, pid) is None  # listed at bind: not due yet
     await services.db.execute("UPDATE projects SET last_refresh_at = now() - interval '2 hours' "
                               "WHERE id = $1", pid)
     # Two "processes" race for the same due project: exactly one refreshes it.
-    first, second = await asyncio.gather(jobs.refresh_project(services, pid),
-                                         jobs.refresh_project(services, pid))
+    first, second = await asyncio.gather(refresh.refresh_project(services, pid),
+                                         refresh.refresh_project(services, pid))
     ran = [r for r in (first, second) if r is not None]
     assert len(ran) == 1 and ran[0].added == 2
     # Not due again until the interval has passed.
-    assert await jobs.refresh_project(services, pid) is None
+    assert await refresh.refresh_project(services, pid) is None
     detail = owner.get(f"/api/v1/projects/{pid}").json()["project"]
     assert detail["ingest"]["kind"] == "scheduled_refresh"
 

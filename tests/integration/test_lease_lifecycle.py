@@ -10,9 +10,9 @@ from typing import Any, cast
 
 import asyncpg
 
-from collab.dispatcher import Dispatcher
-from server import work
 from server.services import Services
+from server.work import leases as work
+from server.work.queue import Dispatcher
 from tests.work_setup import MakeUser, item, next_, release, setup_project, submit
 
 

@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import pytest
 
+from server.accounts.keys import AccountKeys
+from server.accounts.ratelimit import LoginThrottle
 from server.errors import TooManyRequests
-from server.ratelimit import LoginThrottle
 from server.services import Services
 from tests.conftest import PASSWORD
 from tests.infra import Api
@@ -43,7 +44,7 @@ async def test_address_limit_spans_accounts_and_account_limit_spans_addresses(
     # A successful sign-in clears the account counter and is not an address failure.
     await throttle.succeeded("target@x.test", "10.0.0.4")
     await throttle.attempt("target@x.test", "10.0.0.4")
-    key = services.keys.login_failures_address("10.0.0.4")
+    key = AccountKeys(services.settings.redis_prefix).login_failures_address("10.0.0.4")
     before = int(await services.redis.get(key) or 0)
     await throttle.succeeded("target@x.test", "10.0.0.4")
     assert int(await services.redis.get(key) or 0) == before - 1

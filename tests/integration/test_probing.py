@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from migrations.runner import migrate
-from server import probing
+from server.data import probing
 from server.services import Services
 from server.settings import Settings
 

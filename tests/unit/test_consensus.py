@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collab.consensus import (
+from collab.schema import rle_decode, rle_encode, validate_annotation
+from server.work.consensus import (
     ConsensusParams,
     Outcome,
     bbox,
@@ -21,7 +22,6 @@ from collab.consensus import (
     polygon,
     semantic,
 )
-from collab.schema import rle_decode, rle_encode, validate_annotation
 
 P = ConsensusParams()
 TS = 16

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from server import dataset_binding as db
+from server.data import binding as db
 from server.errors import Unprocessable
 from server.settings import Settings
 

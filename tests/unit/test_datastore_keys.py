@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from server.datastores.base import KeyNotFound, UnsafeKey
-from server.datastores.keys import accepted, check_key, compile_pattern, media_kind
-from server.datastores.local import LocalDatastore
+from server.data.datastores.base import KeyNotFound, UnsafeKey
+from server.data.datastores.keys import accepted, check_key, compile_pattern, media_kind
+from server.data.datastores.local import LocalDatastore
 from tests.reliability import Measured
 
 

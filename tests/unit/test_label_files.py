@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from server.label_files import FileError, detect, parse
+from server.data.dataset_formats import FileError, detect, parse
 
 
 def test_detect_format() -> None:
@@ -75,8 +75,8 @@ def test_ids_that_are_not_ids_are_problems_not_crashes() -> None:
 
 
 def test_a_mask_larger_than_the_pixel_limit_is_refused_before_allocating() -> None:
-    from server.api.label_imports import _annotation
-    from server.label_files import Parsed
+    from server.data.dataset_formats import Parsed
+    from server.data.label_imports_api import _annotation
 
     record = Parsed("images[0]", "a.png", 100_000, 100_000, masks=[("x", {"size": [1, 1], "counts": "1"})])
     with pytest.raises(ValueError, match="pixel limit"):

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from server.errors import Unprocessable
-from server.labeltree import LabelNode, flatten, tree_json
+from server.projects.label_tree import LabelNode, flatten, tree_json
 
 
 def chain(depth: int) -> list[LabelNode]:

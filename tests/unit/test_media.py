@@ -20,7 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from server.errors import ApiError, Unprocessable, UnsupportedMediaType
-from server.media import Probe, Rendered, media_kind, probe, render, sniff
+from server.media.render import Probe, Rendered, media_kind, probe, render, sniff
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 DCM_FILES = sorted(TEST_FILES.rglob("*.dcm"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pycrdt import Doc, Map
 
 from collab import schema
-from server.ml import accepted_unchanged, prelabel_from, write_prelabel
+from server.ml.prelabels import accepted_unchanged, prelabel_from, write_prelabel
 
 
 def test_only_confident_predictions_become_prelabels() -> None:

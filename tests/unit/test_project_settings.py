@@ -4,8 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from server.errors import Unprocessable
-from server.instructions import render
-from server.project_settings import (
+from server.projects.instructions import render
+from server.projects.project_settings import (
     Consensus,
     ConsensusPatch,
     Instructions,

@@ -10,8 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from server.labeltree import LabelIndex
-from server.tabular import (
+from server.data.table_import import (
     ColumnMapping,
     Format,
     ImportPlan,
@@ -23,6 +22,7 @@ from server.tabular import (
     read_columns,
     read_rows,
 )
+from server.projects.label_tree import LabelIndex
 
 LABEL_ROWS: list[dict[str, Any]] = [
     {"id": 1, "parent_id": None, "name": "Animal"},

@@ -3,6 +3,7 @@
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
 import { wsUrl } from "../api";
+import { bytesToBase64 } from "./annotation";
 import { CLOSE_SIGNED_OUT, NO_LONGER_AVAILABLE, sessionEnded } from "../ui";
 
 export type SyncState = "synced" | "syncing" | "offline";
@@ -101,6 +102,12 @@ export class LiveDoc {
       this.cursorFrame = 0;
       if (!this.destroyed) this.provider.awareness.setLocalStateField("cursor", this.cursor);
     });
+  }
+
+  /** How far this copy of the document goes (base64 of its Yjs state vector): a submit sends
+   * it, and the server submits its own copy once that holds everything this one had. */
+  stateVector(): string {
+    return bytesToBase64(Y.encodeStateVector(this.doc));
   }
 
   /** Everyone else on this document right now. */

@@ -34,8 +34,8 @@ export function Label({ pid }: { pid: number }) {
           onDone={done} />
         : <DrawView project={project} tree={tree} room={leases[0].document} item={leases[0].item} actions={[
           { text: "Submit", testid: "submit", primary: true, checks: true,
-            run: (annotation, duration_ms) => post(`/api/v1/leases/${leases[0].lease_id}/submit`,
-              { annotation, duration_ms }).then(done) },
+            run: (doc, duration_ms) => post(`/api/v1/leases/${leases[0].lease_id}/submit`,
+              { state_vector: doc.stateVector(), duration_ms }).then(done) },
           { text: "Skip", testid: "skip", run: () => post(`/api/v1/leases/${leases[0].lease_id}/skip`).then(done) },
         ]} />} />
     </Page>

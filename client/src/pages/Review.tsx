@@ -5,6 +5,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { get, mediaUrl, post, type Item, type LabelNode, type Project } from "../api";
 import { readClasses, setSingleClass, toggleClass } from "../doc/annotation";
 import { LiveDoc, userColor } from "../doc/live";
+import { documentName, finalDocument } from "../doc/names";
 import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
 import { DrawView, type Beneath } from "./labeling/Draw";
 import {
@@ -34,7 +35,7 @@ function useLabelerDocs(pid: number, item: ReviewItem | null): Beneath[] {
     if (!item) return;
     const opened = item.annotations.map((a) => ({
       name: a.user.name, color: userColor(a.user.id),
-      doc: new LiveDoc(`${pid}/${item.id}/${a.user.id}`, { id: me.id, name: me.name || me.email }),
+      doc: new LiveDoc(documentName(pid, item.id, a.user.id), { id: me.id, name: me.name || me.email }),
     }));
     setDocs(opened);
     return () => opened.forEach((b) => b.doc.destroy());
@@ -63,7 +64,7 @@ async function loadItem(pid: number, iid: number): Promise<ReviewItem> {
   const r = await get(`/api/v1/projects/${pid}/items/${iid}`);
   const item = r.item;
   return {
-    ...item, agreement: item.agreement ?? null, final_document: `${pid}/${iid}/final`,
+    ...item, agreement: item.agreement ?? null, final_document: finalDocument(pid, iid),
     annotations: (item.labelers ?? []).map((l: any) => ({ user: l.user, annotation: null, submitted_at: "" })),
   };
 }
@@ -213,7 +214,8 @@ export function Review({ pid }: { pid: number }) {
               beneath={shown}
               actions={[{
                 text: "Decide", testid: "decide", primary: true,
-                run: (annotation) => post(`/api/v1/projects/${pid}/items/${current.id}/decide`, { annotation })
+                run: (doc) => post(`/api/v1/projects/${pid}/items/${current.id}/decide`,
+                  { state_vector: doc.stateVector() })
                   .then(decided),
               }]}
               side={(

@@ -93,7 +93,7 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
       // The page's time is shared by its images.
       const duration_ms = Math.round(elapsed() / Math.max(1, leases.length));
       await Promise.all(leases.map((l, i) => post(`/api/v1/leases/${l.lease_id}/submit`,
-        { annotation: { classes: readClasses(docs[i].doc) }, duration_ms })));
+        { state_vector: docs[i].stateVector(), duration_ms })));
       setError(null);
       onDone();
     } catch (e) {

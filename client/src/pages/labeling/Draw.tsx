@@ -8,7 +8,7 @@ import { useShapeTools, type ShapeTool } from "../../canvas/shapes";
 import { MaskLayer, maskIsEmpty, useBrush } from "../../canvas/mask";
 import { Stage } from "../../canvas/Stage";
 import {
-  acceptShapes, bytesToBase64, deleteShapes, paintedTiles, readShapes, tileSize, updateShape,
+  acceptShapes, deleteShapes, paintedTiles, readShapes, updateShape,
 } from "../../doc/annotation";
 import { LiveDoc } from "../../doc/live";
 import { ErrorBox, session } from "../../ui";
@@ -40,21 +40,6 @@ const SHORTCUTS: [string, string][] = [
   ["?", "this sheet"],
 ];
 
-/** The annotation to submit, in the plain JSON form of DESIGN.md, from the local document. */
-export function snapshot(doc: LiveDoc, task: string): Record<string, unknown> {
-  if (task === "semantic") {
-    const tiles: Record<string, string> = {};
-    for (const [k, v] of doc.doc.getMap("mask").entries()) {
-      if (v instanceof Uint8Array) tiles[k] = bytesToBase64(v);
-    }
-    return { mask: { tile_size: tileSize(doc.doc), tiles } };
-  }
-  return {
-    shapes: readShapes(doc.doc).map(({ id, kind, label, x, y, w, h, points, source, confidence }) =>
-      kind === "box" ? { id, kind, label, x, y, w, h, source, confidence } : { id, kind, label, points, source, confidence }),
-  };
-}
-
 /** A document shown read-only beneath the one being edited (a labeler's, in review). */
 export interface Beneath {
   name: string;
@@ -66,9 +51,9 @@ export interface Action {
   text: string;
   testid: string;
   primary?: boolean;
-  /** Called with the document's annotation in plain JSON form and the visible time spent on
+  /** Called with the live document (the server submits its copy of it) and the visible time spent on
    * the item so far (milliseconds); resolves when done. */
-  run: (annotation: Record<string, unknown>, durationMs: number) => Promise<unknown>;
+  run: (doc: LiveDoc, durationMs: number) => Promise<unknown>;
   /** Submitting needs a complete annotation; skipping does not. */
   checks?: boolean;
 }
@@ -139,7 +124,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
     }
     setBusy(true);
     try {
-      await action.run(snapshot(live, task), elapsed());
+      await action.run(live, elapsed());
       setError(null);
     } catch (e) {
       setError(e);

@@ -1,0 +1,1 @@
+"""Accounts: users, passwords, sessions and API tokens, sign-in throttling, roles."""

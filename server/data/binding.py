@@ -1,0 +1,155 @@
+"""Binding a project to its data: which datastore, which files, and incremental refresh.
+
+The binding (datastore identity and pattern) is fixed once the project starts; the
+refresh settings and a datastore's credential (a rotated SAS token, say) stay editable.
+Credentials are kept server-side and never returned by the API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from server.data.datastores.base import DatastoreError
+from server.errors import field_error
+from server.outbound import AddressRefused, OutboundPolicy
+from server.settings import Settings
+from server.validation import Strict
+
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+_SECRET_FIELDS = ("sas_token", "account_key", "connection_string")
+
+
+class LocalStore(Strict):
+    kind: Literal["local"]
+    path: str = Field(min_length=1, max_length=4096, description="absolute folder on the server")
+
+
+class UploadStore(Strict):
+    kind: Literal["upload"]
+
+
+class AzureBlobStore(Strict):
+    kind: Literal["azure_blob"]
+    account_url: str = Field(min_length=1, max_length=2048)
+    container: str
+    prefix: str = Field("", max_length=1024)
+    sas_token: str | None = Field(None, max_length=8192)
+    account_key: str | None = Field(None, max_length=512)
+    connection_string: str | None = Field(None, max_length=8192)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> AzureBlobStore:
+        given = [f for f in _SECRET_FIELDS if getattr(self, f)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of sas_token, account_key or connection_string"
+                f" (got {', '.join(given) or 'none'})"
+            )
+        if not _CONTAINER.match(self.container):
+            raise ValueError(
+                "container must be 3-63 lowercase letters, digits and single hyphens"
+            )
+        return self
+
+
+Datastore = Annotated[LocalStore | UploadStore | AzureBlobStore, Field(discriminator="kind")]
+
+
+class RefreshSettings(Strict):
+    enabled: bool = False
+    interval_s: int = Field(3600, ge=60, le=7 * 24 * 3600)
+
+
+class DatasetBody(Strict):
+    datastore: Datastore
+    pattern: str = Field("**/*.*", min_length=1, max_length=1024)
+    refresh: RefreshSettings = Field(default_factory=RefreshSettings)
+
+
+def check_pattern(pattern: str) -> None:
+    parts = pattern.split("/")
+    if pattern.startswith("/") or "\\" in pattern or "\x00" in pattern or ".." in parts:
+        raise field_error(
+            "pattern", "patterns are relative to the datastore and cannot contain '..' or '\\'"
+        )
+
+
+def resolve_local(settings: Settings, raw: str) -> Path:
+    """The real folder for a `local` datastore, which must lie inside an allowed root."""
+    if not os.path.isabs(raw):
+        raise field_error("datastore.path", "must be an absolute path")
+    real = Path(os.path.realpath(raw))
+    roots = [Path(os.path.realpath(r)) for r in settings.effective_local_roots]
+    if not any(real == r or r in real.parents for r in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise field_error(
+            "datastore.path",
+            f"folder is outside the allowed roots ({allowed}); an instance admin sets "
+            "COLABEL_LOCAL_ROOTS",
+            code="path_not_allowed",
+        )
+    if not real.is_dir():
+        raise field_error("datastore.path", "folder does not exist", code="path_not_found")
+    return real
+
+
+async def check_azure(settings: Settings, store: AzureBlobStore) -> None:
+    """Refuse a binding whose account URL, or any endpoint its connection string names, is
+    not one the server may connect to. Only the URLs are judged here; the addresses a host
+    name resolves to are judged when the connection is made."""
+    from server.data.datastores.azure import AzureBlobDatastore
+
+    policy = OutboundPolicy.from_settings(settings)
+    try:
+        policy.check_url(store.account_url)
+    except AddressRefused as exc:
+        raise field_error("datastore.account_url", str(exc), code="address_not_allowed") from None
+    try:
+        datastore = AzureBlobDatastore.from_binding(store.model_dump(), policy)
+    except DatastoreError as exc:
+        raise field_error("datastore", str(exc)) from None
+    field = "datastore.connection_string" if store.connection_string else "datastore.account_url"
+    try:
+        for url in datastore.endpoints():
+            policy.check_url(url)
+    except AddressRefused as exc:
+        raise field_error(field, str(exc), code="address_not_allowed") from None
+    finally:
+        await datastore.close()
+
+
+async def validate(settings: Settings, body: DatasetBody) -> dict[str, Any]:
+    """Check a binding and return the form stored in the project (secrets included)."""
+    check_pattern(body.pattern)
+    store = body.datastore
+    stored = store.model_dump()
+    if isinstance(store, LocalStore):
+        stored["path"] = str(resolve_local(settings, store.path))
+    elif isinstance(store, AzureBlobStore):
+        await check_azure(settings, store)
+        stored["account_url"] = store.account_url.rstrip("/")
+        stored["prefix"] = store.prefix.strip("/")
+        stored = {k: v for k, v in stored.items() if v is not None}
+    return {"datastore": stored, "pattern": body.pattern}
+
+
+def identity(binding: dict[str, Any]) -> dict[str, Any]:
+    """The part of a binding that cannot change after start: everything but secrets."""
+    store = {k: v for k, v in binding["datastore"].items() if k not in _SECRET_FIELDS}
+    return {"datastore": store, "pattern": binding["pattern"]}
+
+
+def public(binding: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The binding as the API shows it: credentials replaced by which kind is set."""
+    if binding is None:
+        return None
+    shown = identity(binding)
+    secret = next((f for f in _SECRET_FIELDS if f in binding["datastore"]), None)
+    if secret is not None:
+        shown["datastore"]["credential"] = secret
+    return shown

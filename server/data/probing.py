@@ -1,0 +1,85 @@
+"""Probing items' sizes and frame counts from their files' headers, in the background and
+for exports that need pixel sizes. Items are claimed with `FOR UPDATE SKIP LOCKED`, so
+every process can probe at once without doing the same item twice."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from typing import TYPE_CHECKING
+
+from server.data.datastores.base import OBJECT_ERRORS, Datastore, DatastoreError
+from server.data.datastores.factory import open_datastore
+from server.data.datastores.keys import extension
+from server.data.datastores.local import LocalDatastore
+from server.errors import ApiError
+from server.media import render as media
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+PROBE_BATCH = 64
+# A project whose datastore cannot be reached is left alone this long: its items are not
+# broken, and probing them again at once would hold up every other project's.
+UNREACHABLE_BACKOFF_S = 60.0
+_CLAIM = """
+SELECT i.id, i.project_id, i.key, p.dataset FROM items i JOIN projects p ON p.id = i.project_id
+WHERE i.width IS NULL AND i.probe_error IS NULL AND i.status <> 'missing' AND p.dataset IS NOT NULL
+  AND ($2::bigint IS NULL OR i.project_id = $2) AND NOT i.project_id = ANY($3::bigint[])
+ORDER BY i.id LIMIT $1
+FOR UPDATE OF i SKIP LOCKED
+"""
+# project id -> when (monotonic) its datastore may be tried again, in this process.
+_unreachable: dict[int, float] = {}
+_SET_SIZE = "UPDATE items SET width = $2, height = $3, frames = $4 WHERE id = $1"
+_SET_ERROR = "UPDATE items SET probe_error = $2 WHERE id = $1"
+
+
+async def _probe_one(store: Datastore, key: str, max_bytes: int, max_pixels: int) -> media.Probe:
+    ext = extension(key)
+    if isinstance(store, LocalDatastore):
+        # Headers only: Pillow and pydicom read just what they need from the open file.
+        def from_file() -> media.Probe:
+            with open(store.path_of(key), "rb") as fp:
+                return media.probe(fp, ext, max_pixels)
+
+        return await asyncio.to_thread(from_file)
+    data = await store.read(key, max_bytes)
+    return await asyncio.to_thread(media.probe, io.BytesIO(data), ext, max_pixels)
+
+
+async def probe_batch(services: Services, project_id: int | None = None) -> int:
+    """Fill in size and frames for up to PROBE_BATCH unprobed items (of one project, if
+    given); return how many were settled (probed, or found broken)."""
+    settings = services.settings
+    now = asyncio.get_running_loop().time()
+    for pid, until in list(_unreachable.items()):
+        if until <= now:
+            del _unreachable[pid]
+    settled = 0
+    async with services.db.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(_CLAIM, PROBE_BATCH, project_id, list(_unreachable))
+        stores: dict[int, Datastore] = {}
+        try:
+            for row in rows:
+                pid = row["project_id"]
+                if pid in _unreachable:
+                    continue  # its datastore failed earlier in this batch
+                if pid not in stores:
+                    stores[pid] = open_datastore(settings, pid, row["dataset"])
+                try:
+                    p = await _probe_one(stores[pid], row["key"], settings.media_max_bytes,
+                                         settings.media_max_pixels)
+                    await conn.execute(_SET_SIZE, row["id"], p.width, p.height, p.frames)
+                except (ApiError, *OBJECT_ERRORS, OSError) as exc:
+                    message = exc.message if isinstance(exc, ApiError) else str(exc)
+                    await conn.execute(_SET_ERROR, row["id"], message[:500])
+                except DatastoreError:
+                    # The datastore, not this file: try the project again later.
+                    _unreachable[pid] = asyncio.get_running_loop().time() + UNREACHABLE_BACKOFF_S
+                    continue
+                settled += 1
+        finally:
+            for store in stores.values():
+                await store.close()
+    return settled

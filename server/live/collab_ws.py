@@ -1,0 +1,240 @@
+"""The collaboration WebSocket: `/collab/{project}/{item}/{annotator}` (y-websocket).
+
+Authentication and permissions are settled before the handshake is accepted. A refusal
+is an HTTP response (401, 403 or 404 with the usual JSON error body) where the server
+supports WebSocket denial responses, and otherwise an accepted socket closed at once
+with 4401, 4403 or 4404. Once accepted, frames go to the room; malformed frames close
+with 1002, unsupported ones (text, unknown types) with 1003, oversized ones with 1009
+and floods with 1008, without disturbing any other connection. An open socket is
+checked again whenever its user's access changes (see access_watch.py): it closes with
+4401 once its session or token has ended, and with 4403 once the same rule refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from starlette.responses import JSONResponse
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from collab.errors import ProtocolError, RoomUnavailable, UnsupportedMessage
+from collab.names import FINAL, document_name
+from collab.protocol import parse
+from collab.room import CLOSE_POLICY, Connection
+from server.accounts import auth
+from server.accounts.roles import Role
+from server.errors import ApiError, Forbidden, NotFound
+from server.live import access_watch
+from server.projects import project as projects
+from server.work.leases import keep_alive
+
+if TYPE_CHECKING:
+    from server.services import Services
+
+log = logging.getLogger(__name__)
+
+CLOSE_PROTOCOL = 1002
+CLOSE_UNSUPPORTED = 1003
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAVAILABLE = 1013
+_ITEM = "SELECT 1 FROM items WHERE project_id = $1 AND id = $2"
+_MEMBER = "SELECT role FROM memberships WHERE project_id = $1 AND user_id = $2"
+
+
+@dataclass(frozen=True)
+class Grant:
+    identity: auth.Identity
+    readonly: bool
+
+    @property
+    def user_id(self) -> int:
+        assert self.identity.user is not None
+        return self.identity.user.id
+
+
+def rights(role: Role, consensus: bool, user_id: int, annotator: str,
+           annotator_is_member: bool) -> bool:
+    """Whether a member with `role` may write the document (True) or only read it (False);
+    raises when they may not open it. The same rule admits a socket and keeps it open."""
+    if annotator == FINAL:
+        if role >= Role.REVIEWER or not consensus:
+            return True
+        raise Forbidden("with consensus on, the final document is for reviewers and owners")
+    if not annotator_is_member:
+        raise NotFound(f"no document {annotator!r} for this item")
+    if int(annotator) == user_id:
+        return True
+    if role >= Role.REVIEWER:
+        return False
+    raise Forbidden("labelers may open only their own documents")
+
+
+def _canonical(ws: WebSocket, pid: int, iid: int, annotator: str) -> bool:
+    """Whether the address names its document the one way it is named: ASCII digits without
+    leading zeros ("04" or Arabic-Indic digits would otherwise open documents of their own)."""
+    plain = annotator == FINAL or (
+        annotator.isascii() and annotator.isdigit() and str(int(annotator)) == annotator)
+    return plain and ws.scope["path"].split("/")[-3:] == [str(pid), str(iid), annotator]
+
+
+async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annotator: str) -> Grant:
+    """Who may open this document, and whether they may write to it."""
+    identity = await auth.websocket_identity(services, ws)
+    assert identity.user is not None
+    if not _canonical(ws, pid, iid, annotator):
+        raise NotFound(f"no document {annotator!r} for item {iid}; documents are named "
+                       f"{pid}/{iid}/<user id> or {pid}/{iid}/final")
+    pa = await projects.access(services.db, identity.user, pid, Role.LABELER)
+    if await services.db.fetchval(_ITEM, pid, iid) is None:
+        raise NotFound(f"item {iid} not found in project {pid}")
+    member = annotator != FINAL and await services.db.fetchval(
+        _MEMBER, pid, int(annotator)) is not None
+    writable = rights(pa.role, bool(pa.setting("consensus").get("enabled")), identity.user.id,
+                      annotator, member)
+    return Grant(identity, readonly=not writable)
+
+
+def _rule(grant: Grant, annotator: str, conn: Connection) -> access_watch.Rule:
+    """How an open socket is checked again: the same rule as at the handshake."""
+
+    def recheck(project: access_watch.ProjectFacts) -> None:
+        role = project.require(grant.user_id, Role.LABELER)
+        member = annotator != FINAL and project.is_member(int(annotator))
+        # Rights never grow on an open socket; with today's rules they only ever shrink to
+        # a refusal, and a narrower grant would take effect here without a reconnect.
+        conn.readonly = conn.readonly or not rights(role, project.consensus, grant.user_id,
+                                                    annotator, member)
+
+    return recheck
+
+
+async def deny(ws: WebSocket, exc: ApiError) -> None:
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse(exc.body(), status_code=exc.status))
+    else:
+        await ws.accept()
+        await ws.close(code=4000 + exc.status, reason=exc.message[:120])
+
+
+class _Peer:
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def send(self, data: bytes) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.ws.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.ws.close(code=code, reason=reason)
+
+
+async def collab_endpoint(ws: WebSocket) -> None:
+    services: Services = ws.app.state.services
+    manager = services.rooms
+    settings = services.settings
+    pid, iid = ws.path_params["pid"], ws.path_params["iid"]
+    annotator: str = ws.path_params["annotator"]
+    try:
+        grant = await authorize(services, ws, pid, iid, annotator)
+    except ApiError as exc:
+        await deny(ws, exc)
+        return
+    await ws.accept()
+    try:
+        room = await manager.acquire(document_name(pid, iid, annotator))
+    except RoomUnavailable as exc:
+        log.warning("%s", exc)
+        await ws.close(code=CLOSE_UNAVAILABLE, reason="document store unavailable; retry")
+        return
+    limits = manager.limits
+    conn = Connection(_Peer(ws), readonly=grant.readonly, user=str(grant.user_id),
+                      queue_size=limits.queue_size, queue_bytes=limits.queue_bytes,
+                      rate=settings.collab_messages_per_s, burst=settings.collab_burst)
+    watch = services.access
+    ticket = access_watch.Ticket(
+        grant.identity, pid, _rule(grant, annotator, conn), conn.close_soon,
+        users=frozenset(() if annotator == FINAL else {int(annotator)}))
+    writer = asyncio.create_task(conn.run_writer())
+    keeper = None
+    if annotator == str(grant.user_id):
+        # An open document counts as activity: the labeler's lease on the item stays alive.
+        keeper = asyncio.create_task(keep_alive(
+            services.dispatcher, services.db, pid, iid, grant.user_id,
+            max(settings.lease_ttl_s / 3, 1.0)))
+    room.join(conn)
+    try:
+        with watch.watching(ticket):
+            await _serve_until_stopped(ws, room, conn, settings.collab_max_message_bytes, ticket)
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
+        room.leave(conn)
+        conn.close_soon(1000, "")
+        # A client that stopped reading never takes the close frame: give up on it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 5)
+        await manager.release(room)
+
+
+async def _serve_until_stopped(ws: WebSocket, room: object, conn: Connection, max_bytes: int,
+                               ticket: access_watch.Ticket) -> None:
+    """Serve the client's frames until it leaves or the room closes it. The room may close
+    it (too slow, see Connection) while it sends nothing: waiting on its next frame alone
+    would keep a client that neither reads nor writes in the room for ever."""
+    serving = asyncio.create_task(_serve(ws, room, conn, max_bytes, ticket))
+    stopped = asyncio.create_task(conn.stopped.wait())
+    try:
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (serving, stopped):
+            task.cancel()
+        await asyncio.gather(serving, stopped, return_exceptions=True)
+    failure = None if serving.cancelled() else serving.exception()
+    if failure is not None:
+        raise failure
+
+
+async def _serve(ws: WebSocket, room: object, conn: Connection, max_bytes: int,
+                 ticket: access_watch.Ticket) -> None:
+    from collab.room import Room
+
+    assert isinstance(room, Room)
+    while conn.closing is None:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        # A frame that arrives while an announced access change is being checked waits for
+        # the verdict, and one from a socket being closed for it is never applied.
+        if not ticket.settled.is_set():
+            await ticket.settled.wait()
+        if conn.closing is not None:
+            return
+        data = message.get("bytes")
+        if data is None:
+            conn.close_soon(CLOSE_UNSUPPORTED, "binary frames only")
+            return
+        if len(data) > max_bytes:
+            conn.close_soon(CLOSE_TOO_BIG, f"message larger than {max_bytes} bytes")
+            return
+        if not conn.allow():
+            conn.close_soon(CLOSE_POLICY, "too many messages; slow down")
+            return
+        try:
+            room.handle(conn, parse(data))
+        except ProtocolError as exc:
+            log.info("closing %s: %s", room.name, exc)
+            conn.close_soon(CLOSE_PROTOCOL, str(exc)[:120])
+        except UnsupportedMessage as exc:
+            log.info("closing %s: %s", room.name, exc)
+            conn.close_soon(CLOSE_UNSUPPORTED, str(exc)[:120])
+
+
+ROUTES = [WebSocketRoute("/collab/{pid:int}/{iid:int}/{annotator}", collab_endpoint)]

@@ -1,0 +1,1 @@
+"""Media: turning stored image and DICOM bytes into pixels a browser can show."""

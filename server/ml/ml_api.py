@@ -1,0 +1,54 @@
+"""ML assistance of a project: its phase, model version, metrics and threshold; train now."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from inference import extra as ml_extra
+from server.accounts.roles import Role
+from server.errors import Conflict
+from server.ml import assist as ml
+from server.projects import project as projects
+from server.routing import Call, Endpoint
+from server.validation import Strict
+
+
+class MlAction(Strict):
+    action: Literal["train"]
+
+
+def _service(call: Call) -> Any:
+    return getattr(call.request.app.state, "models", None)
+
+
+async def get_ml(call: Call) -> dict[str, Any]:
+    pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.REVIEWER)
+    return {"ml": await ml.status_json(call.services, _service(call), pa.row)}
+
+
+async def post_ml(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    pa = await projects.access(call.services.db, call.me, pid, Role.OWNER)
+    reason = ml.unsupported_reason(pa.row["task_type"])
+    if reason:
+        raise Conflict(reason, code="ml_unsupported")
+    if not pa.setting("ml_assist").get("enabled"):
+        raise Conflict("ML assistance is off for this project; enable it in the settings first",
+                       code="ml_disabled")
+    missing = ml_extra.unavailable_reason()
+    if missing:
+        raise Conflict(missing, code="ml_unavailable")
+    version = await ml.request_training(call.services.db, pid, "owner")
+    if version is None:
+        raise Conflict("a model version is already waiting or training", code="ml_training")
+    return {"queued": version, "ml": await ml.status_json(call.services, _service(call), pa.row)}
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/v1/projects/{pid:int}/ml", get_ml,
+             "ML assistance: phase, model version, metrics, threshold, prelabel acceptance, service status",
+             tag="ml", errors=(401, 403, 404)),
+    Endpoint("POST", "/api/v1/projects/{pid:int}/ml", post_ml,
+             "Start training a new model version now (owners)", body=MlAction, status=202, tag="ml",
+             errors=(401, 403, 404, 409, 422)),
+]

@@ -1,0 +1,126 @@
+"""Prelabels: a model's predictions shown to labelers as suggestions, written into their
+documents when items are leased, and how often labelers accept them unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+from pycrdt import Map
+
+from collab import schema
+from collab.manager import RoomManager
+from server.ml.assist import SUPPORTED
+
+log = logging.getLogger(__name__)
+
+_FOR_LEASES = """
+SELECT p.item_id, p.model_version, p.prelabel FROM ml_predictions p
+JOIN ml_models m ON m.project_id = p.project_id AND m.version = p.model_version AND m.status = 'ready'
+WHERE p.item_id = ANY($1::bigint[]) AND p.prelabel <> '{}'::jsonb
+"""
+
+
+_MARK_LEASE = "UPDATE leases SET prelabel_version = $2 WHERE id = $1"
+
+
+_SHOWN = """
+UPDATE ml_models SET prelabels_shown = prelabels_shown + $3 WHERE project_id = $1 AND version = $2
+"""
+
+
+_OUTCOME = """
+UPDATE ml_models SET prelabels_submitted = prelabels_submitted + 1,
+                     prelabels_accepted = prelabels_accepted + $3
+WHERE project_id = $1 AND version = $2
+"""
+
+
+_PREDICTION_OF = "SELECT prelabel FROM ml_predictions WHERE item_id = $1 AND model_version = $2"
+
+
+def prelabel_from(prediction: dict[str, Any], task_type: str, threshold: float,
+                  version: int) -> dict[str, Any]:
+    """The part of a prediction shown to labelers (confidence >= threshold), plain JSON form."""
+    if task_type == "bbox":
+        shapes = [{"id": f"m{version}-{n}", "kind": "box", "label": int(b["label"]),
+                   "x": b["x"], "y": b["y"], "w": b["w"], "h": b["h"],
+                   "source": "model", "confidence": round(float(b["confidence"]), 4)}
+                  for n, b in enumerate(prediction.get("boxes", [])) if b["confidence"] >= threshold]
+        return {"shapes": shapes} if shapes else {}
+    scores = {int(k): float(v) for k, v in prediction.get("classes", {}).items()}
+    if task_type == "multiclass":
+        best = max(scores, key=lambda k: scores[k], default=None)
+        chosen = [best] if best is not None and scores[best] >= threshold else []
+    else:
+        chosen = sorted(k for k, v in scores.items() if v >= threshold)
+    if not chosen:
+        return {}
+    return {"classes": chosen, "confidence": {str(k): round(scores[k], 4) for k in chosen}}
+
+
+def write_prelabel(doc: Any, prelabel: dict[str, Any], task_type: str) -> None:
+    """Put a prelabel into a labeler's document as suggestions: model shapes (source model,
+    with confidence), or classes whose value is the confidence (a number, not `true`: only
+    `true` counts as chosen, so a suggestion is not a label until the labeler accepts it)."""
+    if "shapes" in prelabel:
+        schema.write_annotation(doc, {"shapes": prelabel["shapes"]}, task_type,  # type: ignore[arg-type]
+                                origin="model", author="model", replace=False)
+        return
+    classes = doc.get("classes", type=Map)
+    for label in prelabel.get("classes", []):
+        if str(label) not in classes:
+            classes[str(label)] = float(prelabel["confidence"][str(label)])
+
+
+def accepted_unchanged(prelabel: dict[str, Any], submitted: dict[str, Any]) -> bool:
+    """Whether the labeler submitted exactly what the model suggested."""
+    if "classes" in prelabel:
+        return sorted(submitted.get("classes", [])) == sorted(prelabel["classes"])
+    mine = {s["id"]: s for s in submitted.get("shapes", [])}
+    if set(mine) != {s["id"] for s in prelabel.get("shapes", [])}:
+        return False
+    return all(mine[s["id"]]["label"] == s["label"]
+               and all(abs(mine[s["id"]][k] - s[k]) < 1e-9 for k in ("x", "y", "w", "h"))
+               for s in prelabel["shapes"])
+
+
+async def prelabel_leases(db: asyncpg.Pool, rooms: RoomManager, project_id: int, task_type: str,
+                          leases: list[tuple[str, int, str]]) -> dict[int, dict[str, Any]]:
+    """Write the ready prelabels of freshly leased items into their labelers' documents;
+    return item id -> prelabel (plain JSON, `source` model) for the lease answer.
+    leases: (lease id, item id, document room)."""
+    if task_type not in SUPPORTED or not leases:
+        return {}
+    rows = {r["item_id"]: r for r in await db.fetch(_FOR_LEASES, [iid for _, iid, _ in leases])}
+    if not rows:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+
+    async def one(lease_id: str, iid: int, room: str) -> None:
+        row = rows[iid]
+        prelabel = row["prelabel"]
+        await rooms.edit(room, lambda doc: write_prelabel(doc, prelabel, task_type), "model")
+        await db.execute(_MARK_LEASE, lease_id, row["model_version"])
+        out[iid] = {**prelabel, "source": "model", "model_version": row["model_version"]}
+
+    await asyncio.gather(*(one(lid, iid, room) for lid, iid, room in leases if iid in rows))
+    by_version: dict[int, int] = {}
+    for iid in out:
+        by_version[rows[iid]["model_version"]] = by_version.get(rows[iid]["model_version"], 0) + 1
+    for version, n in by_version.items():
+        await db.execute(_SHOWN, project_id, version, n)
+    return out
+
+
+async def record_outcome(conn: asyncpg.Connection, project_id: int, item_id: int, version: int | None,
+                         submitted: dict[str, Any]) -> None:
+    """Count a submit of a prelabeled item, and whether the prelabel went in unchanged."""
+    if version is None:
+        return
+    prelabel = await conn.fetchval(_PREDICTION_OF, item_id, version)
+    if prelabel is None:
+        return
+    await conn.execute(_OUTCOME, project_id, version, 1 if accepted_unchanged(prelabel, submitted) else 0)

@@ -1,0 +1,1 @@
+"""Monitoring: live project events and the statistics behind the monitoring page."""

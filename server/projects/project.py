@@ -1,0 +1,132 @@
+"""Projects: the SQL that owns the `projects` table, access checks and the JSON shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from server.accounts.roles import Role
+from server.accounts.users import User
+from server.data import binding as dataset_binding
+from server.errors import Forbidden, NotFound
+
+_COLUMNS = """
+p.id, p.name, p.media_type, p.task_type, p.status, p.instructions_text,
+p.instructions_html, p.instructions_url, p.consensus, p.ml_assist, p.dataset, p.refresh,
+p.last_refresh_at, p.ingest, p.created_by, p.created_at, p.updated_at, p.started_at
+"""
+SELECT_ONE = f"""
+SELECT {_COLUMNS}, m.role,
+       (SELECT count(*) FROM labels l WHERE l.project_id = p.id) AS label_count
+FROM projects p
+LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $2
+WHERE p.id = $1 AND p.deleted_at IS NULL
+"""
+# Admins see every project; everyone else sees the projects they are members of.
+SELECT_VISIBLE = f"""
+SELECT {_COLUMNS}, m.role,
+       (SELECT count(*) FROM labels l WHERE l.project_id = p.id) AS label_count
+FROM projects p
+LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1
+WHERE p.deleted_at IS NULL AND (m.role IS NOT NULL OR $2)
+ORDER BY p.id DESC
+LIMIT $3 OFFSET $4
+"""
+LOCK = "SELECT id FROM projects WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+INSERT = """
+INSERT INTO projects (name, media_type, task_type, instructions_text, instructions_html,
+                      instructions_url, consensus, ml_assist, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id
+"""
+RESERVE_NAME = "INSERT INTO project_names (name_key, project_id) VALUES ($1, $2)"
+ADD_MEMBER = """
+INSERT INTO memberships (project_id, user_id, role) VALUES ($1, $2, $3)
+ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
+"""
+ITEM_COUNTS = "SELECT status, count(*) AS n FROM items WHERE project_id = $1 GROUP BY status"
+SOFT_DELETE = "UPDATE projects SET deleted_at = now(), updated_at = now() WHERE id = $1"
+SET_STATUS = """
+UPDATE projects SET status = $2, updated_at = now(),
+       started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END
+WHERE id = $1
+"""
+
+# Settings that can no longer change once a project leaves `initializing`.
+FROZEN_AFTER_START = ("media_type", "task_type", "consensus", "dataset")
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    """A project row together with the caller's effective role in it."""
+
+    row: asyncpg.Record
+    role: Role
+    is_member: bool
+
+    @property
+    def id(self) -> int:
+        value: int = self.row["id"]
+        return value
+
+    @property
+    def started(self) -> bool:
+        return bool(self.row["status"] != "initializing")
+
+    def setting(self, name: str) -> dict[str, Any]:
+        value: dict[str, Any] = self.row[name]
+        return value
+
+
+async def access(
+    db: asyncpg.Pool | asyncpg.Connection, user: User, project_id: int, need: Role
+) -> ProjectAccess:
+    """Load a project for `user`: 404 unless a member (or admin), 403 below `need`."""
+    row = await db.fetchrow(SELECT_ONE, project_id, user.id)
+    if row is None or (row["role"] is None and not user.is_admin):
+        raise NotFound(f"project {project_id} not found")
+    role = Role.OWNER if user.is_admin else Role.parse(row["role"])
+    if role < need:
+        raise Forbidden(f"this needs the {need.label} role in project {project_id}")
+    return ProjectAccess(row, role, is_member=row["role"] is not None)
+
+
+def editable(status: str) -> dict[str, bool]:
+    """Which settings the owner may still change, for the settings screen."""
+    started = status != "initializing"
+    fields = ("name", "labels", "instructions", "ml_assist", "refresh", *FROZEN_AFTER_START)
+    return {f: not (started and f in FROZEN_AFTER_START) for f in fields}
+
+
+def to_json(pa: ProjectAccess) -> dict[str, Any]:
+    row = pa.row
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "media_type": row["media_type"],
+        "task_type": row["task_type"],
+        "status": row["status"],
+        "role": pa.role.label,
+        "is_member": pa.is_member,
+        "instructions": {
+            "text": row["instructions_text"],
+            "html": row["instructions_html"],
+            "url": row["instructions_url"],
+        },
+        "consensus": pa.setting("consensus"),
+        "ml_assist": pa.setting("ml_assist"),
+        "dataset": dataset_binding.public(row["dataset"]),
+        "refresh": {
+            **pa.setting("refresh"),
+            "last_refresh_at": row["last_refresh_at"].isoformat() if row["last_refresh_at"] else None,
+        },
+        "ingest": row["ingest"],
+        "label_count": row["label_count"],
+        "editable": editable(row["status"]),
+        "created_by": row["created_by"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "started_at": row["started_at"].isoformat() if row["started_at"] else None,
+    }

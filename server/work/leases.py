@@ -1,0 +1,280 @@
+"""Leases in Postgres: handing a labeler items (their own live leases first, then new ones
+from the queue), giving them back, keeping them alive, skipping.
+
+The Redis queue (queue.py) picks the items; this module records the leases in Postgres
+(the truth) and tells the queue what Postgres refused or found finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import asyncpg
+
+from server.database import Database, DatabaseUnavailable
+from server.work.errors import WorkError
+from server.work.plan import CLOSED, consensus_plan
+from server.work.queue import Dispatcher, Lease
+from server.work.queue_state import with_queue
+
+log = logging.getLogger(__name__)
+
+_INSERT_LEASES = """
+WITH ins AS (
+    INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at, position)
+    SELECT l, p, i, u, 'active', to_timestamp(e / 1000.0), n
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::int[])
+         AS t(p, u, l, i, e, n)
+    -- Only items still open: Redis may not know yet that one was decided (see _settle_expired).
+    WHERE EXISTS (SELECT 1 FROM items WHERE id = t.i AND status IN ('unlabeled', 'in_progress'))
+    ON CONFLICT (item_id, user_id) WHERE state IN ('active', 'submitted', 'skipped') DO NOTHING
+    RETURNING id, item_id
+), started AS (
+    UPDATE items SET status = 'in_progress', updated_at = now()
+    WHERE id IN (SELECT item_id FROM ins) AND status = 'unlabeled'
+)
+SELECT id, item_id FROM ins
+"""
+# Before a labeler gets an item again: an old lease of theirs on it that is past its expiry
+# but still `active` (Redis forgot it, or the expiry was not recorded) is expired now, so it
+# neither blocks the new lease nor keeps the item from them.
+_EXPIRE_STALE = """
+UPDATE leases SET state = 'expired', finished_at = now()
+FROM unnest($1::bigint[], $2::bigint[]) AS t(i, u)
+WHERE leases.item_id = t.i AND leases.user_id = t.u AND leases.state = 'active'
+  AND leases.expires_at <= now()
+"""
+_EXPIRE = """
+UPDATE leases SET state = 'expired', finished_at = now()
+WHERE id = ANY($1::text[]) AND state = 'active'
+RETURNING id
+"""
+# Leases Redis let expire that Postgres has as submitted or skipped: the node that recorded
+# the submit died (or lost Redis) before it told Redis, so Redis still counted them active.
+_FINISHED_UNTOLD = """
+SELECT l.id, l.state, i.status, coalesce(i.target, $2) AS target
+FROM leases l JOIN items i ON i.id = l.item_id
+WHERE l.id = ANY($1::text[]) AND l.state IN ('submitted', 'skipped')
+"""
+_CLOSED_ITEMS = """
+SELECT id FROM items WHERE id = ANY($1::bigint[]) AND status NOT IN ('unlabeled', 'in_progress')
+"""
+# The caller's live leases in a project (items still open), oldest first: asking for work
+# resumes these before anything new is leased.
+_OWN_ACTIVE = """
+SELECT l.id, l.item_id FROM leases l JOIN items i ON i.id = l.item_id
+WHERE l.project_id = $1 AND l.user_id = $2 AND l.state = 'active' AND l.expires_at > now()
+  AND i.status IN ('unlabeled', 'in_progress')
+ORDER BY l.created_at, l.position
+"""
+_RELEASE = """
+UPDATE leases SET state = 'released', finished_at = now()
+WHERE id = ANY($1::text[]) AND user_id = $2 AND state = 'active' AND expires_at > now()
+RETURNING id, project_id
+"""
+_RELEASE_LATER = """
+UPDATE leases SET expires_at = least(expires_at, to_timestamp($3 / 1000.0))
+WHERE id = ANY($1::text[]) AND user_id = $2 AND state = 'active' AND expires_at > now()
+RETURNING id, project_id, expires_at
+"""
+# A labeler holds at most the page on screen and one page leased ahead.
+HELD_PAGES = 2
+_SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
+_LEASE = "SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1"
+
+
+class LeaseLog:
+    """Records the leases of concurrent callers with one INSERT, so one commit.
+
+    Leasing is the hot path: while one batch is being written the next callers queue up
+    and go together in the following statement (group commit).
+    """
+
+    def __init__(self, db: asyncpg.Pool) -> None:
+        self.db = db
+        self._queue: list[tuple[int, int, list[Lease], asyncio.Future[dict[str, int]]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, project_id: int, user_id: int, leases: list[Lease]) -> dict[str, int]:
+        """Insert the leases; return lease id -> item id for those Postgres accepted."""
+        future: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._queue.append((project_id, user_id, leases, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await future
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            rows = [(p, u, x, n) for p, u, leases, _ in batch for n, x in enumerate(leases)]
+            try:
+                async with self.db.acquire() as conn, conn.transaction():
+                    await conn.execute(_EXPIRE_STALE, [x.item_id for _, _, x, _ in rows],
+                                       [u for _, u, _, _ in rows])
+                    written = await conn.fetch(
+                        _INSERT_LEASES, [p for p, _, _, _ in rows], [u for _, u, _, _ in rows],
+                        [x.lease_id for _, _, x, _ in rows], [x.item_id for _, _, x, _ in rows],
+                        [x.expires_ms for _, _, x, _ in rows], [n for _, _, _, n in rows])
+            except Exception as exc:  # noqa: BLE001 - every caller in the batch gets the error
+                for _, _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            recorded = {r["id"]: r["item_id"] for r in written}
+            for _, _, leases, future in batch:
+                if not future.done():
+                    future.set_result({x.lease_id: recorded[x.lease_id]
+                                       for x in leases if x.lease_id in recorded})
+
+
+@dataclass(frozen=True)
+class Granted:
+    """A lease handed to a labeler: new, or one of theirs resumed."""
+
+    lease_id: str
+    item_id: int
+    expires_ms: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class Handed:
+    """What one request for work got, and the leases Redis found expired on the way."""
+
+    granted: list[Granted]
+    expired: list[str]
+    # Leases Redis gave that Postgres refused (it already had the labeler on the item).
+    refused: int = 0
+
+
+async def lease(dispatcher: Dispatcher, db: Database, project: asyncpg.Record, user_id: int,
+                count: int, log: LeaseLog | None = None, holding: Sequence[str] = ()) -> Handed:
+    """Hand a labeler up to `count` items: their own live leases first (except those they say
+    they are `holding` already), oldest first and extended, then new ones, while they hold
+    at most `HELD_PAGES` pages of `count`."""
+    pid = project["id"]
+    own = await db.fetch(_OWN_ACTIVE, pid, user_id)
+    held = set(holding)
+    granted: list[Granted] = []
+    live = len(own)
+    vanished = False
+    for row in [r for r in own if r["id"] not in held][:count]:
+        expires = await extend(dispatcher, db, pid, row["id"])
+        if expires is None:
+            vanished = True  # expired or released just now: its slot is back in the queue
+        else:
+            granted.append(Granted(row["id"], row["item_id"], expires, True))
+    if vanished:
+        # Others may have gone with it (a release from another tab of this labeler): count
+        # again, so a stale count does not hold back new work.
+        live = len(await db.fetch(_OWN_ACTIVE, pid, user_id))
+    wanted = min(count - len(granted), HELD_PAGES * count - live)
+    if wanted <= 0:
+        return Handed(granted, [])
+    batch = await with_queue(dispatcher, db, pid, lambda: dispatcher.lease(pid, user_id, wanted))
+    if batch.expired:
+        await _settle_expired(dispatcher, db, project, batch.expired)
+    refused = 0
+    if batch.leases:
+        recorded = await (log or LeaseLog(db)).record(pid, user_id, batch.leases)
+        unrecorded = [x for x in batch.leases if x.lease_id not in recorded]
+        closed = {r["id"] for r in await db.fetch(_CLOSED_ITEMS, [x.item_id for x in unrecorded])
+                  } if unrecorded else set()
+        for x in batch.leases:
+            if x.lease_id in recorded:
+                granted.append(Granted(x.lease_id, recorded[x.lease_id], x.expires_ms, False))
+            elif x.item_id in closed:
+                # Decided in Postgres, still open in Redis: give the slot back, close it there.
+                refused += 1
+                await dispatcher.finish(pid, x.lease_id, "r", closed=True)
+            else:
+                # Postgres already has this labeler on this item (state lost in Redis): undo.
+                refused += 1
+                await dispatcher.finish(pid, x.lease_id, "k")
+    return Handed(granted, batch.expired, refused)
+
+
+async def _settle_expired(dispatcher: Dispatcher, db: Database, project: asyncpg.Record,
+                          lease_ids: list[str]) -> None:
+    """Record the leases Redis found expired. Those Postgres has as submitted or skipped were
+    finished on a node that died (or lost Redis) before it told Redis: Redis learns the
+    outcome now, so the item counts the submission and, if decided, closes."""
+    expired = {r["id"] for r in await db.fetch(_EXPIRE, lease_ids)}
+    untold = [lid for lid in lease_ids if lid not in expired]
+    if not untold:
+        return
+    low, _, _ = consensus_plan(project)
+    for row in await db.fetch(_FINISHED_UNTOLD, untold, low):
+        await dispatcher.finish(project["id"], row["id"], "s" if row["state"] == "submitted" else "k",
+                                target=row["target"], closed=row["status"] in CLOSED)
+
+
+async def release(dispatcher: Dispatcher, db: Database, user_id: int,
+                  lease_ids: Sequence[str], after_s: int = 0) -> dict[int, list[str]]:
+    """Give back the caller's live leases among `lease_ids` without a submission: their
+    items return to the queue and may come back to this labeler. With `after_s`, not at
+    once but when that time has passed, unless the labeler asks for work first and resumes
+    them (a closing tab cannot be told from a reload). Returns project -> ids."""
+    by_project: dict[int, list[str]] = {}
+    if after_s > 0:
+        at_ms = int(time.time() * 1000) + after_s * 1000
+        for row in await db.fetch(_RELEASE_LATER, list(lease_ids), user_id, at_ms):
+            expires = int(row["expires_at"].timestamp() * 1000)
+            pid, lid = row["project_id"], row["id"]
+            await with_queue(dispatcher, db, pid, partial(dispatcher.shorten, pid, lid, expires))
+            by_project.setdefault(pid, []).append(lid)
+        return by_project
+    for row in await db.fetch(_RELEASE, list(lease_ids), user_id):
+        await dispatcher.finish(row["project_id"], row["id"], "r")
+        by_project.setdefault(row["project_id"], []).append(row["id"])
+    return by_project
+
+
+_SET_EXPIRY = """
+UPDATE leases SET expires_at = to_timestamp($2 / 1000.0)
+WHERE id = $1 AND state = 'active' AND expires_at > now()
+"""
+_LIVE_LEASE = """
+SELECT id FROM leases WHERE item_id = $1 AND user_id = $2 AND state = 'active' AND expires_at > now()
+"""
+
+
+async def extend(dispatcher: Dispatcher, db: Database, project_id: int, lease_id: str) -> int | None:
+    """Push a live lease's expiry out by the TTL in Redis and Postgres; None if not live."""
+    expires = await with_queue(dispatcher, db, project_id, lambda: dispatcher.extend(project_id, lease_id))
+    if expires is None:
+        return None
+    status: str = await db.execute(_SET_EXPIRY, lease_id, expires)
+    return None if status.endswith(" 0") else expires
+
+
+async def keep_alive(dispatcher: Dispatcher, db: Database, project_id: int, item_id: int,
+                     user_id: int, period_s: float) -> None:
+    """While a labeler has their document open, keep their lease on the item alive."""
+    while True:
+        try:
+            lease_id = await db.fetchval(_LIVE_LEASE, item_id, user_id)
+            if lease_id is not None:
+                await extend(dispatcher, db, project_id, lease_id)
+        except DatabaseUnavailable as exc:  # the lease outlasts a few missed periods
+            log.warning("lease of user %s on item %s not extended: %s", user_id, item_id, exc)
+        await asyncio.sleep(period_s)
+
+
+async def lease_of(db: Database, user_id: int, lease_id: str) -> asyncpg.Record | None:
+    """The lease `lease_id` if it is the caller's (any state); None otherwise."""
+    row = await db.fetchrow(_LEASE, lease_id)
+    return row if row is not None and row["user_id"] == user_id else None
+
+
+async def skip(dispatcher: Dispatcher, db: Database, lease: asyncpg.Record) -> None:
+    """Give an item back for good: it is not offered to this labeler again."""
+    status: str = await db.execute(_SKIP, lease["id"])
+    if status.endswith(" 0"):
+        raise WorkError("lease_inactive", "only an active lease can be skipped")
+    await dispatcher.finish(lease["project_id"], lease["id"], "k")

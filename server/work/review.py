@@ -1,0 +1,91 @@
+"""Review in Postgres: the items that need a person's decision, recording that decision,
+and sending a decided item back to labeling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from server.data.items import ITEM_COLUMNS
+from server.database import Database
+from server.errors import Conflict, NotFound
+from server.work.plan import CLOSED
+
+_REVIEW = f"""
+SELECT {ITEM_COLUMNS}, agreement FROM items
+WHERE project_id = $1 AND status = 'needs_review' AND id > $2 ORDER BY id LIMIT $3
+"""
+_ANNOTATIONS = """
+SELECT a.item_id, a.user_id, u.name, a.data, a.created_at FROM annotations a
+JOIN users u ON u.id = a.user_id WHERE a.item_id = ANY($1::bigint[]) ORDER BY a.id
+"""
+_EXISTS = "SELECT 1 FROM items WHERE project_id = $1 AND id = $2"
+_ITEM = "SELECT id, status, shuffle_key, final FROM items WHERE project_id = $1 AND id = $2 FOR UPDATE"
+_DECIDE = """
+UPDATE items SET status = 'labeled', final = $2, decided_by = 'owner', decided_by_user = $3,
+                 decided_at = now(), updated_at = now()
+WHERE id = $1
+"""
+_COUNT_ANNOTATIONS = "SELECT count(*) FROM annotations WHERE item_id = $1"
+_REOPEN = """
+UPDATE items SET status = $2, final = NULL, decided_by = NULL, decided_by_user = NULL,
+                 decided_at = NULL, agreement = NULL, target = $3, updated_at = now()
+WHERE id = $1
+"""
+_RUN_AGAIN = """
+UPDATE projects SET status = 'running', updated_at = now() WHERE id = $1 AND status = 'completed'
+"""
+
+
+async def waiting(db: Database, project_id: int, after: int, limit: int,
+                  ) -> tuple[list[asyncpg.Record], dict[int, list[dict[str, Any]]]]:
+    """A page of items that need review, with every labeler's annotation of each."""
+    rows = await db.fetch(_REVIEW, project_id, after, limit)
+    by_item: dict[int, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
+    for a in await db.fetch(_ANNOTATIONS, list(by_item)):
+        by_item[a["item_id"]].append({"user": {"id": a["user_id"], "name": a["name"]},
+                                      "annotation": a["data"],
+                                      "submitted_at": a["created_at"].isoformat()})
+    return rows, by_item
+
+
+async def require_item(db: Database, project_id: int, item_id: int) -> None:
+    if await db.fetchval(_EXISTS, project_id, item_id) is None:
+        raise NotFound(f"item {item_id} not found in project {project_id}")
+
+
+async def record_decision(db: Database, project_id: int, item_id: int, final: dict[str, Any],
+                          user_id: int) -> None:
+    """A reviewer's (or owner's) final label: the item is labeled, by a person."""
+    async with db.acquire() as conn, conn.transaction():
+        item = await conn.fetchrow(_ITEM, project_id, item_id)
+        if item["status"] == "missing":
+            raise Conflict("the item's file is missing", code="item_missing")
+        await conn.execute(_DECIDE, item_id, final, user_id)
+
+
+@dataclass(frozen=True)
+class Reopened:
+    status: str
+    target: int
+    priority: float
+
+
+async def reopen(db: Database, project_id: int, item_id: int, low: int) -> Reopened:
+    """Send a decided item back to labeling with one more labeler than it already had (so
+    it really goes back to work), and a completed project back to running."""
+    async with db.acquire() as conn, conn.transaction():
+        item = await conn.fetchrow(_ITEM, project_id, item_id)
+        if item is None:
+            raise NotFound(f"item {item_id} not found in project {project_id}")
+        if item["status"] not in CLOSED:
+            raise Conflict(f"only decided items can be re-opened (this one is {item['status']})",
+                           code="not_decided")
+        done = await conn.fetchval(_COUNT_ANNOTATIONS, item_id)
+        target = max(low, done + 1)
+        status = "in_progress" if done else "unlabeled"
+        await conn.execute(_REOPEN, item_id, status, target)
+        await conn.execute(_RUN_AGAIN, project_id)
+    return Reopened(status, target, item["shuffle_key"])

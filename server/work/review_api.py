@@ -1,0 +1,50 @@
+"""Review: items that need a person's decision, deciding them, and re-opening items. Each
+handler checks who is asking and makes one call into the work service (service.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.accounts.roles import Role
+from server.projects import project as projects
+from server.routing import Call, Endpoint
+from server.work.leases_api import FromDocument
+
+
+class DecideBody(FromDocument):
+    """The final label: plain JSON, or the final document (as far as `state_vector` goes,
+    or as it is now when neither is sent)."""
+
+
+async def review_queue(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
+    after = call.after()
+    limit, _ = call.page(default=50, most=500)
+    return await call.services.work.review_page(pid, after, limit)
+
+
+async def decide(call: Call) -> dict[str, Any]:
+    body: DecideBody = call.body
+    pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.REVIEWER)
+    seen = body.seen()
+    return await call.services.work.decide(pa, call.path_int("iid"), body.annotation, seen, call.me.id)
+
+
+async def reopen(call: Call) -> dict[str, Any]:
+    pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.OWNER)
+    return await call.services.work.reopen(pa, call.path_int("iid"), call.me.id)
+
+
+_P = "/api/v1/projects/{pid:int}"
+ENDPOINTS = [
+    Endpoint("GET", _P + "/review", review_queue,
+             "Items that need review, with every labeler's annotation (reviewers, owners)",
+             tag="review", errors=(401, 403, 404, 422)),
+    Endpoint("POST", _P + "/items/{iid:int}/decide", decide,
+             "Decide an item's final label (reviewers, owners)", body=DecideBody, tag="review",
+             errors=(401, 403, 404, 409, 422)),
+    Endpoint("POST", _P + "/items/{iid:int}/reopen", reopen,
+             "Send a decided item back to labeling (owners)", tag="review",
+             errors=(401, 403, 404, 409)),
+]
