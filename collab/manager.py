@@ -23,8 +23,8 @@ from pycrdt import Doc
 from redis.exceptions import RedisError
 
 from .errors import RoomUnavailable
-from .fanout import KIND_AWARENESS, KIND_HELLO, Fanout
-from .room import Room
+from .fanout import KIND_HELLO, Fanout
+from .room import Connection, Peer, Room
 from .store import DocumentStore
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class CollabLimits:
+    """Bounds on each connection (the first five) and on the batched writer (the last two)."""
+
     max_message_bytes: int = 4 * 1024 * 1024
     messages_per_s: float = 200.0
     burst: float = 1000.0
@@ -63,6 +65,14 @@ class RoomManager:
         self.fanout.on_resubscribed = self.resync
         await self.fanout.start()
         self._writer = asyncio.create_task(self._write_loop())
+
+    def connect(self, peer: Peer, *, readonly: bool, user: str) -> Connection:
+        """A connection for a client over `peer`, bounded by this manager's limits."""
+        limits = self.limits
+        return Connection(peer, readonly=readonly, user=user,
+                          max_message_bytes=limits.max_message_bytes,
+                          rate=limits.messages_per_s, burst=limits.burst,
+                          queue_size=limits.queue_size, queue_bytes=limits.queue_bytes)
 
     async def stop(self) -> None:
         """Flush what is pending (best effort), then stop background work."""
@@ -112,15 +122,8 @@ class RoomManager:
         except (asyncpg.PostgresError, OSError) as exc:
             await self.fanout.unsubscribe(name)
             raise RoomUnavailable(f"cannot load {name}: {exc}") from exc
-
-        def replay() -> None:
-            for update in updates:
-                room.doc.apply_update(update)
-
-        room.apply(replay, "load", None, remote=True, stored=True)
-        self.publish(name, KIND_HELLO, room.doc.get_state())
-        room.logged = len(updates)
-        room.ready = True
+        room.load(updates)
+        room.announce()
         self.rooms[name] = room
         return room
 
@@ -143,19 +146,13 @@ class RoomManager:
         meanwhile never arrived. Every room says HELLO again, as if just loaded; the other
         nodes answer with what it lacks and ask for what they lack."""
         for room in self.rooms.values():
-            room.remote_peers = True
-            self.publish(room.name, KIND_HELLO, room.doc.get_state())
-            local = sorted({c for conn in room.connections for c in conn.awareness_ids})
-            states = room.awareness.encode(local)
-            if states is not None:
-                self.publish(room.name, KIND_AWARENESS, states)
+            room.announce()
 
     # -- persistence and fan-out ------------------------------------------------------
 
     def persist(self, room: Room, update: bytes) -> None:
+        """Queue `update` for the next batched write (see the module docstring)."""
         self._pending.append((room, update))
-        room.unflushed += 1
-        room.flushed.clear()
         self._wake.set()
 
     def publish(self, name: str, kind: int, payload: bytes) -> None:
@@ -184,7 +181,7 @@ class RoomManager:
             for (name, _, _), count in zip(batch, counts, strict=True):
                 room = self.rooms.get(name)
                 if room is not None and count <= 1:
-                    room.remote_peers = False  # only this node listens on the channel
+                    room.alone()  # only this node listens on the channel
 
     async def _write_loop(self) -> None:
         backoff = 0.1
@@ -208,10 +205,7 @@ class RoomManager:
                 continue
             backoff = 0.1
             for room, _ in batch:
-                room.unflushed -= 1
-                room.logged += 1
-                if room.unflushed == 0:
-                    room.flushed.set()
+                room.written()
                 if room.logged >= self.limits.compact_after:
                     self._compact.add(room.name)
             await self._compact_due()
@@ -226,7 +220,7 @@ class RoomManager:
                 continue
             room = self.rooms.get(name)
             if room is not None and folded:
-                room.logged = max(room.logged - folded, 0)
+                room.compacted(folded)
 
     async def _flush_all(self) -> None:
         self._wake.set()

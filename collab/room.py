@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pycrdt import Doc, TransactionEvent
 
@@ -27,9 +27,6 @@ from . import protocol
 from .awareness import AwarenessStates
 from .errors import ProtocolError
 from .fanout import KIND_AWARENESS, KIND_HELLO, KIND_STATE, KIND_UPDATE
-
-if TYPE_CHECKING:
-    from .manager import RoomManager
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +44,16 @@ class Peer(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
+class RoomSink(Protocol):
+    """Where a room's changes go beyond its own connections (the RoomManager in the server)."""
+
+    def persist(self, room: Room, update: bytes) -> None:
+        """Store `update` of `room` eventually, and report it with `room.written()`."""
+
+    def publish(self, name: str, kind: int, payload: bytes) -> None:
+        """Send a message to the other nodes holding room `name` (see fanout.py)."""
+
+
 class Connection:
     """One client in a room: an ordered outgoing queue drained by its own writer task.
 
@@ -56,11 +63,13 @@ class Connection:
     even while its socket neither reads nor writes.
     """
 
-    def __init__(self, peer: Peer, *, readonly: bool, user: str, queue_size: int,
-                 rate: float, burst: float, queue_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, peer: Peer, *, readonly: bool, user: str, max_message_bytes: int,
+                 rate: float, burst: float, queue_size: int, queue_bytes: int) -> None:
         self.peer = peer
         self.readonly = readonly
         self.user = user
+        # The largest frame its endpoint accepts from it (larger ones close it with 1009).
+        self.max_message_bytes = max_message_bytes
         self.awareness_ids: set[int] = set()
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
         self.queued_bytes = 0
@@ -120,9 +129,16 @@ class Connection:
 
 
 class Room:
-    def __init__(self, name: str, manager: RoomManager) -> None:
+    """One live document; what it changes goes to its connections and to its sink.
+
+    The room counts the updates it hands to `sink.persist` until the sink reports them
+    stored (`written`): `flushed` is set while none is outstanding, and `logged` counts
+    the rows in the update log since the last compaction (`compacted`).
+    """
+
+    def __init__(self, name: str, sink: RoomSink) -> None:
         self.name = name
-        self.manager = manager
+        self.sink = sink
         self.doc: Doc[Any] = Doc()
         self.awareness = AwarenessStates()
         self.connections: set[Connection] = set()
@@ -130,15 +146,65 @@ class Room:
         self.closing = False
         self.closed = asyncio.Event()
         self.ready = False
-        self.unflushed = 0
+        self._unflushed = 0
         self.flushed = asyncio.Event()
         self.flushed.set()
-        self.logged = 0  # rows in the update log since the last compaction
+        self._logged = 0
         # Whether another node may hold this room. Assumed at load; a publish that reaches
         # no other subscriber clears it, and any message from another node sets it again.
-        self.remote_peers = True
+        self._remote_peers = True
         self._captured: list[bytes] = []
         self._sub = self.doc.observe(self._on_transaction)
+
+    @property
+    def logged(self) -> int:
+        """Rows of this room in the update log since the last compaction."""
+        return self._logged
+
+    @property
+    def remote_peers(self) -> bool:
+        """Whether another node may hold this room (publishing to it is worth it)."""
+        return self._remote_peers
+
+    def load(self, updates: list[bytes]) -> None:
+        """Replay the stored `updates` (neither logged nor published again); ready after."""
+
+        def replay() -> None:
+            for update in updates:
+                self.doc.apply_update(update)
+
+        self.apply(replay, "load", None, remote=True, stored=True)
+        self._logged = len(updates)
+        self.ready = True
+
+    def written(self) -> None:
+        """One update handed to `sink.persist` is now stored in the log."""
+        self._unflushed -= 1
+        self._logged += 1
+        if self._unflushed == 0:
+            self.flushed.set()
+
+    def compacted(self, folded: int) -> None:
+        """`folded` rows of the log went into the snapshot."""
+        self._logged = max(self._logged - folded, 0)
+
+    def alone(self) -> None:
+        """A publish reached no other node: publish nothing until another node speaks."""
+        self._remote_peers = False
+
+    def announce(self) -> None:
+        """Say HELLO to the other nodes, with this node's presence states, as at load: they
+        answer with what this room lacks and ask for what they lack."""
+        self._remote_peers = True
+        self.sink.publish(self.name, KIND_HELLO, self.doc.get_state())
+        states = self._local_awareness()
+        if states is not None:
+            self.sink.publish(self.name, KIND_AWARENESS, states)
+
+    def _local_awareness(self) -> bytes | None:
+        """The presence states of this node's own connections (None if there are none)."""
+        return self.awareness.encode(
+            sorted({c for conn in self.connections for c in conn.awareness_ids}))
 
     def _on_transaction(self, event: TransactionEvent) -> None:
         # Observers run inside the transaction: only collect here.
@@ -161,9 +227,11 @@ class Room:
                 if conn is not sender:
                     conn.send(frame)
             if not stored:
-                self.manager.persist(self, update)
+                self._unflushed += 1
+                self.flushed.clear()
+                self.sink.persist(self, update)
             if not remote:
-                self.manager.publish(self.name, KIND_UPDATE, update)
+                self.sink.publish(self.name, KIND_UPDATE, update)
         return len(captured)
 
     def apply_update(self, update: bytes, origin: str, sender: Connection | None,
@@ -218,7 +286,7 @@ class Room:
         for conn in self.connections:
             conn.send(frame)
         if not remote:
-            self.manager.publish(self.name, KIND_AWARENESS, update)
+            self.sink.publish(self.name, KIND_AWARENESS, update)
 
     def _missing(self, state_vector: bytes) -> bytes:
         """What a peer with `state_vector` lacks of this document (empty if unreadable)."""
@@ -229,7 +297,7 @@ class Room:
 
     def on_remote(self, kind: int, payload: bytes) -> None:
         """A message from another node (never republished)."""
-        self.remote_peers = True
+        self._remote_peers = True
         try:
             if kind == KIND_UPDATE:
                 self.apply_update(payload, "remote", None, remote=True)
@@ -240,16 +308,15 @@ class Room:
             elif kind == KIND_HELLO:
                 # Always answer, even with an empty update: the answer is also how the
                 # newcomer learns that another node holds this room.
-                self.manager.publish(self.name, KIND_UPDATE, self._missing(payload))
+                self.sink.publish(self.name, KIND_UPDATE, self._missing(payload))
                 # And ask back: after lost fan-out the sender may hold what we lack.
-                self.manager.publish(self.name, KIND_STATE, self.doc.get_state())
-                local = sorted({c for conn in self.connections for c in conn.awareness_ids})
-                states = self.awareness.encode(local)
+                self.sink.publish(self.name, KIND_STATE, self.doc.get_state())
+                states = self._local_awareness()
                 if states is not None:
-                    self.manager.publish(self.name, KIND_AWARENESS, states)
+                    self.sink.publish(self.name, KIND_AWARENESS, states)
             elif kind == KIND_STATE:
                 missing = self._missing(payload)
                 if missing != EMPTY_UPDATE:
-                    self.manager.publish(self.name, KIND_UPDATE, missing)
+                    self.sink.publish(self.name, KIND_UPDATE, missing)
         except ProtocolError as exc:
             log.warning("dropping a bad message from another node for %s: %s", self.name, exc)

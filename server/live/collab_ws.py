@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from collab.errors import ProtocolError, RoomUnavailable, UnsupportedMessage
 from collab.names import FINAL, document_name
 from collab.protocol import parse
-from collab.room import CLOSE_POLICY, Connection
+from collab.room import CLOSE_POLICY, Connection, Room
 from server.accounts import auth
 from server.accounts.roles import Role
 from server.errors import ApiError, Forbidden, NotFound
@@ -152,10 +152,7 @@ async def collab_endpoint(ws: WebSocket) -> None:
         log.warning("%s", exc)
         await ws.close(code=CLOSE_UNAVAILABLE, reason="document store unavailable; retry")
         return
-    limits = manager.limits
-    conn = Connection(_Peer(ws), readonly=grant.readonly, user=str(grant.user_id),
-                      queue_size=limits.queue_size, queue_bytes=limits.queue_bytes,
-                      rate=settings.collab_messages_per_s, burst=settings.collab_burst)
+    conn = manager.connect(_Peer(ws), readonly=grant.readonly, user=str(grant.user_id))
     watch = services.access
     ticket = access_watch.Ticket(
         grant.identity, pid, _rule(grant, annotator, conn), conn.close_soon,
@@ -170,7 +167,7 @@ async def collab_endpoint(ws: WebSocket) -> None:
     room.join(conn)
     try:
         with watch.watching(ticket):
-            await _serve_until_stopped(ws, room, conn, settings.collab_max_message_bytes, ticket)
+            await _serve_until_stopped(ws, room, conn, ticket)
     finally:
         if keeper is not None:
             keeper.cancel()
@@ -184,12 +181,12 @@ async def collab_endpoint(ws: WebSocket) -> None:
         await manager.release(room)
 
 
-async def _serve_until_stopped(ws: WebSocket, room: object, conn: Connection, max_bytes: int,
+async def _serve_until_stopped(ws: WebSocket, room: Room, conn: Connection,
                                ticket: access_watch.Ticket) -> None:
     """Serve the client's frames until it leaves or the room closes it. The room may close
     it (too slow, see Connection) while it sends nothing: waiting on its next frame alone
     would keep a client that neither reads nor writes in the room for ever."""
-    serving = asyncio.create_task(_serve(ws, room, conn, max_bytes, ticket))
+    serving = asyncio.create_task(_serve(ws, room, conn, ticket))
     stopped = asyncio.create_task(conn.stopped.wait())
     try:
         await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -202,11 +199,8 @@ async def _serve_until_stopped(ws: WebSocket, room: object, conn: Connection, ma
         raise failure
 
 
-async def _serve(ws: WebSocket, room: object, conn: Connection, max_bytes: int,
-                 ticket: access_watch.Ticket) -> None:
-    from collab.room import Room
-
-    assert isinstance(room, Room)
+async def _serve(ws: WebSocket, room: Room, conn: Connection, ticket: access_watch.Ticket) -> None:
+    """Apply the client's frames to the room, within the connection's limits."""
     while conn.closing is None:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -221,8 +215,8 @@ async def _serve(ws: WebSocket, room: object, conn: Connection, max_bytes: int,
         if data is None:
             conn.close_soon(CLOSE_UNSUPPORTED, "binary frames only")
             return
-        if len(data) > max_bytes:
-            conn.close_soon(CLOSE_TOO_BIG, f"message larger than {max_bytes} bytes")
+        if len(data) > conn.max_message_bytes:
+            conn.close_soon(CLOSE_TOO_BIG, f"message larger than {conn.max_message_bytes} bytes")
             return
         if not conn.allow():
             conn.close_soon(CLOSE_POLICY, "too many messages; slow down")
