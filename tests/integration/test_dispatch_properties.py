@@ -3,7 +3,7 @@
 A Hypothesis state machine drives one fresh consensus project (min 2, max 3 labelers) per
 example through random `next` (after a reload, or leasing a page ahead), `submit`, `skip`,
 `release`, lease expiries and Redis losing every key, keeps a model of what each step must
-do, and checks the dispatcher's invariants 1-6 (collab/dispatcher.py) against Postgres and
+do, and checks the dispatcher's invariants 1-6 (server/work/queue.py) against Postgres and
 Redis after every step.
 
 The machine owns its event loop, connection pool and Redis client (never the pytest-asyncio
