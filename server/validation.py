@@ -15,6 +15,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# Multipart form fields carry booleans as text; HTML checkboxes send "on".
+_TRUE = ("1", "true", "yes", "on")
+
+
+def form_flag(value: str) -> bool:
+    """A boolean form field or query parameter: 1, true, yes or on (any case) are true."""
+    return value.lower() in _TRUE
+
+
 def _loc(parts: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in parts) or "body"
 

@@ -12,16 +12,28 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import asyncpg
 from pydantic import Field, model_validator
 
+from server.data import ingest
 from server.data.datastores.base import DatastoreError
-from server.errors import field_error
+from server.data.datastores.factory import open_datastore
+from server.errors import Conflict, Forbidden, field_error
 from server.outbound import AddressRefused, OutboundPolicy
 from server.settings import Settings
 from server.validation import Strict
 
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _SECRET_FIELDS = ("sas_token", "account_key", "connection_string")
+_UPDATE = """
+UPDATE projects SET dataset = $2, refresh = $3, updated_at = now() WHERE id = $1
+"""
+_CLEAR_ITEMS = "DELETE FROM items WHERE project_id = $1"
+_BIND_UPLOAD = """
+UPDATE projects SET dataset = '{"datastore": {"kind": "upload"}, "pattern": "**/*.*"}'::jsonb,
+                    updated_at = now()
+WHERE id = $1
+"""
 
 
 class LocalStore(Strict):
@@ -153,3 +165,77 @@ def public(binding: dict[str, Any] | None) -> dict[str, Any] | None:
     if secret is not None:
         shown["datastore"]["credential"] = secret
     return shown
+
+
+def check_local_folder(is_admin: bool, body: DatasetBody, old: dict[str, Any] | None) -> None:
+    """Only instance admins bind folders on the server: a folder under the allowed roots may
+    hold any team's images. An owner may still send the binding an admin made, unchanged,
+    to edit its refresh settings."""
+    store = body.datastore
+    if is_admin or not isinstance(store, LocalStore):
+        return
+    if old is not None and old["datastore"] == {"kind": "local", "path": store.path} \
+            and old["pattern"] == body.pattern:
+        return
+    raise Forbidden(
+        "only an instance admin can bind a folder on the server; upload the images or use "
+        "an Azure Blob container, or ask an admin to bind the folder",
+        code="local_folder_admin_only", details={"field": "datastore"},
+    )
+
+
+def check_rebind(old: dict[str, Any] | None, new: dict[str, Any], started: bool) -> bool:
+    """Whether `new` binds the same data as `old` (refresh settings and credentials aside);
+    409 when it does not and the project has started."""
+    same = old is not None and identity(old) == identity(new)
+    if started and not same:
+        raise Conflict(
+            "the dataset binding cannot change once the project has started; "
+            "only refresh settings and credentials can",
+            code="immutable_field",
+            details={"field": "dataset"},
+        )
+    return same
+
+
+async def save(conn: asyncpg.Connection, settings: Settings, pid: int, binding: dict[str, Any],
+               refresh: RefreshSettings, *, same: bool) -> ingest.IngestResult | None:
+    """Store the binding and, when it binds other data than before, register that data's
+    files in place of the old items; DatastoreError when the datastore cannot be listed."""
+    await ingest.lock_project(conn, pid, wait=False)
+    await conn.execute(_UPDATE, pid, binding, refresh.model_dump())
+    if same:
+        return None
+    # A new binding before the start replaces whatever the old one brought in.
+    await conn.execute(_CLEAR_ITEMS, pid)
+    return await ingest_files(conn, settings, pid, binding, kind="bind", detect_missing=False)
+
+
+async def refresh_now(conn: asyncpg.Connection, settings: Settings, pid: int,
+                      binding: dict[str, Any]) -> ingest.IngestResult:
+    """List the datastore now: register new files and mark vanished ones missing (409 while
+    another registration runs); DatastoreError when it cannot be listed."""
+    await ingest.lock_project(conn, pid, wait=False)
+    return await ingest_files(conn, settings, pid, binding, kind="refresh", detect_missing=True)
+
+
+async def ingest_files(conn: asyncpg.Connection, settings: Settings, pid: int,
+                       binding: dict[str, Any], *, kind: str,
+                       detect_missing: bool) -> ingest.IngestResult:
+    """List the bound datastore through the binding's pattern and register what it holds."""
+    store = open_datastore(settings, pid, binding)
+    try:
+        return await ingest.ingest_binding(
+            conn, pid, settings.max_items_per_project, store, binding["pattern"], kind=kind,
+            detect_missing=detect_missing,
+        )
+    finally:
+        await store.close()
+
+
+async def bind_uploads(conn: asyncpg.Connection, pid: int, started: bool) -> None:
+    """Bind a project that has no data yet to its own upload storage, on its first upload;
+    409 once it has started, when its binding can no longer change."""
+    if started:
+        raise Conflict("bind a dataset first", code="no_dataset")
+    await conn.execute(_BIND_UPLOAD, pid)

@@ -98,6 +98,18 @@ def _unit(value: float, limit: float) -> float:
 # --- COCO -----------------------------------------------------------------------------------
 
 def _coco(data: bytes, task_type: str) -> ParsedFile:
+    doc, annotations = _coco_document(data)
+    problems: list[Problem] = []
+    label_positions: dict[str, str] = {}
+    categories = _coco_categories(doc["categories"], problems, label_positions)
+    images = _coco_images(doc["images"], problems)
+    bad_images = _coco_annotations(annotations, images, categories, task_type, problems)
+    records = _coco_records(images, bad_images, task_type, problems)
+    return ParsedFile(records, problems, len(doc["images"]), label_positions)
+
+
+def _coco_document(data: bytes) -> tuple[dict[str, Any], list[Any]]:
+    """The parsed file and its annotations; FileError unless it has a COCO file's shape."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -107,10 +119,14 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
     annotations = doc.get("annotations", [])
     if not isinstance(annotations, list):
         raise FileError('"annotations" must be a list')
-    problems: list[Problem] = []
-    label_positions: dict[str, str] = {}
+    return doc, annotations
+
+
+def _coco_categories(entries: list[Any], problems: list[Problem],
+                     label_positions: dict[str, str]) -> dict[Any, str]:
+    """Label paths by category id."""
     categories: dict[Any, str] = {}
-    for i, cat in enumerate(doc["categories"]):
+    for i, cat in enumerate(entries):
         where = f"categories[{i}]"
         name = cat.get("name") if isinstance(cat, dict) else None
         if not isinstance(name, str) or not name.strip() or _id(cat.get("id")) is None:
@@ -119,8 +135,13 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
         path = "/".join(part.strip() for part in name.strip().split("/"))
         categories[cat["id"]] = path
         label_positions.setdefault(path, where)
+    return categories
+
+
+def _coco_images(entries: list[Any], problems: list[Problem]) -> dict[Any, Parsed]:
+    """An empty record per image id, to be filled by its annotations."""
     images: dict[Any, Parsed] = {}
-    for i, img in enumerate(doc["images"]):
+    for i, img in enumerate(entries):
         where = f"images[{i}]"
         named = isinstance(img, dict) and isinstance(img.get("file_name"), str)
         if not named or _id(img.get("id")) is None:
@@ -133,6 +154,13 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
         sized = isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0
         images[img["id"]] = Parsed(f"{where} ({img['file_name']})", img["file_name"],
                                    w if sized else None, h if sized else None, empty=True)
+    return images
+
+
+def _coco_annotations(annotations: list[Any], images: dict[Any, Parsed],
+                      categories: dict[Any, str], task_type: str,
+                      problems: list[Problem]) -> set[Any]:
+    """Add each annotation to its image's record; return the ids of images with a bad one."""
     bad_images: set[Any] = set()
     for i, ann in enumerate(annotations):
         where = f"annotations[{i}]"
@@ -153,6 +181,11 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
         except ValueError as exc:
             problems.append(Problem(where, f"{exc} (image {record.image!r})"))
             bad_images.add(_id(ann.get("image_id")))
+    return bad_images
+
+
+def _coco_records(images: dict[Any, Parsed], bad_images: set[Any], task_type: str,
+                  problems: list[Problem]) -> list[Parsed]:
     records = []
     for image_id, record in images.items():
         if image_id in bad_images:
@@ -163,7 +196,7 @@ def _coco(data: bytes, task_type: str) -> ParsedFile:
             continue
         record.classes = list(dict.fromkeys(record.classes))
         records.append(record)
-    return ParsedFile(records, problems, len(doc["images"]), label_positions)
+    return records
 
 
 def _coco_annotation(record: Parsed, ann: dict[str, Any], path: str, task_type: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 from typing import Any, Literal
 
@@ -11,21 +10,16 @@ import asyncpg
 from starlette.responses import Response
 
 from server.accounts.roles import Role
-from server.data.binding_api import DatastoreUnavailable
+from server.data import items
 from server.data.datastores.base import DatastoreError, KeyNotFound
 from server.data.datastores.factory import open_datastore
-from server.data.items import ITEM_COLUMNS, STATUSES, item_json
+from server.data.errors import DatastoreUnavailable
+from server.data.items import STATUSES, item_json
 from server.errors import NotFound, field_error
 from server.media import render as media
 from server.projects import project as projects
 from server.routing import Call, Endpoint
 
-_LIST = f"""
-SELECT {ITEM_COLUMNS} FROM items
-WHERE project_id = $1 AND id > $2 AND ($3::text IS NULL OR status = $3)
-ORDER BY id LIMIT $4
-"""
-_ONE = f"SELECT {ITEM_COLUMNS}, final, prelabel FROM items WHERE project_id = $1 AND id = $2"
 CACHE_CONTROL = "private, max-age=3600"
 
 
@@ -38,24 +32,18 @@ async def list_items(call: Call) -> dict[str, Any]:
         raise field_error("status", f"must be one of {', '.join(STATUSES)}")
     after = call.after()
     limit, _ = call.page(default=100, most=1000)
-    rows = await call.services.db.fetch(_LIST, pid, after, status, limit)
-    items = [item_json(r) for r in rows]
-    return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
+    rows = await items.page(call.services.db, pid, after, status, limit)
+    shown = [item_json(r) for r in rows]
+    return {"items": shown, "next_after": shown[-1]["id"] if len(shown) == limit else None}
 
 
 async def _item(call: Call, role: Role) -> tuple[projects.ProjectAccess, asyncpg.Record]:
     pid, iid = call.path_int("pid"), call.path_int("iid")
     pa = await projects.access(call.services.db, call.me, pid, role)
-    row = await call.services.db.fetchrow(_ONE, pid, iid)
+    row = await items.one(call.services.db, pid, iid)
     if row is None:
         raise NotFound(f"item {iid} not found in project {pid}")
     return pa, row
-
-
-_LABELERS = """
-SELECT l.user_id, u.name, l.state FROM leases l JOIN users u ON u.id = l.user_id
-WHERE l.item_id = $1 AND l.state IN ('active', 'submitted') ORDER BY l.created_at
-"""
 
 
 async def get_item(call: Call) -> dict[str, Any]:
@@ -63,8 +51,7 @@ async def get_item(call: Call) -> dict[str, Any]:
     out = item_json(row, full=True)
     if pa.role >= Role.REVIEWER:
         # Whose documents on this item a reviewer can watch: labelers at work and done.
-        out["labelers"] = [{"user": {"id": r["user_id"], "name": r["name"]}, "state": r["state"]}
-                           for r in await call.services.db.fetch(_LABELERS, row["id"])]
+        out["labelers"] = await items.labelers(call.services.db, row["id"])
     return {"item": out}
 
 
@@ -81,8 +68,9 @@ def _float_param(call: Call, name: str) -> float | None:
     return value
 
 
-async def get_media(call: Call) -> Response:
-    pa, row = await _item(call, Role.LABELER)
+def _rendering(call: Call) -> tuple[Literal["full", "thumb"], int | None, float | None,
+                                     float | None]:
+    """The query's size, frame and DICOM window (centre and width)."""
     q = call.request.query_params
     size_raw = q.get("size", "full")
     if size_raw not in ("full", "thumb"):
@@ -95,6 +83,12 @@ async def get_media(call: Call) -> Response:
     wc, ww = _float_param(call, "wc"), _float_param(call, "ww")
     if ww is not None and ww <= 0:
         raise field_error("ww", "window width must be positive")
+    return size, frame, wc, ww
+
+
+async def get_media(call: Call) -> Response:
+    pa, row = await _item(call, Role.LABELER)
+    size, frame, wc, ww = _rendering(call)
     settings = call.services.settings
     binding = pa.row["dataset"]
     if binding is None:
@@ -103,16 +97,15 @@ async def get_media(call: Call) -> Response:
     try:
         try:
             info = await store.head(row["key"])
-            params = f"{info.etag}|{size}|{frame}|{wc}|{ww}"
-            etag = '"' + hashlib.sha256(params.encode()).hexdigest()[:32] + '"'
+            etag = items.media_etag(info.etag, size, frame, wc, ww)
             headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL,
                        "X-Content-Type-Options": "nosniff"}
             if call.request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers=headers)
-            cache = settings.cache_dir / "media" / str(pa.id) / f"{row['id']}-{etag.strip(chr(34))}"
+            cache = items.thumb_path(settings.cache_dir, pa.id, row["id"], etag)
             if size == "thumb" and cache.exists():
                 body = await asyncio.to_thread(cache.read_bytes)
-                return Response(body, media_type=_content_type(body), headers=headers)
+                return Response(body, media_type=items.thumb_type(body), headers=headers)
             data = await store.read(row["key"], settings.media_max_bytes)
         except KeyNotFound:
             raise NotFound(f"the file for item {row['id']} is missing from the datastore",
@@ -126,19 +119,8 @@ async def get_media(call: Call) -> Response:
         wc=wc, ww=ww, max_pixels=settings.media_max_pixels,
     )
     if size == "thumb":
-        await asyncio.to_thread(_write_cache, cache, rendered.body)
+        await asyncio.to_thread(items.write_thumb, cache, rendered.body)
     return Response(rendered.body, media_type=rendered.content_type, headers=headers)
-
-
-def _content_type(body: bytes) -> str:
-    return "image/png" if body.startswith(b"\x89PNG") else "image/jpeg"
-
-
-def _write_cache(path: Any, body: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(body)
-    tmp.replace(path)
 
 
 _P = "/api/v1/projects/{pid:int}/items"

@@ -7,9 +7,9 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from server.data import binding as dataset_binding
 from server.data import ingest
 from server.data.datastores.base import DatastoreError
-from server.data.datastores.factory import open_datastore
 from server.work.queue_state import forget_queue
 
 if TYPE_CHECKING:
@@ -39,13 +39,9 @@ async def refresh_project(services: Services, project_id: int) -> ingest.IngestR
                 row = await conn.fetchrow(_DUE_ONE, project_id) if got else None
                 if row is None:
                     return None
-                store = open_datastore(settings, project_id, row["dataset"])
-                try:
-                    result = await ingest.ingest_binding(
-                        conn, project_id, settings.max_items_per_project, store,
-                        row["dataset"]["pattern"], kind="scheduled_refresh", detect_missing=True)
-                finally:
-                    await store.close()
+                result = await dataset_binding.ingest_files(
+                    conn, settings, project_id, row["dataset"], kind="scheduled_refresh",
+                    detect_missing=True)
             if result.changed_items:
                 await forget_queue(services.redis, settings.redis_prefix, project_id)
             return result

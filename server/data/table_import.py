@@ -1,4 +1,4 @@
-"""MLTable import: table rows that name images and may carry labels, from CSV, JSON Lines or Parquet.
+"""MLTable import: table rows (read by table_files.py) that name images and may carry labels.
 
 The category cell follows the Azure ML AutoML image schema. Multiclass takes one label; multilabel takes a
 JSON array of labels or a string of labels separated by ';' (a cell starting with '[' is read as JSON, so a
@@ -10,39 +10,35 @@ unlabeled; an explicit empty list (`[]`) marks it as having no classes or no sha
 
 from __future__ import annotations
 
-import csv
+import asyncio
 import json
 import math
-import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
+from urllib.parse import unquote
 
+import asyncpg
+
+from server.data import imported_labels, ingest
+from server.data.datastores.base import UnsafeKey
+from server.data.datastores.factory import open_datastore
+from server.data.datastores.keys import accepted, check_key
+from server.data.datastores.local import LocalDatastore
+from server.data.table_files import BadRow, Format, TabularError, detect_format, read_columns, read_rows
+from server.errors import Unprocessable
 from server.projects.label_tree import LabelIndex
+from server.settings import Settings
 
-Format = Literal["csv", "jsonl", "parquet"]
 TASK_TYPES = ("multiclass", "multilabel", "bbox", "polygon", "semantic")
-_EXTENSIONS: Mapping[str, Format] = {
-    ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"
-}
-_DECLARED: Mapping[str, Format] = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "parquet": "parquet"}
-_BATCH_ROWS = 4096
+MAX_ROWS = 1_000_000
+MAX_REPORTED_ERRORS = 1000
 _SEMANTIC = "semantic segmentation labels cannot be imported from a table; import masks instead"
-
-
-class TabularError(Exception):
-    """A problem with the whole file: unreadable, unknown format, missing mapped column or too many rows."""
-
-
-class BadRow(dict[str, Any]):
-    """A row that could not be read at all; `plan_import` records it as a RowError with an empty column."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__()
-        self.message = message
+_LABEL_ROWS = "SELECT id, parent_id, name FROM labels WHERE project_id = $1 ORDER BY position"
+_ITEM_IDS = "SELECT id, key, decided_by FROM items WHERE project_id = $1 AND key = ANY($2::text[])"
 
 
 @dataclass(frozen=True)
@@ -86,52 +82,13 @@ class ImportPlan:
     total: int
 
 
-def detect_format(filename: str, declared: str | None) -> Format:
-    """The file's format: the declared one if given, else by extension."""
-    if declared is not None and declared.strip():
-        fmt = _DECLARED.get(declared.strip().lower())
-        if fmt is None:
-            raise TabularError(f"unknown table format {declared!r}; use csv, jsonl or parquet")
-        return fmt
-    fmt = _EXTENSIONS.get(Path(filename).suffix.lower())
-    if fmt is None:
-        raise TabularError(
-            f"cannot tell the format of {filename!r}; name it .csv, .jsonl, .ndjson or .parquet, "
-            "or declare the format"
-        )
-    return fmt
+@dataclass
+class TableImport:
+    """What an import did: the items its rows name, the labels written and the registration."""
 
-
-@contextmanager
-def _parquet_file(path: Path) -> Iterator[Any]:
-    """pyarrow's Parquet reader, imported on first use: it costs every server process about
-    40 MB of memory, and most never read a Parquet file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        with pq.ParquetFile(path) as pfile:
-            yield pfile
-    except pa.ArrowException as e:
-        raise TabularError(f"cannot read the parquet file: {e}") from e
-
-
-def read_columns(path: Path, fmt: Format) -> list[str] | None:
-    """The column names: CSV header, Parquet schema or the first JSON Lines object's keys (None if none)."""
-    try:
-        if fmt == "parquet":
-            with _parquet_file(path) as pfile:
-                return list(cast(list[str], pfile.schema_arrow.names))
-        if fmt == "csv":
-            with path.open(encoding="utf-8-sig", newline="") as f:
-                header = next(csv.reader(f), None)
-            if header is None:
-                raise TabularError("the CSV file is empty; it needs a header row")
-            return header
-        first = next((r for r in read_rows(path, fmt, sys.maxsize) if not isinstance(r, BadRow)), None)
-        return None if first is None else list(first)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise TabularError(f"cannot read the {fmt} file: {e}") from e
+    items: int
+    applied: imported_labels.Applied
+    ingest: ingest.IngestResult
 
 
 def check_columns(columns: Iterable[str], mapping: ColumnMapping) -> None:
@@ -140,66 +97,6 @@ def check_columns(columns: Iterable[str], mapping: ColumnMapping) -> None:
     missing = [c for c in mapping.columns() if c not in have]
     if missing:
         raise TabularError("mapped column(s) not in the file: " + ", ".join(repr(c) for c in missing))
-
-
-def read_rows(
-    path: Path, fmt: Format, max_rows: int, *, columns: Sequence[str] | None = None
-) -> Iterator[dict[str, Any]]:
-    """Stream the data rows; an unreadable JSON Lines line or ragged CSV row comes out as a BadRow.
-
-    `columns` limits which Parquet columns are read; other formats ignore it.
-    """
-    count = 0
-
-    def counted() -> None:
-        nonlocal count
-        count += 1
-        if count > max_rows:
-            raise TabularError(f"the file has more than {max_rows} rows")
-
-    try:
-        if fmt == "parquet":
-            with _parquet_file(path) as pfile:
-                if pfile.metadata.num_rows > max_rows:
-                    raise TabularError(f"the file has more than {max_rows} rows")
-                for batch in pfile.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
-                    for record in cast(list[dict[str, Any]], batch.to_pylist()):
-                        counted()
-                        yield record
-            return
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            if fmt == "csv":
-                reader = csv.reader(f)
-                header = next(reader, None)
-                if header is None:
-                    raise TabularError("the CSV file is empty; it needs a header row")
-                doubled = sorted({c for c in header if c and header.count(c) > 1})
-                if doubled:
-                    raise TabularError("the header names a column twice: " + ", ".join(map(repr, doubled)))
-                for cells in reader:
-                    # Spreadsheets export trailing rows of empty cells; they are not data.
-                    if not any(c.strip() for c in cells):
-                        continue
-                    counted()
-                    if len(cells) > len(header):
-                        # Usually an unquoted comma inside a label name.
-                        extra = len(cells) - len(header)
-                        yield BadRow(f"the row has {extra} more cell(s) than the header has columns")
-                    else:
-                        yield dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=True))
-                return
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                counted()
-                try:
-                    obj = json.loads(line)
-                except (ValueError, RecursionError) as e:
-                    yield BadRow(f"line {number} is not valid JSON: {e}")
-                    continue
-                yield obj if isinstance(obj, dict) else BadRow(f"line {number} is not a JSON object")
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise TabularError(f"cannot read the {fmt} file: {e}") from e
 
 
 def _empty(value: Any) -> bool:
@@ -326,7 +223,7 @@ def plan_import(
     if task_type not in TASK_TYPES:
         raise ValueError(f"unknown task type {task_type!r}")
     plan = ImportPlan([], [], 0)
-    first_row: dict[str, int] = {}
+    planner = _RowPlanner(mapping, task_type, labels, resolve_image)
     checked = False
     for number, cells in enumerate(rows, start=1):
         plan.total = number
@@ -336,46 +233,81 @@ def plan_import(
         if not checked:
             check_columns(cells, mapping)
             checked = True
-        errors: list[RowError] = []
-        key: str | None = None
-        image = cells.get(mapping.image)
-        if not isinstance(image, str) or not image.strip():
-            errors.append(RowError(number, mapping.image, f"image must be a non-empty string, not {image!r}"))
+        row = planner.plan(number, cells)
+        if isinstance(row, ImportRow):
+            plan.rows.append(row)
         else:
-            try:
-                key = resolve_image(image.strip())
-            except ValueError as e:
-                errors.append(RowError(number, mapping.image, str(e)))
-        if key is not None and key in first_row:
-            message = f"duplicate image {key!r}: first seen on row {first_row[key]}"
-            errors.append(RowError(number, mapping.image, message))
-        elif key is not None:
-            first_row[key] = number
-        confidence = None
-        if mapping.confidence is not None:
-            try:
-                confidence = _confidence(cells.get(mapping.confidence))
-            except ValueError as e:
-                errors.append(RowError(number, mapping.confidence, str(e)))
-        annotation = None
-        value = cells.get(mapping.category) if mapping.category is not None else None
-        if mapping.category is not None and not _empty(value):
-            problems: list[str] = []
-            try:
-                if task_type == "semantic":
-                    raise ValueError(_SEMANTIC)
-                if task_type in ("multiclass", "multilabel"):
-                    annotation = _classes(value, task_type, labels, problems)
-                else:
-                    annotation = _shapes(value, task_type, number, confidence, labels, problems)
-            except ValueError as e:
-                problems.append(str(e))
-            errors += [RowError(number, mapping.category, p) for p in problems]
-        if errors:
-            plan.errors += errors
-        elif key is not None:
-            plan.rows.append(ImportRow(number, key, annotation, confidence))
+            plan.errors += row
     return plan
+
+
+@dataclass
+class _RowPlanner:
+    """Checks one data row's cells at a time; remembers each image's first row to refuse repeats."""
+
+    mapping: ColumnMapping
+    task_type: str
+    labels: LabelIndex
+    resolve_image: Callable[[str], str]
+    first_row: dict[str, int] = field(default_factory=dict)
+
+    def plan(self, number: int, cells: dict[str, Any]) -> ImportRow | list[RowError]:
+        """The row to import, or every problem its cells have."""
+        errors: list[RowError] = []
+        key = self._key(number, cells, errors)
+        confidence = self._confidence(number, cells, errors)
+        annotation = self._annotation(number, cells, confidence, errors)
+        if errors or key is None:
+            return errors
+        return ImportRow(number, key, annotation, confidence)
+
+    def _key(self, number: int, cells: dict[str, Any], errors: list[RowError]) -> str | None:
+        column = self.mapping.image
+        image = cells.get(column)
+        if not isinstance(image, str) or not image.strip():
+            errors.append(RowError(number, column, f"image must be a non-empty string, not {image!r}"))
+            return None
+        try:
+            key = self.resolve_image(image.strip())
+        except ValueError as e:
+            errors.append(RowError(number, column, str(e)))
+            return None
+        if key in self.first_row:
+            message = f"duplicate image {key!r}: first seen on row {self.first_row[key]}"
+            errors.append(RowError(number, column, message))
+        else:
+            self.first_row[key] = number
+        return key
+
+    def _confidence(self, number: int, cells: dict[str, Any], errors: list[RowError]) -> float | None:
+        column = self.mapping.confidence
+        if column is None:
+            return None
+        try:
+            return _confidence(cells.get(column))
+        except ValueError as e:
+            errors.append(RowError(number, column, str(e)))
+            return None
+
+    def _annotation(self, number: int, cells: dict[str, Any], confidence: float | None,
+                    errors: list[RowError]) -> dict[str, Any] | None:
+        column = self.mapping.category
+        value = None if column is None else cells.get(column)
+        if column is None or _empty(value):
+            return None
+        problems: list[str] = []
+        annotation = None
+        try:
+            if self.task_type == "semantic":
+                raise ValueError(_SEMANTIC)
+            if self.task_type in ("multiclass", "multilabel"):
+                annotation = _classes(value, self.task_type, self.labels, problems)
+            else:
+                annotation = _shapes(value, self.task_type, number, confidence, self.labels, problems)
+        except ValueError as e:
+            problems.append(str(e))
+        errors += [RowError(number, column, p) for p in problems]
+        return annotation
 
 
 def plan_file(
@@ -388,3 +320,84 @@ def plan_file(
         check_columns(columns, mapping)
     rows = read_rows(path, fmt, max_rows, columns=mapping.columns() if fmt == "parquet" else None)
     return plan_import(rows, mapping, task_type, labels, resolve_image)
+
+
+def image_resolver(binding: dict[str, Any], local_root: Path | None) -> Callable[[str], str]:
+    """A function turning a table's image cell into a datastore key, or ValueError."""
+    store = binding["datastore"]
+    base = None
+    if store["kind"] == "azure_blob":
+        prefix = f"{store['prefix']}/" if store.get("prefix") else ""
+        base = f"{store['account_url']}/{store['container']}/{prefix}"
+
+    def resolve(value: str) -> str:
+        value = value.strip()
+        if "://" in value:
+            if base is None or not value.startswith(base):
+                raise ValueError("URLs must point inside this project's Azure Blob container"
+                                 if base else "give the file's path in the datastore, not a URL")
+            value = unquote(value[len(base):].split("?", 1)[0])
+        try:
+            key = check_key(value)
+        except UnsafeKey:
+            raise ValueError(f"unsafe path {value!r}") from None
+        if not accepted(key):
+            raise ValueError(f"{key}: not an accepted image or DICOM file type")
+        if local_root is not None and not os.path.isfile(local_root / key):
+            raise ValueError(f"{key}: no such file in the datastore")
+        return key
+
+    return resolve
+
+
+async def plan_staged(db: asyncpg.Pool | asyncpg.Connection, settings: Settings, pid: int,
+                      binding: dict[str, Any], task_type: str, path: Path, filename: str,
+                      declared_format: str | None, mapping: ColumnMapping, *,
+                      accept_partial: bool) -> ImportPlan:
+    """Plan an uploaded table's import into a project, off the event loop. TabularError when the
+    file as a whole is unusable; 422 listing the bad rows, unless `accept_partial`."""
+    local_root = await _local_root(settings, pid, binding)
+    label_rows = await db.fetch(_LABEL_ROWS, pid)
+
+    def plan() -> ImportPlan:
+        fmt = detect_format(filename, declared_format)
+        return plan_file(path, fmt, mapping, task_type, LabelIndex.from_rows(label_rows),
+                         image_resolver(binding, local_root), MAX_ROWS)
+
+    result = await asyncio.to_thread(plan)
+    if result.errors and not accept_partial:
+        raise Unprocessable(
+            f"{len(result.errors)} of {result.total} rows have errors; nothing was imported "
+            "(send accept_partial=true to import the valid rows)",
+            code="rows_invalid", details={"errors": reported(result), "total": result.total},
+        )
+    return result
+
+
+async def _local_root(settings: Settings, pid: int, binding: dict[str, Any]) -> Path | None:
+    """The folder holding the datastore's files when they are on this server (a local or
+    upload datastore), so that each row's file can be checked to exist; None otherwise."""
+    store = open_datastore(settings, pid, binding)
+    local_root = store.root if isinstance(store, LocalDatastore) else None
+    await store.close()
+    return local_root
+
+
+def reported(plan: ImportPlan) -> list[dict[str, Any]]:
+    """The plan's row errors as the API lists them, at most MAX_REPORTED_ERRORS."""
+    return [{"row": e.row, "column": e.column, "message": e.message}
+            for e in plan.errors[:MAX_REPORTED_ERRORS]]
+
+
+async def apply(conn: asyncpg.Connection, pid: int, user_id: int, max_items: int,
+                labels_as: imported_labels.LabelsAs, plan: ImportPlan) -> TableImport:
+    """Register the plan's images as items and write their labels, inside the caller's
+    transaction with the project row locked."""
+    keys = [r.key for r in plan.rows]
+    await ingest.lock_project(conn, pid, wait=True)
+    result = await ingest.register_keys(conn, pid, max_items, keys, kind="import")
+    items = {r["key"]: r for r in await conn.fetch(_ITEM_IDS, pid, keys)}
+    applied = await imported_labels.apply(conn, user_id, labels_as, (
+        imported_labels.Labeled(items[row.key], row.annotation, row.confidence)
+        for row in plan.rows if row.key in items and row.annotation is not None))
+    return TableImport(len(items), applied, result)

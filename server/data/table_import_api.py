@@ -4,39 +4,25 @@ The table names images in the project's datastore and may carry a category and a
 confidence per row. Imported labels become final labels (`labels_as=final`) or
 suggestions a labeler must confirm (`labels_as=prelabel`). A file with bad rows changes
 nothing unless the caller sends `accept_partial=true`, in which case the good rows are
-imported and the bad ones reported.
+imported and the bad ones reported. table_import.py does the import.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote
 
 from pydantic import Field, ValidationError
 
 from server.accounts.roles import Role
-from server.data import imported_labels, ingest, uploads
 from server.data import table_import as tabular
-from server.data.datastores.base import UnsafeKey
-from server.data.datastores.factory import open_datastore
-from server.data.datastores.keys import accepted, check_key
-from server.data.datastores.local import LocalDatastore
-from server.data.uploads_api import TRUE
+from server.data import uploads
+from server.data.table_files import TabularError
 from server.errors import Conflict, Unprocessable
 from server.projects import project as projects
-from server.projects.label_tree import LabelIndex
 from server.routing import Call, Endpoint
-from server.validation import Strict, unprocessable_from
+from server.validation import Strict, form_flag, unprocessable_from
 from server.work.queue_state import forget_queue
-
-MAX_ROWS = 1_000_000
-MAX_REPORTED_ERRORS = 1000
-_LABEL_ROWS = "SELECT id, parent_id, name FROM labels WHERE project_id = $1 ORDER BY position"
-_ITEM_IDS = "SELECT id, key, decided_by FROM items WHERE project_id = $1 AND key = ANY($2::text[])"
 
 
 class MappingBody(Strict):
@@ -62,7 +48,7 @@ def _options(fields: dict[str, str]) -> ImportOptions:
     if "labels_as" in fields:
         raw["labels_as"] = fields["labels_as"]
     if "accept_partial" in fields:
-        raw["accept_partial"] = fields["accept_partial"].lower() in TRUE
+        raw["accept_partial"] = form_flag(fields["accept_partial"])
     if fields.get("format"):
         raw["format"] = fields["format"]
     unknown = set(fields) - {"mapping", "labels_as", "accept_partial", "format"}
@@ -73,34 +59,6 @@ def _options(fields: dict[str, str]) -> ImportOptions:
         return ImportOptions.model_validate(raw)
     except ValidationError as exc:
         raise unprocessable_from(exc) from None
-
-
-def image_resolver(binding: dict[str, Any], local_root: Path | None) -> Any:
-    """A function turning a table's image cell into a datastore key, or ValueError."""
-    store = binding["datastore"]
-    base = None
-    if store["kind"] == "azure_blob":
-        prefix = f"{store['prefix']}/" if store.get("prefix") else ""
-        base = f"{store['account_url']}/{store['container']}/{prefix}"
-
-    def resolve(value: str) -> str:
-        value = value.strip()
-        if "://" in value:
-            if base is None or not value.startswith(base):
-                raise ValueError("URLs must point inside this project's Azure Blob container"
-                                 if base else "give the file's path in the datastore, not a URL")
-            value = unquote(value[len(base):].split("?", 1)[0])
-        try:
-            key = check_key(value)
-        except UnsafeKey:
-            raise ValueError(f"unsafe path {value!r}") from None
-        if not accepted(key):
-            raise ValueError(f"{key}: not an accepted image or DICOM file type")
-        if local_root is not None and not os.path.isfile(local_root / key):
-            raise ValueError(f"{key}: no such file in the datastore")
-        return key
-
-    return resolve
 
 
 async def import_table(call: Call) -> dict[str, Any]:
@@ -114,61 +72,32 @@ async def import_table(call: Call) -> dict[str, Any]:
     try:
         opts = _options(batch.fields)
         staged = batch.files[0]
-        store = open_datastore(settings, pid, binding)
-        local_root = store.root if isinstance(store, LocalDatastore) else None
-        await store.close()
-        label_rows = await call.services.db.fetch(_LABEL_ROWS, pid)
         mapping = tabular.ColumnMapping(opts.mapping.image, opts.mapping.category,
                                         opts.mapping.confidence)
-
-        def plan() -> tabular.ImportPlan:
-            fmt = tabular.detect_format(staged.key, opts.format)
-            return tabular.plan_file(staged.path, fmt, mapping, pa.row["task_type"],
-                                     LabelIndex.from_rows(label_rows),
-                                     image_resolver(binding, local_root), MAX_ROWS)
-
         try:
-            result = await asyncio.to_thread(plan)
-        except tabular.TabularError as exc:
+            plan = await tabular.plan_staged(
+                call.services.db, settings, pid, binding, pa.row["task_type"], staged.path,
+                staged.key, opts.format, mapping, accept_partial=opts.accept_partial)
+        except TabularError as exc:
             raise Unprocessable(str(exc), code="bad_table") from None
-        errors = [{"row": e.row, "column": e.column, "message": e.message}
-                  for e in result.errors[:MAX_REPORTED_ERRORS]]
-        if result.errors and not opts.accept_partial:
-            raise Unprocessable(
-                f"{len(result.errors)} of {result.total} rows have errors; nothing was imported "
-                "(send accept_partial=true to import the valid rows)",
-                code="rows_invalid", details={"errors": errors, "total": result.total},
-            )
-        return await _apply(call, pid, opts, result, errors)
+        async with call.services.db.bulk() as conn, conn.transaction():
+            await conn.execute(projects.LOCK, pid)
+            await projects.access(conn, call.me, pid, Role.OWNER)
+            done = await tabular.apply(conn, pid, call.me.id, settings.max_items_per_project,
+                                       opts.labels_as, plan)
+        if done.ingest.changed_items or done.applied.labeled:
+            await forget_queue(call.services.redis, settings.redis_prefix, pid)
+        return {
+            "rows": plan.total,
+            "imported": done.items,
+            "labeled": done.applied.labeled,
+            "prelabeled": done.applied.prelabeled,
+            "kept_human_labels": done.applied.kept_human_labels,
+            "errors": tabular.reported(plan),
+            "ingest": done.ingest.to_json(),
+        }
     finally:
         batch.discard()
-
-
-async def _apply(call: Call, pid: int, opts: ImportOptions, plan: tabular.ImportPlan,
-                 errors: list[dict[str, Any]]) -> dict[str, Any]:
-    settings = call.services.settings
-    keys = [r.key for r in plan.rows]
-    async with call.services.db.bulk() as conn, conn.transaction():
-        await conn.execute(projects.LOCK, pid)
-        await projects.access(conn, call.me, pid, Role.OWNER)
-        await ingest.lock_project(conn, pid, wait=True)
-        result = await ingest.register_keys(conn, pid, settings.max_items_per_project, keys,
-                                            kind="import")
-        items = {r["key"]: r for r in await conn.fetch(_ITEM_IDS, pid, keys)}
-        applied = await imported_labels.apply(conn, call.me.id, opts.labels_as, (
-            imported_labels.Labeled(items[row.key], row.annotation, row.confidence)
-            for row in plan.rows if row.key in items and row.annotation is not None))
-    if result.changed_items or applied.labeled:
-        await forget_queue(call.services.redis, settings.redis_prefix, pid)
-    return {
-        "rows": plan.total,
-        "imported": len(items),
-        "labeled": applied.labeled,
-        "prelabeled": applied.prelabeled,
-        "kept_human_labels": applied.kept_human_labels,
-        "errors": errors,
-        "ingest": result.to_json(),
-    }
 
 
 ENDPOINTS = [

@@ -1,4 +1,5 @@
-"""Streaming multipart uploads into a staging folder, with limits and content checks.
+"""Uploads: streaming multipart bodies into a staging folder, with limits and content
+checks, then checking a batch against a project's storage and placing it there.
 
 Files are written to disk as they arrive (never held in memory), each checked by its
 magic bytes against its extension. Nothing reaches the project's storage until the whole
@@ -7,23 +8,36 @@ request has been received and checked, so a refused request changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 
+import asyncpg
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
+from server.data import binding as dataset_binding
+from server.data import ingest
 from server.data.datastores.base import DICOM_EXTENSIONS, UnsafeKey
 from server.data.datastores.keys import accepted, check_key, extension
-from server.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from server.errors import (
+    BadRequest,
+    Conflict,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from server.media import render as media
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 SNIFF_BYTES = 512
 MAX_FIELD_BYTES = 4096
@@ -91,90 +105,9 @@ async def receive(request: Request, staging_root: Path, *, file_field: str,
     boundary = _boundary(request)
     staging_root.mkdir(parents=True, exist_ok=True)
     batch = UploadBatch(Path(tempfile.mkdtemp(prefix="upload-", dir=staging_root)))
-    part = _Part()
-    header_name = bytearray()
-    header_value = bytearray()
+    receiver = _Receiver(batch, file_field, max_file, check_files)
+    parser = MultipartParser(boundary, receiver.callbacks())
     total = 0
-
-    def on_part_begin() -> None:
-        nonlocal part
-        part = _Part()
-        if len(batch.files) + len(batch.fields) >= MAX_PARTS:
-            raise Unprocessable(f"at most {MAX_PARTS} parts per request")
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_name.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
-
-    def on_header_end() -> None:
-        part.headers[bytes(header_name).lower()] = bytes(header_value)
-        header_name.clear()
-        header_value.clear()
-
-    def on_headers_finished() -> None:
-        _, params = parse_options_header(part.headers.get(b"content-disposition", b""))
-        part.name = params.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in params:
-            part.filename = params[b"filename"].decode("utf-8", "replace")
-        if part.filename is None:
-            return
-        if part.name != file_field:
-            raise Unprocessable(f"files go in the field '{file_field}', not '{part.name}'")
-        key = part.filename.lstrip("./") if part.filename.startswith("./") else part.filename
-        try:
-            check_key(key)
-            check_length(key)
-        except UnsafeKey:
-            raise Unprocessable(f"unsafe file name {part.filename!r}", code="unsafe_path",
-                                details={"key": part.filename}) from None
-        if check_files and not accepted(key):
-            raise UnsupportedMediaType(f"{key}: this file type is not accepted",
-                                       code="unsupported_extension", details={"key": key})
-        path = batch.staging / f"{len(batch.files):06d}"
-        part.staged = StagedFile(key, path)
-        part.fh = open(path, "wb")  # noqa: SIM115 - closed in on_part_end or on error
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        nonlocal total
-        chunk = data[start:end]
-        if part.staged is None:
-            part.value.extend(chunk)
-            if len(part.value) > MAX_FIELD_BYTES:
-                raise Unprocessable(f"form field '{part.name}' is too long")
-            return
-        staged = part.staged
-        staged.size += len(chunk)
-        if staged.size > max_file:
-            raise PayloadTooLarge(f"{staged.key} is larger than {max_file} bytes",
-                                  details={"key": staged.key})
-        if len(staged.head) < SNIFF_BYTES:
-            staged.head += chunk[: SNIFF_BYTES - len(staged.head)]
-        assert part.fh is not None
-        part.fh.write(chunk)
-
-    def on_part_end() -> None:
-        if part.staged is None:
-            value = part.value.decode("utf-8", "replace")
-            if "\x00" in value or "\x00" in part.name:
-                raise Unprocessable(f"form field {part.name[:40]!r} contains a NUL character",
-                                    code="nul_character")
-            batch.fields[part.name] = value
-            return
-        assert part.fh is not None
-        part.fh.close()
-        part.fh = None
-        if check_files:
-            check_content(part.staged.key, part.staged.head)
-        batch.files.append(part.staged)
-
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field,
-        "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-    })
     try:
         async for chunk in request.stream():
             total += len(chunk)
@@ -183,16 +116,118 @@ async def receive(request: Request, staging_root: Path, *, file_field: str,
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
-        if part.fh is not None:
-            part.fh.close()
+        receiver.close_file()
         batch.discard()
         raise BadRequest(f"malformed multipart body: {exc}", code="bad_multipart") from None
     except BaseException:
-        if part.fh is not None:
-            part.fh.close()
+        receiver.close_file()
         batch.discard()
         raise
     return batch
+
+
+class _Receiver:
+    """The multipart parser's callbacks for one request: each part becomes a staged file
+    (written as it arrives) or a plain form field, checked against the limits as it goes."""
+
+    def __init__(self, batch: UploadBatch, file_field: str, max_file: int,
+                 check_files: bool) -> None:
+        self.batch = batch
+        self.file_field = file_field
+        self.max_file = max_file
+        self.check_files = check_files
+        self.part = _Part()
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.on_part_begin, "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value, "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished, "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def close_file(self) -> None:
+        """Close the file being written, if any (the request failed halfway through it)."""
+        if self.part.fh is not None:
+            self.part.fh.close()
+
+    def on_part_begin(self) -> None:
+        self.part = _Part()
+        if len(self.batch.files) + len(self.batch.fields) >= MAX_PARTS:
+            raise Unprocessable(f"at most {MAX_PARTS} parts per request")
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name.extend(data[start:end])
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value.extend(data[start:end])
+
+    def on_header_end(self) -> None:
+        self.part.headers[bytes(self._header_name).lower()] = bytes(self._header_value)
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        part = self.part
+        _, params = parse_options_header(part.headers.get(b"content-disposition", b""))
+        part.name = params.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in params:
+            part.filename = params[b"filename"].decode("utf-8", "replace")
+        if part.filename is not None:
+            self._open_file(part, part.filename)
+
+    def _open_file(self, part: _Part, filename: str) -> None:
+        if part.name != self.file_field:
+            raise Unprocessable(f"files go in the field '{self.file_field}', not '{part.name}'")
+        key = filename.lstrip("./") if filename.startswith("./") else filename
+        try:
+            check_key(key)
+            check_length(key)
+        except UnsafeKey:
+            raise Unprocessable(f"unsafe file name {filename!r}", code="unsafe_path",
+                                details={"key": filename}) from None
+        if self.check_files and not accepted(key):
+            raise UnsupportedMediaType(f"{key}: this file type is not accepted",
+                                       code="unsupported_extension", details={"key": key})
+        path = self.batch.staging / f"{len(self.batch.files):06d}"
+        part.staged = StagedFile(key, path)
+        part.fh = open(path, "wb")  # noqa: SIM115 - closed in on_part_end or close_file
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        part = self.part
+        if part.staged is None:
+            part.value.extend(chunk)
+            if len(part.value) > MAX_FIELD_BYTES:
+                raise Unprocessable(f"form field '{part.name}' is too long")
+            return
+        staged = part.staged
+        staged.size += len(chunk)
+        if staged.size > self.max_file:
+            raise PayloadTooLarge(f"{staged.key} is larger than {self.max_file} bytes",
+                                  details={"key": staged.key})
+        if len(staged.head) < SNIFF_BYTES:
+            staged.head += chunk[: SNIFF_BYTES - len(staged.head)]
+        assert part.fh is not None
+        part.fh.write(chunk)
+
+    def on_part_end(self) -> None:
+        part = self.part
+        if part.staged is None:
+            value = part.value.decode("utf-8", "replace")
+            if "\x00" in value or "\x00" in part.name:
+                raise Unprocessable(f"form field {part.name[:40]!r} contains a NUL character",
+                                    code="nul_character")
+            self.batch.fields[part.name] = value
+            return
+        assert part.fh is not None
+        part.fh.close()
+        part.fh = None
+        if self.check_files:
+            check_content(part.staged.key, part.staged.head)
+        self.batch.files.append(part.staged)
 
 
 # File systems take names of up to 255 bytes per path part; the whole key is kept well
@@ -241,6 +276,53 @@ def place_all(files: list[StagedFile], root: Path) -> None:
         for path in created:
             path.unlink(missing_ok=True)
         raise
+
+
+def check_uploadable(binding: dict[str, Any] | None) -> None:
+    """409 unless the project takes uploads: it has no binding yet, or an upload one."""
+    if binding is not None and binding["datastore"]["kind"] != "upload":
+        raise Conflict("this project reads its files from a "
+                       f"{binding['datastore']['kind']} datastore; uploads need an upload one",
+                       code="not_an_upload_project")
+
+
+def check_names(files: list[StagedFile]) -> list[str]:
+    """The batch's keys; 422 when it has no files or names one twice."""
+    if not files:
+        raise Unprocessable("no files: send them in the multipart field 'files'", code="no_files")
+    keys = [f.key for f in files]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise Unprocessable("the same file name appears twice: " + ", ".join(dupes[:20]),
+                            code="duplicate_files", details={"keys": dupes})
+    return keys
+
+
+def check_placement(keys: list[str], root: Path, *, overwrite: bool) -> list[str]:
+    """Refuse keys that cannot be placed under `root`, or that would replace stored files
+    without `overwrite`; return the keys that replace stored files."""
+    check_paths(keys, root)
+    existing = [k for k in keys if (root / k).exists()]
+    if existing and not overwrite:
+        raise Conflict(
+            f"{len(existing)} file(s) already exist; send overwrite=true to replace them",
+            code="files_exist", details={"keys": existing[:100]},
+        )
+    return existing
+
+
+async def store(conn: asyncpg.Connection, pid: int, files: list[StagedFile], root: Path, *,
+                bound: bool, started: bool, max_items: int) -> ingest.IngestResult:
+    """Register the files as items and move them into the project's storage, inside the
+    caller's transaction with the project row locked. A project not yet `bound` is bound to
+    its uploads here."""
+    if not bound:
+        await dataset_binding.bind_uploads(conn, pid, started)
+    await ingest.lock_project(conn, pid, wait=True)
+    result = await ingest.register_keys(conn, pid, max_items, [f.key for f in files],
+                                        kind="upload")
+    await asyncio.to_thread(place_all, files, root)
+    return result
 
 
 async def receive_one_file(request: Request, settings: Settings, what: str) -> UploadBatch:

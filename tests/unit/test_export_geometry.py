@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.data.label_imports_api import key_candidates
+from server.data.label_import import key_candidates
 from server.exports import geometry
 
 

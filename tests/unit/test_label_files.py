@@ -76,8 +76,8 @@ def test_ids_that_are_not_ids_are_problems_not_crashes() -> None:
 
 def test_a_mask_larger_than_the_pixel_limit_is_refused_before_allocating() -> None:
     from server.data.dataset_formats import Parsed
-    from server.data.label_imports_api import _annotation
+    from server.data.label_import import build_annotation
 
     record = Parsed("images[0]", "a.png", 100_000, 100_000, masks=[("x", {"size": [1, 1], "counts": "1"})])
     with pytest.raises(ValueError, match="pixel limit"):
-        _annotation(record, {"x": 1}, "semantic", {"width": None, "height": None}, 100_000_000)
+        build_annotation(record, {"x": 1}, "semantic", {"width": None, "height": None}, 100_000_000)

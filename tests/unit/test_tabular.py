@@ -10,18 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from server.data.table_import import (
-    ColumnMapping,
-    Format,
-    ImportPlan,
-    RowError,
-    TabularError,
-    detect_format,
-    plan_file,
-    plan_import,
-    read_columns,
-    read_rows,
-)
+from server.data.table_files import Format, TabularError, detect_format, read_columns, read_rows
+from server.data.table_import import ColumnMapping, ImportPlan, RowError, plan_file, plan_import
 from server.projects.label_tree import LabelIndex
 
 LABEL_ROWS: list[dict[str, Any]] = [

@@ -112,43 +112,13 @@ class AzureBlobDatastore:
         self.container = container
         self.prefix = prefix.strip("/")
         self.page_size = page_size
-        outbound = outbound or OutboundPolicy()
-        options: dict[str, Any] = {
-            "retry_policy": ExponentialRetry(
-                initial_backoff=_RETRY_INITIAL_BACKOFF_S,
-                increment_base=_RETRY_INCREMENT_BASE_S,
-                retry_total=_RETRY_TOTAL,
-                random_jitter_range=1,
-            ),
-            "connection_timeout": _CONNECTION_TIMEOUT_S,
-            "read_timeout": outbound.read_timeout_s,
-            "transport": VettedTransport(outbound, connection_timeout=_CONNECTION_TIMEOUT_S,
-                                         read_timeout=outbound.read_timeout_s),
-            "permit_redirects": False,
-        }
+        options = _client_options(outbound or OutboundPolicy())
         self._client: ContainerClient
         if connection_string:
-            try:
-                self._client = ContainerClient.from_connection_string(connection_string, container, **options)
-            except ValueError:
-                # The SDK's message may quote the connection string, secret included.
-                raise DatastoreError("Azure Blob: the connection string is malformed") from None
-            return
-        credential: str | dict[str, str]
-        if account_key:
-            try:
-                base64.b64decode(account_key, validate=True)
-            except (binascii.Error, ValueError):
-                raise DatastoreError("Azure Blob: the account key is not valid base64") from None
-            credential = {"account_name": account_name_from_url(self.account_url), "account_key": account_key}
+            self._client = _client_from_connection_string(connection_string, container, options)
         else:
-            assert sas_token is not None
-            credential = sas_token.lstrip("?")
-        try:
-            self._client = ContainerClient(self.account_url, container, credential=credential, **options)
-        except ValueError:
-            # The SDK's message may quote the URL, and a SAS in its query string.
-            raise DatastoreError("Azure Blob: the account URL is not valid") from None
+            credential = _credential(self.account_url, sas_token, account_key)
+            self._client = _client_from_url(self.account_url, container, credential, options)
 
     @classmethod
     def from_binding(cls, store: dict[str, Any],
@@ -277,3 +247,51 @@ class AzureBlobDatastore:
     async def close(self) -> None:
         """Close the HTTP session."""
         await self._client.close()
+
+
+def _client_options(outbound: OutboundPolicy) -> dict[str, Any]:
+    """The SDK client's retry, timeouts and transport: only vetted addresses, no redirects."""
+    return {
+        "retry_policy": ExponentialRetry(
+            initial_backoff=_RETRY_INITIAL_BACKOFF_S,
+            increment_base=_RETRY_INCREMENT_BASE_S,
+            retry_total=_RETRY_TOTAL,
+            random_jitter_range=1,
+        ),
+        "connection_timeout": _CONNECTION_TIMEOUT_S,
+        "read_timeout": outbound.read_timeout_s,
+        "transport": VettedTransport(outbound, connection_timeout=_CONNECTION_TIMEOUT_S,
+                                     read_timeout=outbound.read_timeout_s),
+        "permit_redirects": False,
+    }
+
+
+def _client_from_connection_string(connection_string: str, container: str,
+                                   options: dict[str, Any]) -> ContainerClient:
+    try:
+        return ContainerClient.from_connection_string(connection_string, container, **options)
+    except ValueError:
+        # The SDK's message may quote the connection string, secret included.
+        raise DatastoreError("Azure Blob: the connection string is malformed") from None
+
+
+def _credential(account_url: str, sas_token: str | None,
+                account_key: str | None) -> str | dict[str, str]:
+    """The SDK credential for an account key (with the account's name) or a SAS token."""
+    if account_key:
+        try:
+            base64.b64decode(account_key, validate=True)
+        except (binascii.Error, ValueError):
+            raise DatastoreError("Azure Blob: the account key is not valid base64") from None
+        return {"account_name": account_name_from_url(account_url), "account_key": account_key}
+    assert sas_token is not None
+    return sas_token.lstrip("?")
+
+
+def _client_from_url(account_url: str, container: str, credential: str | dict[str, str],
+                     options: dict[str, Any]) -> ContainerClient:
+    try:
+        return ContainerClient(account_url, container, credential=credential, **options)
+    except ValueError:
+        # The SDK's message may quote the URL, and a SAS in its query string.
+        raise DatastoreError("Azure Blob: the account URL is not valid") from None
