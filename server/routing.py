@@ -117,6 +117,9 @@ class Endpoint:
     # False: the caller's credentials are never read (health checks and the OpenAPI
     # document must answer whatever state the database is in, whatever the headers).
     identify: bool = True
+    # The API resource the route belongs to, which names its OpenAPI operation
+    # (`<method>_<resource>_<handler>`); set by server/endpoints.py.
+    resource: str = ""
 
     def __post_init__(self) -> None:
         assert self.identify or self.access is Access.PUBLIC, "only public routes skip identity"

@@ -11,9 +11,10 @@ from server.routing import Call, Endpoint
 from server.work.leases_api import FromDocument
 
 
+# The final label: plain JSON, or the final document (as far as `state_vector` goes, or as
+# it is now when neither is sent).
 class DecideBody(FromDocument):
-    """The final label: plain JSON, or the final document (as far as `state_vector` goes,
-    or as it is now when neither is sent)."""
+    pass
 
 
 async def review_queue(call: Call) -> dict[str, Any]:
