@@ -85,8 +85,7 @@ def _createuser(settings: Settings, email: str, password: str, name: str, admin:
     import asyncpg
     from pydantic import ValidationError
 
-    from server.accounts.users import create_user
-    from server.accounts.users_api import UserCreate
+    from server.accounts.users import UserCreate, create_user
     from server.engines import engines
     from server.validation import unprocessable_from
 

@@ -15,8 +15,8 @@ from server.data import binding as dataset_binding
 from server.data import ingest
 from server.data.datastores.local import LocalDatastore
 from server.projects import project as projects
+from server.projects.lifecycle import insert_project
 from server.projects.project_settings import ProjectCreate
-from server.projects.projects_api import insert_project
 from server.services import init_connection
 from server.settings import Settings
 

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
 from server.routing import Access, Call, Endpoint
 
+# Re-exported until server/app.py imports it from server.version (no module but
+# server/endpoints.py should import from an API module).
+from server.version import app_version as app_version
+
 READY_TIMEOUT_S = 2.0
-
-
-def app_version() -> str:
-    try:
-        return version("colabel")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 async def healthz(call: Call) -> dict[str, Any]:

@@ -79,60 +79,83 @@ def _tighten(node: Any) -> None:
             _tighten(value)
 
 
-def document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
+def _responses(ep: Endpoint) -> dict[str, Any]:
+    """The answer on success, then every error the route can give, all in the one shape."""
+    responses: dict[str, Any] = {
+        str(ep.status): {"description": _STATUS_TEXT.get(ep.status, "OK")},
+    }
+    for status in sorted(_implied_errors(ep) | set(ep.errors)):
+        responses[str(status)] = {
+            "description": _STATUS_TEXT.get(status, "Error"),
+            "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}
+            }},
+        }
+    return responses
+
+
+def _request_body(ep: Endpoint) -> dict[str, Any] | None:
+    if ep.body is not None:
+        # A body whose fields all have defaults may be left out (it means `{}`).
+        required = any(f.is_required() for f in ep.body.model_fields.values())
+        return {
+            "required": required,
+            "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}
+            }},
+        }
+    if ep.form is not None:
+        return {"required": True, "content": {"multipart/form-data": {"schema": ep.form}}}
+    return None
+
+
+def _operation(ep: Endpoint) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": ep.summary,
+        "operationId": f"{ep.method.lower()}_{ep.handler.__module__.rsplit('.', 1)[-1]}"
+                       f"_{ep.handler.__name__}",
+        "tags": [ep.tag] if ep.tag else [],
+        "responses": _responses(ep),
+        "x-access": ep.access.value,
+    }
+    if ep.access is Access.PUBLIC:
+        op["security"] = []
+    params = [
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "integer" if conv == "int" else "string"}}
+        for name, conv in _PARAM.findall(ep.path)
+    ]
+    if params:
+        op["parameters"] = params
+    body = _request_body(ep)
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+def _schemas(endpoints: list[Endpoint]) -> dict[str, Any]:
+    """Every request body's schema (and the models they use), plus the error shape."""
     models = {ep.body for ep in endpoints if ep.body is not None}
     _, defs = models_json_schema(
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
-    paths: dict[str, dict[str, Any]] = {}
-    for ep in endpoints:
-        op: dict[str, Any] = {
-            "summary": ep.summary,
-            "operationId": f"{ep.method.lower()}_{ep.handler.__module__.rsplit('.', 1)[-1]}"
-                           f"_{ep.handler.__name__}",
-            "tags": [ep.tag] if ep.tag else [],
-            "responses": {
-                str(ep.status): {"description": _STATUS_TEXT.get(ep.status, "OK")},
-            },
-            "x-access": ep.access.value,
-        }
-        if ep.access is Access.PUBLIC:
-            op["security"] = []
-        params = [
-            {"name": name, "in": "path", "required": True,
-             "schema": {"type": "integer" if conv == "int" else "string"}}
-            for name, conv in _PARAM.findall(ep.path)
-        ]
-        if params:
-            op["parameters"] = params
-        if ep.body is not None:
-            # A body whose fields all have defaults may be left out (it means `{}`).
-            required = any(f.is_required() for f in ep.body.model_fields.values())
-            op["requestBody"] = {
-                "required": required,
-                "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}
-                }},
-            }
-        elif ep.form is not None:
-            op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": ep.form}}}
-        for status in sorted(_implied_errors(ep) | set(ep.errors)):
-            op["responses"][str(status)] = {
-                "description": _STATUS_TEXT.get(status, "Error"),
-                "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Error"}
-                }},
-            }
-        paths.setdefault(_openapi_path(ep.path), {})[ep.method.lower()] = op
     schemas = dict(defs.get("$defs", {}))
     _tighten(schemas)
     schemas["Error"] = ERROR_SCHEMA
+    return schemas
+
+
+def document(endpoints: list[Endpoint], version: str) -> dict[str, Any]:
+    """The whole document for these endpoints."""
+    paths: dict[str, dict[str, Any]] = {}
+    for ep in endpoints:
+        paths.setdefault(_openapi_path(ep.path), {})[ep.method.lower()] = _operation(ep)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Colabel API", "version": version},
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": _schemas(endpoints),
             "securitySchemes": {
                 "session": {"type": "apiKey", "in": "cookie", "name": "colabel_session"},
                 "token": {"type": "http", "scheme": "bearer"},

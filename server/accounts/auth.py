@@ -20,7 +20,9 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from server.accounts import csrf
-from server.accounts.users import User
+from server.accounts.passwords import verify_password
+from server.accounts.ratelimit import LoginThrottle
+from server.accounts.users import User, row_by_email
 from server.errors import Forbidden, Unauthorized
 from server.settings import Settings
 
@@ -106,6 +108,23 @@ async def identify(services: Services, conn: HTTPConnection, token: str | None =
     if row is None:
         return Identity(None)
     return Identity(User.from_row(row), via_cookie=True, session_hash=digest)
+
+
+async def check_credentials(services: Services, email: str, password: str, address: str) -> User:
+    """The active user an email and password sign in, within the login throttle's limits."""
+    throttle = LoginThrottle(services)
+    # Counted before the password is checked, so concurrent guesses cannot pass the limit.
+    await throttle.attempt(email, address)
+    try:
+        row = await row_by_email(services.db, email)
+        ok = verify_password(row["password_hash"] if row else None, password)
+    except BaseException:
+        await throttle.give_back(email, address)
+        raise
+    if not ok or row is None or not row["is_active"]:
+        raise Unauthorized("wrong email or password", code="invalid_credentials")
+    await throttle.succeeded(email, address)
+    return User.from_row(row)
 
 
 async def start_session(services: Services, user: User, response: Response) -> None:

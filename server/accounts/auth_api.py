@@ -8,10 +8,8 @@ from pydantic import Field
 from starlette.responses import JSONResponse, Response
 
 from server.accounts import auth, csrf
-from server.accounts.passwords import GivenPassword, verify_password
-from server.accounts.ratelimit import LoginThrottle
-from server.accounts.users import EMAIL_PATTERN, SELECT_BY_EMAIL, User
-from server.errors import Unauthorized
+from server.accounts.passwords import GivenPassword
+from server.accounts.users import EMAIL_PATTERN
 from server.live.access_watch import announce
 from server.routing import Access, Call, Endpoint
 from server.validation import Strict
@@ -34,20 +32,7 @@ async def login(call: Call) -> Response:
     # (login CSRF), so a browser's Origin must be ours even though no cookie exists yet.
     if call.request.headers.get("origin") is not None:
         csrf.check(services.settings, call.request)
-    throttle = LoginThrottle(services)
-    address = client_address(call)
-    # Counted before the password is checked, so concurrent guesses cannot pass the limit.
-    await throttle.attempt(body.email, address)
-    try:
-        row = await services.db.fetchrow(SELECT_BY_EMAIL, body.email)
-        ok = verify_password(row["password_hash"] if row else None, body.password)
-    except BaseException:
-        await throttle.give_back(body.email, address)
-        raise
-    if not ok or row is None or not row["is_active"]:
-        raise Unauthorized("wrong email or password", code="invalid_credentials")
-    await throttle.succeeded(body.email, address)
-    user = User.from_row(row)
+    user = await auth.check_credentials(services, body.email, body.password, client_address(call))
     response = JSONResponse({"user": user.to_json()})
     await auth.start_session(services, user, response)
     return response

@@ -1,4 +1,4 @@
-"""Users: the row type and the SQL that owns the `users` table."""
+"""Users: the row type, the new-user model and the SQL that owns the `users` table."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from pydantic import Field, field_validator
 
-from server.accounts.passwords import hash_password
-from server.errors import Conflict
+from server.accounts.passwords import NewPassword, hash_password, verify_password
+from server.errors import Conflict, Forbidden, NotFound, field_error
+from server.validation import Strict
 
-# What a valid email looks like, for the API document (api/users.py's check_email checks the
+# What a valid email looks like, for the API document (check_email below checks the
 # same): no whitespace, something before the @, a dot after it.
 EMAIL_PATTERN = r"^[^@\s\x00]+@[^\s\x00]*\.[^\s\x00]*$"
 
@@ -23,6 +25,34 @@ INSERT = f"""
 INSERT INTO users (email, name, password_hash, is_admin) VALUES ($1, $2, $3, $4)
 RETURNING {_COLUMNS}
 """
+# Fields left null keep their value.
+UPDATE = """
+UPDATE users SET name = coalesce($2, name), is_admin = coalesce($3, is_admin),
+                 is_active = coalesce($4, is_active),
+                 password_hash = coalesce($5, password_hash)
+WHERE id = $1
+RETURNING id, email, name, is_admin, is_active, created_at
+"""
+DROP_SESSIONS = "DELETE FROM sessions WHERE user_id = $1"
+
+
+def check_email(value: str) -> str:
+    """Refuse what cannot be an email address (the same rule as EMAIL_PATTERN)."""
+    local, at, domain = value.partition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in value):
+        raise ValueError("not a valid email address")
+    return value
+
+
+# A new account, as an admin's request or `colabel createuser` gives it. (No docstring:
+# it would become the schema's description in the API document.)
+class UserCreate(Strict):
+    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
+    password: NewPassword
+    name: str = Field("", max_length=200)
+    is_admin: bool = False
+
+    _email = field_validator("email")(check_email)
 
 
 @dataclass(frozen=True)
@@ -80,3 +110,47 @@ async def create_user(
 async def get_user(db: asyncpg.Pool | asyncpg.Connection, user_id: int) -> User | None:
     row = await db.fetchrow(SELECT_BY_ID, user_id)
     return User.from_row(row) if row else None
+
+
+async def row_by_email(db: asyncpg.Pool | asyncpg.Connection, email: str) -> asyncpg.Record | None:
+    """The user's row with its password hash; emails match ignoring case."""
+    row: asyncpg.Record | None = await db.fetchrow(SELECT_BY_EMAIL, email)
+    return row
+
+
+async def list_users(db: asyncpg.Pool | asyncpg.Connection, limit: int, offset: int) -> list[User]:
+    """One page of every account, oldest first."""
+    return [User.from_row(r) for r in await db.fetch(SELECT_ALL, limit, offset)]
+
+
+async def update_user(
+    db: asyncpg.Pool,
+    user_id: int,
+    *,
+    name: str | None,
+    is_admin: bool | None,
+    is_active: bool | None,
+    password: str | None,
+) -> User:
+    """Change the fields given (None keeps one); a 404 for an unknown id."""
+    pw_hash = hash_password(password) if password is not None else None
+    async with db.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(UPDATE, user_id, name, is_admin, is_active, pw_hash)
+        if row is None:
+            raise NotFound(f"user {user_id} not found")
+        if is_active is False or password is not None:
+            # A deactivated account or a changed password ends every open session.
+            await conn.execute(DROP_SESSIONS, user_id)
+    return User.from_row(row)
+
+
+async def confirm_password(
+    db: asyncpg.Pool | asyncpg.Connection, user: User, current: str | None
+) -> None:
+    """A user changing their own password must give the current one, and right."""
+    row = await row_by_email(db, user.email)
+    if current is None:
+        raise field_error("current_password", "a new password needs the current one")
+    if not verify_password(row["password_hash"] if row else None, current):
+        # Well formed, but not the right password: refused as a credential, not as input.
+        raise Forbidden("the current password does not match", code="wrong_password")

@@ -4,46 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
-from server.accounts.passwords import GivenPassword, NewPassword, hash_password, verify_password
-from server.accounts.users import (
-    EMAIL_PATTERN,
-    SELECT_ALL,
-    SELECT_BY_EMAIL,
-    User,
-    create_user,
-    get_user,
-)
-from server.errors import Conflict, Forbidden, NotFound, field_error
+from server.accounts import users
+from server.accounts.passwords import GivenPassword, NewPassword
+from server.accounts.users import User, UserCreate
+from server.errors import Conflict, NotFound
 from server.live.access_watch import announce
 from server.routing import Access, Call, Endpoint
 from server.validation import Strict
-
-_UPDATE = """
-UPDATE users SET name = coalesce($2, name), is_admin = coalesce($3, is_admin),
-                 is_active = coalesce($4, is_active),
-                 password_hash = coalesce($5, password_hash)
-WHERE id = $1
-RETURNING id, email, name, is_admin, is_active, created_at
-"""
-_DROP_SESSIONS = "DELETE FROM sessions WHERE user_id = $1"
-
-
-def check_email(value: str) -> str:
-    local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in value):
-        raise ValueError("not a valid email address")
-    return value
-
-
-class UserCreate(Strict):
-    email: str = Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)
-    password: NewPassword
-    name: str = Field("", max_length=200)
-    is_admin: bool = False
-
-    _email = field_validator("email")(check_email)
 
 
 class UserPatch(Strict):
@@ -65,7 +34,7 @@ class MePatch(Strict):
 
 async def create(call: Call) -> dict[str, Any]:
     body: UserCreate = call.body
-    user = await create_user(
+    user = await users.create_user(
         call.services.db, email=body.email, password=body.password, name=body.name,
         is_admin=body.is_admin,
     )
@@ -74,24 +43,17 @@ async def create(call: Call) -> dict[str, Any]:
 
 async def list_users(call: Call) -> dict[str, Any]:
     limit, offset = call.page()
-    rows = await call.services.db.fetch(SELECT_ALL, limit, offset)
-    return {"users": [User.from_row(r).to_json() for r in rows]}
+    return {"users": [u.to_json() for u in await users.list_users(call.services.db, limit, offset)]}
 
 
 async def _update(call: Call, user_id: int, name: str | None, is_admin: bool | None,
                   is_active: bool | None, password: str | None) -> User:
-    pw_hash = hash_password(password) if password is not None else None
-    async with call.services.db.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_UPDATE, user_id, name, is_admin, is_active, pw_hash)
-        if row is None:
-            raise NotFound(f"user {user_id} not found")
-        if is_active is False or password is not None:
-            # A deactivated account or a changed password ends every open session.
-            await conn.execute(_DROP_SESSIONS, user_id)
+    user = await users.update_user(call.services.db, user_id, name=name, is_admin=is_admin,
+                                   is_active=is_active, password=password)
     if is_active is not None or is_admin is not None or password is not None:
         # Open sockets follow: closed with their sessions, or for the rights they lost.
         await announce(call.request, user=user_id)
-    return User.from_row(row)
+    return user
 
 
 async def patch(call: Call) -> dict[str, Any]:
@@ -107,18 +69,13 @@ async def patch(call: Call) -> dict[str, Any]:
 async def patch_me(call: Call) -> dict[str, Any]:
     body: MePatch = call.body
     if body.password is not None:
-        row = await call.services.db.fetchrow(SELECT_BY_EMAIL, call.me.email)
-        if body.current_password is None:
-            raise field_error("current_password", "a new password needs the current one")
-        if not verify_password(row["password_hash"] if row else None, body.current_password):
-            # Well formed, but not the right password: refused as a credential, not as input.
-            raise Forbidden("the current password does not match", code="wrong_password")
+        await users.confirm_password(call.services.db, call.me, body.current_password)
     user = await _update(call, call.me.id, body.name, None, None, body.password)
     return {"user": user.to_json()}
 
 
 async def get_one(call: Call) -> dict[str, Any]:
-    user = await get_user(call.services.db, call.path_int("uid"))
+    user = await users.get_user(call.services.db, call.path_int("uid"))
     if user is None:
         raise NotFound(f"user {call.path_int('uid')} not found")
     return {"user": user.to_json()}

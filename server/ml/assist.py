@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from inference import extra as ml_extra
+from server.errors import Conflict
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ ON CONFLICT DO NOTHING RETURNING id, version
 """
 
 
+OPEN_ITEMS = (
+    "SELECT count(*) FROM items WHERE project_id = $1 AND status IN ('unlabeled', 'in_progress') "
+    "AND media_kind = 'image'"
+)
 _COUNTS = """
 SELECT count(*) FILTER (WHERE p.model_version = $2) AS predicted,
        count(*) FILTER (WHERE p.model_version = $2 AND p.prelabel <> '{}'::jsonb) AS with_prelabel
@@ -69,6 +74,25 @@ async def request_training(db: asyncpg.Pool | asyncpg.Connection, project_id: in
     """Queue a new model version; None when one is already waiting or training."""
     row = await db.fetchrow(_ENQUEUE, project_id, reason)
     return int(row["version"]) if row else None
+
+
+async def train_now(db: asyncpg.Pool | asyncpg.Connection, project: asyncpg.Record) -> int:
+    """An owner's "train now": queue a new model version and return it, unless the project
+    cannot be assisted, has assistance off, no model service can run here, or a version is
+    already waiting or training."""
+    reason = unsupported_reason(project["task_type"])
+    if reason:
+        raise Conflict(reason, code="ml_unsupported")
+    if not project["ml_assist"].get("enabled"):
+        raise Conflict("ML assistance is off for this project; enable it in the settings first",
+                       code="ml_disabled")
+    missing = ml_extra.unavailable_reason()
+    if missing:
+        raise Conflict(missing, code="ml_unavailable")
+    version = await request_training(db, project["id"], "owner")
+    if version is None:
+        raise Conflict("a model version is already waiting or training", code="ml_training")
+    return version
 
 
 def model_json(row: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -112,9 +136,7 @@ async def status_json(services: Services, service: Any, project: asyncpg.Record)
     else:
         phase = "waiting_for_labels"
     counts = await db.fetchrow(_COUNTS, pid, ready["version"] if ready else -1)
-    open_items = await db.fetchval(
-        "SELECT count(*) FROM items WHERE project_id = $1 AND status IN ('unlabeled', 'in_progress') "
-        "AND media_kind = 'image'", pid)
+    open_items = await db.fetchval(OPEN_ITEMS, pid)
     return {
         "settings": settings, "phase": phase, "reason": reason, "decided": decided,
         "min_labeled": settings.get("min_labeled"),

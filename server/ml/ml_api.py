@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from inference import extra as ml_extra
 from server.accounts.roles import Role
-from server.errors import Conflict
 from server.ml import assist as ml
 from server.projects import project as projects
 from server.routing import Call, Endpoint
@@ -29,18 +27,7 @@ async def get_ml(call: Call) -> dict[str, Any]:
 async def post_ml(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     pa = await projects.access(call.services.db, call.me, pid, Role.OWNER)
-    reason = ml.unsupported_reason(pa.row["task_type"])
-    if reason:
-        raise Conflict(reason, code="ml_unsupported")
-    if not pa.setting("ml_assist").get("enabled"):
-        raise Conflict("ML assistance is off for this project; enable it in the settings first",
-                       code="ml_disabled")
-    missing = ml_extra.unavailable_reason()
-    if missing:
-        raise Conflict(missing, code="ml_unavailable")
-    version = await ml.request_training(call.services.db, pid, "owner")
-    if version is None:
-        raise Conflict("a model version is already waiting or training", code="ml_training")
+    version = await ml.train_now(call.services.db, pa.row)
     return {"queued": version, "ml": await ml.status_json(call.services, _service(call), pa.row)}
 
 

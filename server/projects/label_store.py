@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from server.errors import Conflict, Unprocessable
+from server.projects import project as projects
 from server.projects.label_tree import FlatLabel, name_key, tree_json
 
 SELECT_TREE = """
@@ -71,3 +72,10 @@ async def apply_tree(conn: asyncpg.Connection, project_id: int, flat: list[FlatL
             ids.append(node.id)
     if removed:
         await conn.execute(DELETE, removed)
+
+
+async def edit_tree(conn: asyncpg.Connection, project_id: int, flat: list[FlatLabel]) -> None:
+    """An owner's edit of the tree, which changes the project too; call inside a
+    transaction holding the project lock."""
+    await apply_tree(conn, project_id, flat)
+    await projects.touch(conn, project_id)

@@ -32,10 +32,9 @@ async def patch_labels(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     flat = flatten(body.labels)
     async with call.services.db.acquire() as conn, conn.transaction():
-        await conn.execute(projects.LOCK, pid)
+        await projects.lock(conn, pid)
         await projects.access(conn, call.me, pid, Role.OWNER)
-        await labels.apply_tree(conn, pid, flat)
-        await conn.execute("UPDATE projects SET updated_at = now() WHERE id = $1", pid)
+        await labels.edit_tree(conn, pid, flat)
         return {"labels": await labels.read_tree(conn, pid)}
 
 

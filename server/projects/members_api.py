@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import asyncpg
 from pydantic import ConfigDict, Field, model_validator
 
 from server.accounts.roles import Role
-from server.accounts.users import SELECT_BY_EMAIL, get_user
-from server.errors import Conflict, NotFound
 from server.live.access_watch import announce
+from server.projects import members
 from server.projects import project as projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
-
-_LIST = """
-SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m
-JOIN users u ON u.id = m.user_id WHERE m.project_id = $1 ORDER BY m.created_at, u.id
-"""
-_ROLE_OF = "SELECT role FROM memberships WHERE project_id = $1 AND user_id = $2"
-_OWNERS = "SELECT count(*) FROM memberships WHERE project_id = $1 AND role = 'owner'"
-_REMOVE = "DELETE FROM memberships WHERE project_id = $1 AND user_id = $2"
 
 
 class MemberPut(Strict):
@@ -44,65 +34,36 @@ class MemberPut(Strict):
         return data
 
 
-def _json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "user": {"id": row["id"], "name": row["name"], "email": row["email"]},
-        "role": row["role"],
-        "added_at": row["created_at"].isoformat(),
-    }
-
-
-async def _last_owner_guard(conn: asyncpg.Connection, pid: int, uid: int, new_role: str | None) -> None:
-    current = await conn.fetchval(_ROLE_OF, pid, uid)
-    if current == "owner" and new_role != "owner" and await conn.fetchval(_OWNERS, pid) <= 1:
-        raise Conflict("a project must keep at least one owner", code="last_owner")
-
-
 async def list_members(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
-    return {"members": [_json(r) for r in await call.services.db.fetch(_LIST, pid)]}
+    return {"members": await members.list_members(call.services.db, pid)}
 
 
 async def put_member(call: Call) -> dict[str, Any]:
     body: MemberPut = call.body
     pid = call.path_int("pid")
     async with call.services.db.acquire() as conn, conn.transaction():
-        await conn.execute(projects.LOCK, pid)
+        await projects.lock(conn, pid)
         await projects.access(conn, call.me, pid, Role.OWNER)
         if body.user_id is not None:
-            # By id, owners name only their own project's members (to change a role); new
-            # people are added by email. Otherwise any id would answer with that account's
-            # name and email. Admins see every account anyway.
-            user = await get_user(conn, body.user_id)
-            known = user is not None and user.is_active and (
-                call.me.is_admin or await conn.fetchval(_ROLE_OF, pid, user.id) is not None)
-            if user is None or not known:
-                raise NotFound(f"no member with id {body.user_id} in this project; "
-                               "add people by email", code="unknown_user")
-            uid = user.id
+            uid = await members.user_by_id(conn, call.me, pid, body.user_id)
         else:
-            row = await conn.fetchrow(SELECT_BY_EMAIL, body.email)
-            if row is None or not row["is_active"]:
-                raise NotFound(f"no active user with email {body.email}", code="unknown_user")
-            uid = row["id"]
-        await _last_owner_guard(conn, pid, uid, body.role)
-        await conn.execute(projects.ADD_MEMBER, pid, uid, body.role)
-        members = [_json(r) for r in await conn.fetch(_LIST, pid)]
+            assert body.email is not None  # MemberPut holds exactly one of the two
+            uid = await members.user_by_email(conn, body.email)
+        await members.set_role(conn, pid, uid, body.role)
+        listed = await members.list_members(conn, pid)
     # A lower role may no longer allow the member's open sockets.
     await announce(call.request, user=uid)
-    return {"members": members}
+    return {"members": listed}
 
 
 async def remove_member(call: Call) -> None:
     pid, uid = call.path_int("pid"), call.path_int("uid")
     async with call.services.db.acquire() as conn, conn.transaction():
-        await conn.execute(projects.LOCK, pid)
+        await projects.lock(conn, pid)
         await projects.access(conn, call.me, pid, Role.OWNER)
-        if await conn.fetchval(_ROLE_OF, pid, uid) is None:
-            raise NotFound(f"user {uid} is not a member of project {pid}")
-        await _last_owner_guard(conn, pid, uid, None)
-        await conn.execute(_REMOVE, pid, uid)
+        await members.remove_member(conn, pid, uid)
     await announce(call.request, user=uid)
 
 

@@ -42,10 +42,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id
 """
 RESERVE_NAME = "INSERT INTO project_names (name_key, project_id) VALUES ($1, $2)"
-ADD_MEMBER = """
-INSERT INTO memberships (project_id, user_id, role) VALUES ($1, $2, $3)
-ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
+UPDATE_SETTINGS = """
+UPDATE projects SET name = $2, media_type = $3, task_type = $4,
+    instructions_text = $5, instructions_html = $6, instructions_url = $7,
+    consensus = $8, ml_assist = $9, updated_at = now()
+WHERE id = $1
 """
+TOUCH = "UPDATE projects SET updated_at = now() WHERE id = $1"
+NAME = "SELECT name FROM projects WHERE id = $1"
 ITEM_COUNTS = "SELECT status, count(*) AS n FROM items WHERE project_id = $1 GROUP BY status"
 SOFT_DELETE = "UPDATE projects SET deleted_at = now(), updated_at = now() WHERE id = $1"
 SET_STATUS = """
@@ -80,6 +84,11 @@ class ProjectAccess:
         return value
 
 
+async def lock(conn: asyncpg.Connection, project_id: int) -> None:
+    """Hold the project row until the transaction ends, so edits of one project queue up."""
+    await conn.execute(LOCK, project_id)
+
+
 async def access(
     db: asyncpg.Pool | asyncpg.Connection, user: User, project_id: int, need: Role
 ) -> ProjectAccess:
@@ -91,6 +100,45 @@ async def access(
     if role < need:
         raise Forbidden(f"this needs the {need.label} role in project {project_id}")
     return ProjectAccess(row, role, is_member=row["role"] is not None)
+
+
+async def visible(
+    db: asyncpg.Pool | asyncpg.Connection, user: User, limit: int, offset: int
+) -> list[ProjectAccess]:
+    """One page of the projects `user` may see, newest first."""
+    rows = await db.fetch(SELECT_VISIBLE, user.id, user.is_admin, limit, offset)
+    out = []
+    for row in rows:
+        # No membership row means an admin who sees it as an owner would.
+        role = Role.parse(row["role"]) if row["role"] else Role.OWNER
+        out.append(ProjectAccess(row, role, row["role"] is not None))
+    return out
+
+
+async def item_counts(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> dict[str, int]:
+    """How many items the project has in each status (statuses with none are left out)."""
+    return {r["status"]: r["n"] for r in await db.fetch(ITEM_COUNTS, project_id)}
+
+
+async def name_of(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> str:
+    """The project's name, also once it is deleted."""
+    name: str = await db.fetchval(NAME, project_id)
+    return name
+
+
+async def set_status(conn: asyncpg.Connection, project_id: int, status: str) -> None:
+    """Move the project to `status`; the first start is remembered in `started_at`."""
+    await conn.execute(SET_STATUS, project_id, status)
+
+
+async def soft_delete(conn: asyncpg.Connection, project_id: int) -> None:
+    """Hide the project; its rows stay (and its name stays taken)."""
+    await conn.execute(SOFT_DELETE, project_id)
+
+
+async def touch(conn: asyncpg.Connection, project_id: int) -> None:
+    """Record that something of the project changed now."""
+    await conn.execute(TOUCH, project_id)
 
 
 def editable(status: str) -> dict[str, bool]:
