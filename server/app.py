@@ -27,14 +27,14 @@ from server.database import DatabaseUnavailable
 from server.endpoints import all_endpoints
 from server.errors import ApiError, ServiceUnavailable, database_unavailable
 from server.live import collab_ws
-from server.meta_api import app_version
-from server.ml import assist as ml
+from server.ml import assist
 from server.ml.training import MLWorker
 from server.monitoring import events_ws
 from server.routing import build_routes, error_response
 from server.security_headers import SecurityHeaders
 from server.services import Services
 from server.settings import Settings
+from server.version import app_version
 from server.work.queue_state import rebuild_missing
 
 log = logging.getLogger(__name__)
@@ -118,17 +118,16 @@ def _client_routes(client_dist: Path) -> list[BaseRoute]:
     return [Route("/", welcome), *(asset(name) for name in assets)]
 
 
-async def _start_models(app: Starlette, services: Services) -> list[Job]:
+async def _start_models(services: Services) -> list[Job]:
     """The model service client and the ML worker, when this process runs ML assistance."""
-    app.state.models = None
-    if ml.service_unavailable(services.settings) is not None:
+    if assist.service_unavailable(services.settings) is not None:
         return []
     # Importing the client loads neither torch nor Ray: Ray starts, and torch is imported,
     # only when a project with ML assistance first needs the model service.
     from inference.client import ModelService
 
-    app.state.models = ModelService()
-    return [("ml", MLWorker(services, app.state.models).step, services.settings.ml_poll_s)]
+    services.models = ModelService()
+    return [("ml", MLWorker(services, services.models).step, services.settings.ml_poll_s)]
 
 
 def _lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
@@ -143,7 +142,7 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAs
         await services.start()
         # Redis may have lost everything while we were down; Postgres has the truth.
         rebuilding = asyncio.create_task(rebuild_missing(services.dispatcher, services.db))
-        jobs = BackgroundJobs(services, await _start_models(app, services))
+        jobs = BackgroundJobs(services, await _start_models(services))
         if settings.background_jobs:
             jobs.start()
         try:
@@ -153,9 +152,9 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAs
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await rebuilding
             await jobs.stop()
-            if app.state.models is not None:
+            if services.models is not None:
                 with contextlib.suppress(Exception):
-                    await app.state.models.shutdown()
+                    await services.models.shutdown()
             await services.close()
 
     return lifespan

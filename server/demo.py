@@ -14,7 +14,7 @@ from server.accounts.users import SELECT_BY_EMAIL, create_user
 from server.data import binding as dataset_binding
 from server.data import ingest
 from server.data.datastores.local import LocalDatastore
-from server.projects import project as projects
+from server.projects import projects
 from server.projects.lifecycle import insert_project
 from server.projects.project_settings import ProjectCreate
 from server.services import init_connection

@@ -9,10 +9,6 @@ from starlette.responses import JSONResponse, Response
 
 from server.routing import Access, Call, Endpoint
 
-# Re-exported until server/app.py imports it from server.version (no module but
-# server/endpoints.py should import from an API module).
-from server.version import app_version as app_version
-
 READY_TIMEOUT_S = 2.0
 
 

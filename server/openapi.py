@@ -112,7 +112,7 @@ def _request_body(ep: Endpoint) -> dict[str, Any] | None:
 def _operation(ep: Endpoint) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": ep.summary,
-        "operationId": f"{ep.method.lower()}_{ep.handler.__module__.rsplit('.', 1)[-1]}"
+        "operationId": f"{ep.method.lower()}_{ep.resource or ep.handler.__module__.rsplit('.', 1)[-1]}"
                        f"_{ep.handler.__name__}",
         "tags": [ep.tag] if ep.tag else [],
         "responses": _responses(ep),

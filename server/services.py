@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -43,6 +44,9 @@ class Services:
     access: AccessWatch
     dispatcher: Dispatcher
     work: WorkService
+    # The model service's client (inference.client.ModelService) when this process runs
+    # ML assistance; set at start-up, so importing this module loads neither torch nor Ray.
+    models: Any = None
     _started: bool = field(default=False, repr=False)
 
     @classmethod

@@ -9,7 +9,7 @@ from server.data import binding as dataset_binding
 from server.data.datastores.base import DatastoreError
 from server.data.errors import DatastoreUnavailable
 from server.errors import Conflict, field_error
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.work.queue_state import forget_queue
 

@@ -17,7 +17,7 @@ from server.data.errors import DatastoreUnavailable
 from server.data.items import STATUSES, item_json
 from server.errors import NotFound, field_error
 from server.media import render as media
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 
 CACHE_CONTROL = "private, max-age=3600"

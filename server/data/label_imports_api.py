@@ -16,7 +16,7 @@ from server.accounts.roles import Role
 from server.data import dataset_formats as label_files
 from server.data import imported_labels, label_import, uploads
 from server.errors import Unprocessable
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict, form_flag, unprocessable_from
 from server.work.queue_state import forget_queue

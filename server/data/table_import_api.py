@@ -19,7 +19,7 @@ from server.data import table_import as tabular
 from server.data import uploads
 from server.data.table_files import TabularError
 from server.errors import Conflict, Unprocessable
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict, form_flag, unprocessable_from
 from server.work.queue_state import forget_queue

@@ -7,7 +7,7 @@ from typing import Any
 from server.accounts.roles import Role
 from server.data import uploads
 from server.data.datastores.factory import upload_root
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import form_flag
 from server.work.queue_state import forget_queue

@@ -11,7 +11,7 @@ from starlette.responses import FileResponse
 from server.accounts.roles import Role
 from server.exports import jobs
 from server.exports.writer import MEDIA_TYPE
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
 

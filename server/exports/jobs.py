@@ -12,7 +12,7 @@ import asyncpg
 from server.errors import Conflict, NotFound
 from server.exports import runner
 from server.exports.writer import FORMATS, SUFFIX
-from server.projects import project as projects
+from server.projects import projects
 from server.settings import Settings
 
 _COLUMNS = """id, project_id, format, filters, image_url_prefix, status, done, total, file_name,

@@ -30,7 +30,7 @@ from server.accounts import auth
 from server.accounts.roles import Role
 from server.errors import ApiError, Forbidden, NotFound
 from server.live import access_watch
-from server.projects import project as projects
+from server.projects import projects
 from server.work.leases import keep_alive
 
 if TYPE_CHECKING:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from server.accounts.roles import Role
-from server.ml import assist as ml
-from server.projects import project as projects
+from server.ml import assist
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
 
@@ -16,19 +16,19 @@ class MlAction(Strict):
 
 
 def _service(call: Call) -> Any:
-    return getattr(call.request.app.state, "models", None)
+    return call.services.models
 
 
 async def get_ml(call: Call) -> dict[str, Any]:
     pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.REVIEWER)
-    return {"ml": await ml.status_json(call.services, _service(call), pa.row)}
+    return {"ml": await assist.status_json(call.services, _service(call), pa.row)}
 
 
 async def post_ml(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     pa = await projects.access(call.services.db, call.me, pid, Role.OWNER)
-    version = await ml.train_now(call.services.db, pa.row)
-    return {"queued": version, "ml": await ml.status_json(call.services, _service(call), pa.row)}
+    version = await assist.train_now(call.services.db, pa.row)
+    return {"queued": version, "ml": await assist.status_json(call.services, _service(call), pa.row)}
 
 
 ENDPOINTS = [

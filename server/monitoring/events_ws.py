@@ -22,7 +22,7 @@ from server.errors import ApiError
 from server.live import access_watch
 from server.live.collab_ws import deny
 from server.monitoring import events
-from server.projects import project as projects
+from server.projects import projects
 
 if TYPE_CHECKING:
     from server.services import Services

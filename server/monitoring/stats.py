@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from server.projects.project import ITEM_COUNTS
+from server.projects.projects import ITEM_COUNTS
 
 STATUSES = ("unlabeled", "in_progress", "labeled", "needs_review", "missing")
 # Statuses whose items still need a labeler's work.

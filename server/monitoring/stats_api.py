@@ -6,7 +6,7 @@ from typing import Any
 
 from server.accounts.roles import Role
 from server.monitoring import stats
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 
 

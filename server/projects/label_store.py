@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from server.errors import Conflict, Unprocessable
-from server.projects import project as projects
+from server.projects import projects
 from server.projects.label_tree import FlatLabel, name_key, tree_json
 
 SELECT_TREE = """

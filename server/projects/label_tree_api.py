@@ -8,7 +8,7 @@ from pydantic import Field
 
 from server.accounts.roles import Role
 from server.projects import label_store as labels
-from server.projects import project as projects
+from server.projects import projects
 from server.projects.label_tree import LabelNode, flatten
 from server.routing import Call, Endpoint
 from server.validation import Strict

@@ -9,11 +9,9 @@ import asyncpg
 
 from server.errors import Conflict
 from server.projects import label_store as labels
-from server.projects import members
-from server.projects import project as projects
+from server.projects import members, projects
 from server.projects.instructions import render
 from server.projects.label_tree import flatten
-from server.projects.project import ProjectAccess
 from server.projects.project_settings import (
     Consensus,
     Instructions,
@@ -24,6 +22,7 @@ from server.projects.project_settings import (
     merge,
     project_name_key,
 )
+from server.projects.projects import ProjectAccess
 
 # initializing -> running <-> paused -> completed; `completed` is reached when every
 # item is decided, never by a request.

@@ -8,8 +8,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from server.accounts.roles import Role
 from server.live.access_watch import announce
-from server.projects import members
-from server.projects import project as projects
+from server.projects import members, projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
 

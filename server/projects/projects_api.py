@@ -9,8 +9,7 @@ import asyncpg
 from server.accounts.roles import Role
 from server.live.access_watch import announce
 from server.projects import label_store as labels
-from server.projects import lifecycle
-from server.projects import project as projects
+from server.projects import lifecycle, projects
 from server.projects.project_settings import ProjectCreate, ProjectPatch
 from server.routing import Call, Endpoint
 

@@ -10,7 +10,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from server.accounts.roles import Role
 from server.errors import NotFound
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
 from server.work import documents

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.accounts.roles import Role
-from server.projects import project as projects
+from server.projects import projects
 from server.routing import Call, Endpoint
 from server.work.leases_api import FromDocument
 

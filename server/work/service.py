@@ -25,7 +25,7 @@ from server.errors import Conflict, field_error
 from server.ml import prelabels
 from server.monitoring import events
 from server.projects import label_store
-from server.projects.project import ProjectAccess
+from server.projects.projects import ProjectAccess
 from server.work import decisions, documents, leases, review
 from server.work.plan import CLOSED, consensus_plan
 from server.work.queue import Dispatcher
