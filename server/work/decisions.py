@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from server.database import Database
 from server.work import consensus
 from server.work.errors import WorkError
 from server.work.plan import CLOSED, consensus_plan
@@ -159,7 +160,7 @@ def decide(task_type: str, annotations: list[dict[str, Any]], target: int, low: 
             ("needs_review", None, None, outcome.agreement, target))
 
 
-async def complete_if_done(db: Any, project_id: int) -> bool:
+async def complete_if_done(db: Database | asyncpg.Pool | asyncpg.Connection, project_id: int) -> bool:
     """Mark a running project completed once no item is left undecided. Call it after the
     decision has committed: inside the deciding transaction, two submits deciding the last
     two items at once would each still see the other's item open."""
