@@ -15,15 +15,11 @@ from server.monitoring.keys import events_channel
 log = logging.getLogger(__name__)
 
 
-def channel(prefix: str, project_id: int) -> str:
-    return events_channel(prefix, project_id)
-
-
 async def publish(client: aioredis.Redis, prefix: str, project_id: int, kind: str,
                   **data: Any) -> None:
     """Publish one event; losing one is acceptable (watchers also get periodic snapshots)."""
     event = {"type": kind, "project_id": project_id, "at": datetime.now(UTC).isoformat(), **data}
     try:
-        await client.publish(channel(prefix, project_id), json.dumps(event))
+        await client.publish(events_channel(prefix, project_id), json.dumps(event))
     except Exception as exc:  # noqa: BLE001 - events are best effort; the change itself is stored
         log.warning("could not publish %s event for project %s: %s", kind, project_id, exc)

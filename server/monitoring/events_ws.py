@@ -21,7 +21,7 @@ from server.database import DatabaseUnavailable
 from server.errors import ApiError
 from server.live import access_watch
 from server.live.collab_ws import deny
-from server.monitoring import events
+from server.monitoring.keys import events_channel
 from server.projects import projects
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ async def events_endpoint(ws: WebSocket) -> None:
     await ws.accept()
     uid = identity.user.id
     pubsub = services.redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(events.channel(services.settings.redis_prefix, pid))
+    await pubsub.subscribe(events_channel(services.settings.redis_prefix, pid))
     ended: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
 
     def rule(project: access_watch.ProjectFacts) -> None:
