@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -23,8 +24,8 @@ from pycrdt import Doc
 from redis.exceptions import RedisError
 
 from .errors import RoomUnavailable
-from .fanout import KIND_HELLO, Fanout
-from .room import Connection, Peer, Room
+from .fanout import KIND_HELLO, KIND_UPDATE, Fanout
+from .room import EMPTY_UPDATE, Connection, Peer, Room
 from .store import DocumentStore
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,60 @@ class RoomManager:
             await room.flushed.wait()
         finally:
             await self.release(room)
+
+    async def edit_in(self, conn: asyncpg.Connection,
+                      edits: list[tuple[str, Callable[[Doc[Any]], None], str]]) -> Callable[[], None]:
+        """Apply `edits` (room, change, origin) as part of the caller's transaction on `conn`;
+        return what to call once that transaction has committed (not before: an edit whose
+        transaction rolls back must reach no one).
+
+        A room open on this node is changed in memory after the commit, like any edit: its
+        connections see it and its log stores it within the write window. Any other room
+        is built from its stored updates in the transaction, and the update the change
+        makes is logged in the same transaction, so it commits with whatever it belongs
+        to without loading the room; after the commit it goes to the nodes holding the
+        room (or to a copy loaded here meanwhile).
+        """
+        live = [(n, c, o) for n, c, o in edits if n in self.rooms]
+        cold = [(n, c, o) for n, c, o in edits if n not in self.rooms]
+        updates: list[tuple[str, bytes]] = []
+        if cold:
+            stored = await self.store.load_many(conn, sorted({n for n, _, _ in cold}))
+            docs: dict[str, Doc[Any]] = {}
+            for name, change, _ in cold:
+                doc = docs.get(name)
+                if doc is None:
+                    doc = docs[name] = Doc()
+                    for update in stored.get(name, ()):
+                        doc.apply_update(update)
+                before = doc.get_state()
+                change(doc)
+                update = doc.get_update(before)
+                if update != EMPTY_UPDATE:
+                    updates.append((name, update))
+            await self.store.append(updates, conn)
+
+        def committed() -> None:
+            for name, change, origin in live:
+                room = self.rooms.get(name)
+                if room is not None and not room.closing:
+                    room.apply(partial(change, room.doc), origin, None)
+                else:  # unloaded meanwhile: load it again to apply the change
+                    asyncio.ensure_future(self._edit_later(name, change, origin))
+            for name, update in updates:
+                room = self.rooms.get(name)
+                if room is not None and not room.closing:
+                    room.apply_update(update, "server", None, stored=True)
+                else:
+                    self.publish(name, KIND_UPDATE, update)
+
+        return committed
+
+    async def _edit_later(self, name: str, change: Callable[[Doc[Any]], None], origin: str) -> None:
+        try:
+            await self.edit(name, change, origin)
+        except Exception as exc:  # noqa: BLE001 - what the edit mirrors is stored elsewhere
+            log.warning("edit of %s after its commit failed: %s", name, exc)
 
     async def read(self, name: str, reader: Callable[[Doc[Any]], T]) -> T:
         """Run `reader` on the current document (loading it if no one has it open)."""

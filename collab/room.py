@@ -235,9 +235,9 @@ class Room:
         return len(captured)
 
     def apply_update(self, update: bytes, origin: str, sender: Connection | None,
-                     remote: bool = False) -> None:
+                     remote: bool = False, stored: bool = False) -> None:
         try:
-            self.apply(lambda: self.doc.apply_update(update), origin, sender, remote)
+            self.apply(lambda: self.doc.apply_update(update), origin, sender, remote, stored)
         except (ValueError, RuntimeError) as exc:
             raise ProtocolError(f"invalid document update: {exc}") from None
 

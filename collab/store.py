@@ -32,6 +32,14 @@ INSERT INTO doc_snapshots (room, data, updates) VALUES ($1, $2, $3)
 ON CONFLICT (room) DO UPDATE SET data = EXCLUDED.data,
     updates = doc_snapshots.updates + EXCLUDED.updates, updated_at = now()
 """
+# Several rooms' stored state at once: each room's snapshot first, then its log in order.
+_LOAD_MANY = """
+SELECT room, data FROM (
+    SELECT room, data, 0 AS part, 0::bigint AS seq FROM doc_snapshots WHERE room = ANY($1::text[])
+    UNION ALL
+    SELECT room, data, 1, seq FROM doc_updates WHERE room = ANY($1::text[])
+) s ORDER BY room, part, seq
+"""
 _DELETE_ROWS = "DELETE FROM doc_updates WHERE seq = ANY($1::bigint[])"
 _COUNT_TAIL = "SELECT count(*) FROM doc_updates WHERE room = $1"
 
@@ -54,10 +62,20 @@ class DocumentStore:
             rows = await conn.fetch(_TAIL, room)
         return ([snapshot] if snapshot is not None else []) + [r["data"] for r in rows]
 
-    async def append(self, batch: list[tuple[str, bytes]]) -> None:
-        """Append (room, update) pairs in one statement; raises if Postgres fails."""
+    async def load_many(self, conn: asyncpg.Connection, rooms: list[str]) -> dict[str, list[bytes]]:
+        """The stored updates of several rooms in one statement, on the caller's connection
+        (inside its transaction); rooms with nothing stored are left out."""
+        out: dict[str, list[bytes]] = {}
+        for row in await conn.fetch(_LOAD_MANY, rooms):
+            out.setdefault(row["room"], []).append(row["data"])
+        return out
+
+    async def append(self, batch: list[tuple[str, bytes]],
+                     conn: asyncpg.Connection | None = None) -> None:
+        """Append (room, update) pairs in one statement (on `conn`, inside its transaction,
+        when given); raises if Postgres fails."""
         if batch:
-            await self.db.execute(_APPEND, [r for r, _ in batch], [u for _, u in batch])
+            await (conn or self.db).execute(_APPEND, [r for r, _ in batch], [u for _, u in batch])
 
     async def tail_length(self, room: str) -> int:
         count: int = await self.db.fetchval(_COUNT_TAIL, room)

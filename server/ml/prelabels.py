@@ -32,13 +32,17 @@ UPDATE ml_models SET prelabels_shown = prelabels_shown + $3 WHERE project_id = $
 
 
 _OUTCOME = """
-UPDATE ml_models SET prelabels_submitted = prelabels_submitted + 1,
-                     prelabels_accepted = prelabels_accepted + $3
+UPDATE ml_models SET prelabels_submitted = prelabels_submitted + $3,
+                     prelabels_accepted = prelabels_accepted + $4
 WHERE project_id = $1 AND version = $2
 """
 
 
-_PREDICTION_OF = "SELECT prelabel FROM ml_predictions WHERE item_id = $1 AND model_version = $2"
+_PREDICTIONS_OF = """
+SELECT p.item_id, p.model_version, p.prelabel
+FROM ml_predictions p JOIN unnest($1::bigint[], $2::int[]) AS t(i, v)
+  ON p.item_id = t.i AND p.model_version = t.v
+"""
 
 
 def prelabel_from(prediction: dict[str, Any], task_type: str, threshold: float,
@@ -115,12 +119,21 @@ async def prelabel_leases(db: asyncpg.Pool, rooms: RoomManager, project_id: int,
     return out
 
 
-async def record_outcome(conn: asyncpg.Connection, project_id: int, item_id: int, version: int | None,
-                         submitted: dict[str, Any]) -> None:
-    """Count a submit of a prelabeled item, and whether the prelabel went in unchanged."""
-    if version is None:
+async def record_outcomes(conn: asyncpg.Connection,
+                          submitted: list[tuple[int, int, int | None, dict[str, Any]]]) -> None:
+    """Count submits of prelabeled items, and whether each prelabel went in unchanged:
+    (project, item, model version shown or None, annotation submitted) each."""
+    shown = [(p, i, v, a) for p, i, v, a in submitted if v is not None]
+    if not shown:
         return
-    prelabel = await conn.fetchval(_PREDICTION_OF, item_id, version)
-    if prelabel is None:
-        return
-    await conn.execute(_OUTCOME, project_id, version, 1 if accepted_unchanged(prelabel, submitted) else 0)
+    prelabels = {(r["item_id"], r["model_version"]): r["prelabel"] for r in await conn.fetch(
+        _PREDICTIONS_OF, [i for _, i, _, _ in shown], [v for _, _, v, _ in shown])}
+    counts: dict[tuple[int, int], list[int]] = {}
+    for pid, iid, version, annotation in shown:
+        prelabel = prelabels.get((iid, version))
+        if prelabel is not None:
+            count = counts.setdefault((pid, version), [0, 0])
+            count[0] += 1
+            count[1] += accepted_unchanged(prelabel, annotation)
+    for (pid, version), (n, accepted) in sorted(counts.items()):
+        await conn.execute(_OUTCOME, pid, version, n, accepted)

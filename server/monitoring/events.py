@@ -15,6 +15,22 @@ from server.monitoring.keys import events_channel
 log = logging.getLogger(__name__)
 
 
+async def publish_many(client: aioredis.Redis, prefix: str,
+                       events: list[tuple[int, str, dict[str, Any]]]) -> None:
+    """Publish (project, kind, data) events in one round trip; losing them is acceptable."""
+    if not events:
+        return
+    at = datetime.now(UTC).isoformat()
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            for project_id, kind, data in events:
+                pipe.publish(events_channel(prefix, project_id),
+                             json.dumps({"type": kind, "project_id": project_id, "at": at, **data}))
+            await pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - events are best effort; the changes are stored
+        log.warning("could not publish %d events: %s", len(events), exc)
+
+
 async def publish(client: aioredis.Redis, prefix: str, project_id: int, kind: str,
                   **data: Any) -> None:
     """Publish one event; losing one is acceptable (watchers also get periodic snapshots)."""

@@ -23,3 +23,12 @@ class QueueBusy(WorkError):
 
     def __init__(self) -> None:
         super().__init__("dispatcher_busy", "the work queue is being rebuilt; try again")
+
+
+class LeaseNotFound(WorkError):
+    """No such lease of the caller's (or not in the project it is submitted for)."""
+
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("not_found", "lease not found")

@@ -86,6 +86,10 @@ RETURNING id, project_id, expires_at
 HELD_PAGES = 2
 _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
 _LEASE = "SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1"
+_LEASES = """
+SELECT id, project_id, item_id, user_id, state, expires_at FROM leases
+WHERE id = ANY($1::text[]) AND user_id = $2
+"""
 
 
 class LeaseLog:
@@ -270,6 +274,11 @@ async def lease_of(db: Database, user_id: int, lease_id: str) -> asyncpg.Record 
     """The lease `lease_id` if it is the caller's (any state); None otherwise."""
     row = await db.fetchrow(_LEASE, lease_id)
     return row if row is not None and row["user_id"] == user_id else None
+
+
+async def leases_of(db: Database, user_id: int, lease_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """Those of `lease_ids` that are the caller's (any state), by id."""
+    return {r["id"]: r for r in await db.fetch(_LEASES, list(lease_ids), user_id)}
 
 
 async def skip(dispatcher: Dispatcher, db: Database, lease: asyncpg.Record) -> None:

@@ -9,14 +9,16 @@ import asyncpg
 from pydantic import Field, StringConstraints, model_validator
 
 from server.accounts.roles import Role
-from server.errors import NotFound
+from server.errors import ApiError, NotFound, field_error
 from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
 from server.work import documents
-from server.work.leases import lease_of
-from server.work.service import Submission
+from server.work.leases import lease_of, leases_of
+from server.work.service import Asked, Submission
 
+# Two grid pages of nine (the one on screen and the one leased ahead), with room to spare.
+MAX_PAGE = 64
 LeaseIds = list[Annotated[str, StringConstraints(min_length=1, max_length=64)]]
 
 
@@ -62,6 +64,24 @@ class SubmitBody(FromDocument):
     duration_ms: int | None = Field(None, ge=0, le=7 * 24 * 3600 * 1000)
 
 
+class LeaseSubmission(SubmitBody):
+    lease_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class PageSubmitBody(Strict):
+    submissions: list[LeaseSubmission] = Field(
+        min_length=1, max_length=MAX_PAGE,
+        description="one entry per lease (a page of a grid, or any leases of the caller's), each "
+                    "with its annotation or its live document's state vector")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PageSubmitBody:
+        ids = [s.lease_id for s in self.submissions]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each lease may appear once")
+        return self
+
+
 async def next_tasks(call: Call) -> dict[str, Any]:
     body: NextBody = call.body
     pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.LABELER)
@@ -95,8 +115,56 @@ async def submit(call: Call) -> dict[str, Any]:
     body: SubmitBody = call.body
     seen = body.seen()
     lease, pa = await _own_lease(call)
-    return await call.services.work.submit(
-        pa, lease, Submission(body.annotation, seen, body.duration_ms), call.me.id)
+    submission = Submission(lease["id"], body.annotation, seen, body.duration_ms)
+    answer = (await call.services.work.submit(call.me.id, [Asked(submission, lease, pa)]))[0]
+    if isinstance(answer, ApiError):
+        raise answer
+    return answer
+
+
+async def submit_page(call: Call) -> dict[str, Any]:
+    """Several leases in one request and one commit; each lease's outcome on its own."""
+    body: PageSubmitBody = call.body
+    wanted = [Submission(s.lease_id, s.annotation, _seen(s, n), s.duration_ms)
+              for n, s in enumerate(body.submissions)]
+    db = call.services.db
+    mine = await leases_of(db, call.me.id, [s.lease_id for s in wanted])
+    access: dict[int, projects.ProjectAccess | ApiError] = {}
+    for pid in sorted({r["project_id"] for r in mine.values()}):
+        try:
+            access[pid] = await projects.access(db, call.me, pid, Role.LABELER)
+        except ApiError as exc:
+            access[pid] = exc
+    answers: dict[str, dict[str, Any] | ApiError] = {}
+    asked: list[Asked] = []
+    for s in wanted:
+        lease = mine.get(s.lease_id)
+        pa = access.get(lease["project_id"]) if lease is not None else None
+        if lease is None or pa is None:
+            answers[s.lease_id] = NotFound("lease not found")
+        elif isinstance(pa, ApiError):
+            answers[s.lease_id] = pa
+        else:
+            asked.append(Asked(s, lease, pa))
+    for a, answer in zip(asked, await call.services.work.submit(call.me.id, asked), strict=True):
+        answers[a.lease["id"]] = answer
+    results = [_result(s.lease_id, answers[s.lease_id]) for s in wanted]
+    failed = sum(1 for r in results if not r["ok"])
+    return {"results": results, "submitted": len(results) - failed, "failed": failed}
+
+
+def _seen(submission: LeaseSubmission, n: int) -> dict[int, int] | None:
+    try:
+        return submission.seen()
+    except ApiError:
+        raise field_error(f"submissions.{n}.state_vector",
+                          "not a base64-encoded Yjs state vector") from None
+
+
+def _result(lease_id: str, answer: dict[str, Any] | ApiError) -> dict[str, Any]:
+    if isinstance(answer, ApiError):
+        return {"lease_id": lease_id, "ok": False, "status": answer.status, **answer.body()}
+    return {"ok": True, **answer}
 
 
 ENDPOINTS = [
@@ -106,6 +174,10 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/leases/{lid}/submit", submit,
              "Submit the labeler's annotation (the live document, or the body's plain JSON)",
              body=SubmitBody, tag="work", errors=(401, 404, 409, 422, 503)),
+    Endpoint("POST", "/api/v1/leases/submit", submit_page,
+             "Submit several leases at once (a page of a grid) in one transaction; each lease's "
+             "outcome is reported on its own (ok, or its error's status and code)",
+             body=PageSubmitBody, tag="work", errors=(401, 422, 503)),
     Endpoint("POST", "/api/v1/leases/{lid}/skip", skip, "Give the item back; it is not offered again",
              tag="work", errors=(401, 404, 409)),
     Endpoint("POST", "/api/v1/leases/release", release,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -136,44 +137,50 @@ walk_ready(scan_limit)
 return out
 """
 
-# KEYS: epoch, ready, fresh, leases, conf. ARGV: base, lease id, outcome (s|k|r), target or '',
-# closed ('1'|'0'). Applies a transition Postgres has already committed.
+# KEYS: epoch, ready, fresh, leases, conf. ARGV: base, then for each transition: lease id,
+# outcome (s|k|r), target or '', closed ('1'|'0'). Applies transitions Postgres has already
+# committed, in order; returns how many leases it knew (-1 = rebuild).
 FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local base, lid, outcome = ARGV[1], ARGV[2], ARGV[3]
-local lk = base .. 'l:' .. lid
-local l = redis.call('HMGET', lk, 'i', 'st', 'p', 'u')
-if not l[1] then return 0 end
--- Only an active lease can be released (an expired one already gave its slot back).
-if outcome == 'r' and l[2] ~= 'a' then return 0 end
-redis.call('ZREM', KEYS[4], lid)
-local ik = base .. 'i:' .. l[1]
-if l[2] == 'a' then redis.call('HINCRBY', ik, 'a', -1) end
-if outcome == 's' and l[2] ~= 's' then redis.call('HINCRBY', ik, 'd', 1) end
-if l[4] then
-  -- Submitted or skipped: never again for this labeler (a late submit after an expiry or
-  -- a release puts them back). Released: the item may come back to them.
-  if outcome == 'r' then redis.call('SREM', base .. 's:' .. l[1], l[4])
-  else redis.call('SADD', base .. 's:' .. l[1], l[4]) end
-end
-redis.call('HSET', lk, 'st', outcome)
+local base = ARGV[1]
 local deft = tonumber(redis.call('HGET', KEYS[5], 't')) or 1
-if ARGV[4] ~= '' then
-  -- Targets only rise: a submit that committed earlier but arrives here later must not
-  -- undo the rise a later disagreement made.
-  local cur = tonumber(redis.call('HGET', ik, 't')) or deft
-  if tonumber(ARGV[4]) > cur then redis.call('HSET', ik, 't', ARGV[4]) end
-end
-if ARGV[5] == '1' then
-  redis.call('HSET', ik, 'st', 'x')
-  redis.call('ZREM', KEYS[2], l[1])
-  redis.call('ZREM', KEYS[3], l[1])
+local function finish(lid, outcome, target, closed)
+  local lk = base .. 'l:' .. lid
+  local l = redis.call('HMGET', lk, 'i', 'st', 'p', 'u')
+  if not l[1] then return 0 end
+  -- Only an active lease can be released (an expired one already gave its slot back).
+  if outcome == 'r' and l[2] ~= 'a' then return 0 end
+  redis.call('ZREM', KEYS[4], lid)
+  local ik = base .. 'i:' .. l[1]
+  if l[2] == 'a' then redis.call('HINCRBY', ik, 'a', -1) end
+  if outcome == 's' and l[2] ~= 's' then redis.call('HINCRBY', ik, 'd', 1) end
+  if l[4] then
+    -- Submitted or skipped: never again for this labeler (a late submit after an expiry or
+    -- a release puts them back). Released: the item may come back to them.
+    if outcome == 'r' then redis.call('SREM', base .. 's:' .. l[1], l[4])
+    else redis.call('SADD', base .. 's:' .. l[1], l[4]) end
+  end
+  redis.call('HSET', lk, 'st', outcome)
+  if target ~= '' then
+    -- Targets only rise: a submit that committed earlier but arrives here later must not
+    -- undo the rise a later disagreement made.
+    local cur = tonumber(redis.call('HGET', ik, 't')) or deft
+    if tonumber(target) > cur then redis.call('HSET', ik, 't', target) end
+  end
+  if closed == '1' then
+    redis.call('HSET', ik, 'st', 'x')
+    redis.call('ZREM', KEYS[2], l[1])
+    redis.call('ZREM', KEYS[3], l[1])
+    return 1
+  end
+  local s = redis.call('HMGET', ik, 't', 'a', 'd')
+  local t, a, d = tonumber(s[1]) or deft, tonumber(s[2]) or 0, tonumber(s[3]) or 0
+  if a + d < t then redis.call('ZADD', KEYS[2], l[3], l[1]) else redis.call('ZREM', KEYS[2], l[1]) end
   return 1
 end
-local s = redis.call('HMGET', ik, 't', 'a', 'd')
-local t, a, d = tonumber(s[1]) or deft, tonumber(s[2]) or 0, tonumber(s[3]) or 0
-if a + d < t then redis.call('ZADD', KEYS[2], l[3], l[1]) else redis.call('ZREM', KEYS[2], l[1]) end
-return 1
+local known = 0
+for j = 2, #ARGV, 4 do known = known + finish(ARGV[j], ARGV[j + 1], ARGV[j + 2], ARGV[j + 3]) end
+return known
 """
 
 # KEYS: epoch, leases. ARGV: lease id, new expiry. 1 if extended, 0 if not active, -1 = rebuild.
@@ -219,6 +226,17 @@ class LeaseBatch:
     expired: list[str]
 
 
+@dataclass(frozen=True)
+class Transition:
+    """A lease's committed change for FINISH: 's' submitted, 'k' skipped, 'r' released;
+    the item's target after it, if known, and whether the item is now closed."""
+
+    lease_id: str
+    outcome: str
+    target: int | None = None
+    closed: bool = False
+
+
 class NeedsRebuild(Exception):
     """The project's state is missing from Redis."""
 
@@ -261,12 +279,17 @@ class Dispatcher:
     async def finish(self, project_id: int, lease_id: str, outcome: str, *,
                      target: int | None = None, closed: bool = False) -> int:
         """Apply a committed transition: 's' submitted, 'k' skipped, 'r' released."""
+        return await self.finish_many(project_id, [Transition(lease_id, outcome, target, closed)])
+
+    async def finish_many(self, project_id: int, transitions: Sequence[Transition]) -> int:
+        """Apply committed transitions of one project in one round trip, in order; return
+        how many leases Redis knew (-1 if it lost the project's state)."""
         k = self.keys(project_id)
-        result: int = await self._finish(
-            keys=[k.epoch, k.ready, k.fresh, k.leases, k.conf],
-            args=[k.item_prefix, lease_id, outcome, "" if target is None else target,
-                  "1" if closed else "0"],
-        )
+        args: list[str | int] = [k.item_prefix]
+        for t in transitions:
+            args += [t.lease_id, t.outcome, "" if t.target is None else t.target,
+                     "1" if t.closed else "0"]
+        result: int = await self._finish(keys=[k.epoch, k.ready, k.fresh, k.leases, k.conf], args=args)
         return result
 
     async def extend(self, project_id: int, lease_id: str, now_ms: int | None = None) -> int | None:

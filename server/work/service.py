@@ -8,6 +8,7 @@ documents what changed. The HTTP handlers check who is asking and call one metho
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -16,37 +17,47 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from collab import schema
 from collab.manager import RoomManager
 from collab.names import document_name, final_document
 from server.data.items import ITEM_COLUMNS, item_json
 from server.database import Database
-from server.errors import Conflict, field_error
+from server.errors import ApiError, Conflict, field_error
 from server.ml import prelabels
 from server.monitoring import events
 from server.projects import label_store
 from server.projects.projects import ProjectAccess
 from server.work import decisions, documents, leases, review
 from server.work.plan import CLOSED, consensus_plan
-from server.work.queue import Dispatcher
+from server.work.queue import Dispatcher, Transition
+from server.work.submits import Entry, SubmitLog
 
 log = logging.getLogger(__name__)
 
 GRID_SIZES = (1, 4, 6, 9)
 CLASSIFICATION = ("multiclass", "multilabel")
 _ITEMS = f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ANY($1::bigint[])"
-_ANNOTATION_OF_LEASE = "SELECT id FROM annotations WHERE lease_id = $1"
+_ANNOTATIONS_OF_LEASES = "SELECT lease_id, id FROM annotations WHERE lease_id = ANY($1::text[])"
 _ITEM_NOW = "SELECT status, coalesce(target, $2) AS target FROM items WHERE id = $1"
 
 
 @dataclass(frozen=True)
 class Submission:
-    """What a labeler submits: plain JSON (scripts), or the live document as far as the
-    browser's state vector goes (`seen`), or the live document as it is (neither)."""
+    """What a labeler submits for one lease: plain JSON (scripts), or the live document as
+    far as the browser's state vector goes (`seen`), or the live document as it is (neither)."""
 
+    lease_id: str
     annotation: dict[str, Any] | None
     seen: dict[int, int] | None
     duration_ms: int | None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A submission with the caller's lease (any state) and their access to its project."""
+
+    submission: Submission
+    lease: asyncpg.Record
+    access: ProjectAccess
 
 
 class WorkService:
@@ -58,6 +69,7 @@ class WorkService:
         self.dispatcher = dispatcher
         self.rooms = rooms
         self.lease_log = leases.LeaseLog(db)
+        self.submit_log = SubmitLog(db, rooms)
 
     async def _event(self, project_id: int, kind: str, **data: Any) -> None:
         await events.publish(self.redis, self.prefix, project_id, kind, **data)
@@ -117,38 +129,85 @@ class WorkService:
         await leases.skip(self.dispatcher, self.db, lease)
         return {"lease_id": lease["id"], "state": "skipped"}
 
-    async def submit(self, pa: ProjectAccess, lease: asyncpg.Record, given: Submission,
-                     user_id: int) -> dict[str, Any]:
-        """Record a labeler's annotation, decide the item if it can be, and tell the queue,
-        the watchers and the item's final document. Idempotent per lease."""
-        project, pid, iid = pa.row, lease["project_id"], lease["item_id"]
-        existing = await self.db.fetchval(_ANNOTATION_OF_LEASE, lease["id"])
-        if existing is not None:
-            return await self._repeated(project, lease, existing)
-        annotation = await documents.snapshot(
-            self.rooms, document_name(pid, iid, user_id), project["task_type"],
-            await label_store.label_ids(self.db, pid), given=given.annotation, seen=given.seen,
-            origin="api", author=str(user_id))
-        async with self.db.acquire() as conn, conn.transaction():
-            recorded = await decisions.record_submit(conn, project, lease["id"], annotation,
-                                                     given.duration_ms)
-            await prelabels.record_outcome(conn, pid, iid, recorded.lease["prelabel_version"],
-                                           annotation)
-        decision = recorded.decision
-        # After the commit: a check inside the transaction cannot see other submits deciding the
-        # last items at the same moment, and each would leave the project running.
-        completed = decision.decided and await decisions.complete_if_done(self.db, pid)
-        await self.dispatcher.finish(pid, lease["id"], "s", target=decision.target,
-                                     closed=decision.item_status in CLOSED)
-        await self._event(pid, "submitted", user_id=user_id, item_id=iid,
-                          item_status=decision.item_status, decided=decision.decided,
-                          agreement=decision.agreement, target=decision.target)
-        if recorded.final is not None:
-            await self._write_final(pid, iid, recorded.final, project["task_type"])
-        return {"lease_id": lease["id"], "annotation_id": decision.annotation_id,
-                "item_status": decision.item_status, "decided": decision.decided,
-                "target": decision.target, "agreement": decision.agreement,
-                "detail": decision.detail, "project_completed": completed, "repeated": False}
+    async def submit(self, user_id: int, asked: list[Asked]) -> list[dict[str, Any] | ApiError]:
+        """Record labelers' annotations (one lease, or a page of them, in one group-committed
+        transaction), decide the items that can be, and tell the queue and the watchers.
+        Each lease gets its own answer, or the error that refused it; idempotent per lease."""
+        answers: list[dict[str, Any] | ApiError | None] = [None] * len(asked)
+        existing = {r["lease_id"]: r["id"] for r in await self.db.fetch(
+            _ANNOTATIONS_OF_LEASES, [a.lease["id"] for a in asked])}
+        labels: dict[int, set[int]] = {}
+        for pid in sorted({a.access.row["id"] for a in asked}):
+            labels[pid] = await label_store.label_ids(self.db, pid)
+
+        async def entry(a: Asked) -> Entry:
+            project, iid = a.access.row, a.lease["item_id"]
+            room = document_name(project["id"], iid, user_id)
+            given = a.submission.annotation
+            if given is not None:
+                documents.validate(given, project["task_type"], labels[project["id"]])
+                annotation, document = given, room
+            else:
+                annotation = await documents.snapshot(
+                    self.rooms, room, project["task_type"], labels[project["id"]],
+                    given=None, seen=a.submission.seen, origin="api", author=str(user_id))
+                document = None
+            return Entry(decisions.Submit(project, a.lease["id"], annotation, a.submission.duration_ms),
+                         document, str(user_id))
+
+        pending: list[int] = []
+        for n, a in enumerate(asked):
+            if a.lease["id"] in existing:
+                answers[n] = await self._repeated(a.access.row, a.lease, existing[a.lease["id"]])
+            else:
+                pending.append(n)
+        read = await asyncio.gather(*(entry(asked[n]) for n in pending), return_exceptions=True)
+        entries: list[tuple[int, Entry]] = []
+        for n, got in zip(pending, read, strict=True):
+            if isinstance(got, ApiError):
+                answers[n] = got
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                entries.append((n, got))
+        outcomes = await self.submit_log.record([e for _, e in entries])
+        recorded = [(asked[n], o) for (n, _), o in zip(entries, outcomes, strict=True)
+                    if isinstance(o, decisions.Recorded)]
+        completed = await self._after_submits(user_id, recorded)
+        for (n, _), outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, ApiError):
+                answers[n] = outcome
+                continue
+            d = outcome.decision
+            answers[n] = {"lease_id": outcome.lease["id"], "annotation_id": d.annotation_id,
+                          "item_status": d.item_status, "decided": d.decided, "target": d.target,
+                          "agreement": d.agreement, "detail": d.detail,
+                          "project_completed": completed.get(outcome.lease["project_id"], False),
+                          "repeated": False}
+        return [a for a in answers if a is not None]
+
+    async def _after_submits(self, user_id: int,
+                             recorded: list[tuple[Asked, decisions.Recorded]]) -> dict[int, bool]:
+        """Once submits have committed: complete projects with nothing left (after the commit:
+        a check inside the transaction cannot see other submits deciding the last items at the
+        same moment, and each would leave the project running), tell the queue, then the
+        watchers. Returns project -> whether it was completed now."""
+        by_project: dict[int, list[decisions.Recorded]] = {}
+        for _, r in recorded:
+            by_project.setdefault(r.lease["project_id"], []).append(r)
+        completed: dict[int, bool] = {}
+        for pid, done in by_project.items():
+            if any(r.decision.decided for r in done):
+                completed[pid] = await decisions.complete_if_done(self.db, pid)
+            await self.dispatcher.finish_many(pid, [
+                Transition(r.lease["id"], "s", r.decision.target, r.decision.item_status in CLOSED)
+                for r in done])
+        await events.publish_many(self.redis, self.prefix, [
+            (r.lease["project_id"], "submitted",
+             {"user_id": user_id, "item_id": r.lease["item_id"], "item_status": r.decision.item_status,
+              "decided": r.decision.decided, "agreement": r.decision.agreement,
+              "target": r.decision.target}) for _, r in recorded])
+        return completed
 
     async def _repeated(self, project: asyncpg.Record, lease: asyncpg.Record,
                         annotation_id: int) -> dict[str, Any]:
@@ -165,12 +224,6 @@ class WorkService:
             log.warning("repeated submit of %s: queue not updated (%s)", lease["id"], exc)
         return {"lease_id": lease["id"], "annotation_id": annotation_id,
                 "item_status": item["status"], "repeated": True}
-
-    async def _write_final(self, pid: int, iid: int, final: dict[str, Any], task_type: str) -> None:
-        await self.rooms.edit(final_document(pid, iid),
-                              lambda doc: schema.write_annotation(doc, final, task_type,  # type: ignore[arg-type]
-                                                                  origin="consensus", author="colabel"),
-                              "consensus")
 
     # -- reviewers and owners ---------------------------------------------------------
 

@@ -138,6 +138,10 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("POST", "/api/v1/projects/{pid}/tasks/next"): (MEMBERS, lambda w: {"count": 1}, "running"),
     ("POST", "/api/v1/leases/{lid}/submit"): (
         MEMBERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "leased"),
+    # Anyone signed in may ask; each lease that is not the caller's is reported not found.
+    ("POST", "/api/v1/leases/submit"): (
+        SIGNED_IN, lambda w: {"submissions": [{"lease_id": w.lid, "annotation": {"classes": [w.label_id]}}]},
+        "leased"),
     ("POST", "/api/v1/leases/{lid}/skip"): (MEMBERS, None, "leased"),
     ("POST", "/api/v1/leases/{lid}/extend"): (MEMBERS, None, "leased"),
     # Anyone signed in may ask; only their own live leases are released.
