@@ -67,8 +67,12 @@ def _label_grid(page: Page, votes: dict[str, str]) -> None:
         page.keyboard.press(str([n["name"] for n in TREE].index(votes[key]) + 1))
         expect(page.locator(f"[data-testid=tags-{i}]")).to_contain_text(votes[key])
     expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
+    submits: list[str] = []
+    page.on("request", lambda r: submits.append(r.url) if "/submit" in r.url else None)
     page.click("[data-testid=submit]")
     expect(page.locator("[data-testid=no-work]")).to_be_visible()
+    # The whole page goes in one request (one transaction), not one per image.
+    assert [u.split("/api/v1/")[-1] for u in submits] == ["leases/submit"], submits
 
 
 def test_two_labelers_reach_consensus_or_review(make_user: MakeUser, data_dir: Path, server: str,

@@ -44,7 +44,7 @@ from server.work import decisions
 from server.work import leases as work
 from server.work.errors import WorkError
 from server.work.leases import _SKIP
-from server.work.queue import Dispatcher, LeaseBatch
+from server.work.queue import Dispatcher, LeaseBatch, Transition
 
 T = TypeVar("T")
 
@@ -347,20 +347,13 @@ class DispatchMachine(RuleBasedStateMachine):
                                      closed=decision.item_status in CLOSED)
         return decision
 
-    @rule(lease=leases, agree=st.booleans(), other=st.integers(0, 1))
-    def submit(self, lease: str, agree: bool, other: int) -> None:
-        m = self.model_leases[lease]
-        if m.state == "submitted":
-            return  # the API answers with the first submit ("repeated") and changes nothing
+    def _vote(self, m: MLease, agree: bool, other: int) -> int:
         item = self.items[m.item]
-        vote = item.truth if agree else [k for k in range(len(LABELS)) if k != item.truth][other]
-        expected = self._predict_submit(m)
-        try:
-            decision = self._run(self._submit(lease, vote))
-        except WorkError as exc:
-            assert exc.code == expected, f"submit of {lease} refused with {exc.code}, expected {expected}"
-            return
-        assert expected is None, f"submit of {lease} accepted, expected {expected}"
+        return item.truth if agree else [k for k in range(len(LABELS)) if k != item.truth][other]
+
+    def _accept(self, m: MLease, vote: int) -> tuple[str, int]:
+        """The model after an accepted submit: the item's (status, target)."""
+        item = self.items[m.item]
         m.state = "submitted"
         self.accepted += 1
         item.votes = (*item.votes, vote)
@@ -371,8 +364,56 @@ class DispatchMachine(RuleBasedStateMachine):
                 item.target += 1
             else:
                 item.status = "needs_review"
-        assert (decision.item_status, decision.target) == (item.status, item.target), \
-            (decision, item)
+        return item.status, item.target
+
+    @rule(lease=leases, agree=st.booleans(), other=st.integers(0, 1))
+    def submit(self, lease: str, agree: bool, other: int) -> None:
+        m = self.model_leases[lease]
+        if m.state == "submitted":
+            return  # the API answers with the first submit ("repeated") and changes nothing
+        vote = self._vote(m, agree, other)
+        expected = self._predict_submit(m)
+        try:
+            decision = self._run(self._submit(lease, vote))
+        except WorkError as exc:
+            assert exc.code == expected, f"submit of {lease} refused with {exc.code}, expected {expected}"
+            return
+        assert expected is None, f"submit of {lease} accepted, expected {expected}"
+        assert (decision.item_status, decision.target) == self._accept(m, vote), (decision, m)
+
+    async def _submit_batch(self, submits: list[decisions.Submit]) -> list[decisions.Recorded | WorkError]:
+        """A page (or several labelers' submits group-committed together) in one transaction,
+        then the queue told in one round trip, as the work service does."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            outcomes = await decisions.record_submits(conn, submits)
+        done = [o for o in outcomes if isinstance(o, decisions.Recorded)]
+        if any(o.decision.decided for o in done):
+            await decisions.complete_if_done(self.pool, self.pid)
+        if done:
+            await self.dispatcher.finish_many(self.pid, [
+                Transition(o.lease["id"], "s", o.decision.target, o.decision.item_status in CLOSED)
+                for o in done])
+        return outcomes
+
+    @rule(chosen=st.lists(leases, min_size=2, max_size=4, unique=True),
+          agree=st.lists(st.booleans(), min_size=4, max_size=4), other=st.integers(0, 1))
+    def submit_batch(self, chosen: list[str], agree: list[bool], other: int) -> None:
+        """Several leases in one batch, maybe of several labelers and of one item: each is
+        decided as if they had come one after another, and a refused one changes nothing."""
+        self._advance(self.now + 1000)
+        ms = [self.model_leases[lid] for lid in chosen]
+        votes = [self._vote(m, a, other) for m, a in zip(ms, agree, strict=False)]
+        outcomes = self._run(self._submit_batch([
+            decisions.Submit(self.project, m.id, {"classes": [self.label_ids[v]]}, 1000)
+            for m, v in zip(ms, votes, strict=True)]))
+        for m, vote, outcome in zip(ms, votes, outcomes, strict=True):
+            expected = "already_submitted" if m.state == "submitted" else self._predict_submit(m)
+            if isinstance(outcome, WorkError):
+                assert outcome.code == expected, f"{m.id} refused with {outcome.code}, expected {expected}"
+                continue
+            assert expected is None, f"{m.id} accepted in a batch, expected {expected}"
+            got = (outcome.decision.item_status, outcome.decision.target)
+            assert got == self._accept(m, vote), (outcome.decision, m)
 
     @rule(lease=leases)
     def skip(self, lease: str) -> None:

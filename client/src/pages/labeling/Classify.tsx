@@ -15,6 +15,7 @@ import {
   labelNames, useKeys, useLive,
 } from "./parts";
 import { useActiveTime } from "./activeTime";
+import { submitPage } from "./leases";
 import { columnsFor, moveTarget } from "./gridKeys";
 import { digitOf, isTyping } from "./keys";
 import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./undo";
@@ -92,8 +93,7 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
     try {
       // The page's time is shared by its images.
       const duration_ms = Math.round(elapsed() / Math.max(1, leases.length));
-      await Promise.all(leases.map((l, i) => post(`/api/v1/leases/${l.lease_id}/submit`,
-        { state_vector: docs[i].stateVector(), duration_ms })));
+      await submitPage(leases.map((l, i) => ({ lease_id: l.lease_id, state_vector: docs[i].stateVector(), duration_ms })));
       setError(null);
       onDone();
     } catch (e) {

@@ -44,3 +44,26 @@ export function releasesSettled(): Promise<unknown> {
 export async function extend(leases: Lease[]): Promise<void> {
   await Promise.allSettled(leases.map((l) => post(`/api/v1/leases/${l.lease_id}/extend`)));
 }
+
+export interface Submitted {
+  lease_id: string;
+  ok: boolean;
+  status?: number;
+  error?: { code: string; message: string };
+}
+
+/** Submit a page of leases in one request (one transaction on the server). Resolves once
+ * every lease is either stored or refused for good (a lease the rules refuse, e.g. an item
+ * decided meanwhile, cannot be submitted again); throws when some could be stored by
+ * submitting again (edits still on their way, the server busy), naming how many. Leases
+ * already stored answer "repeated" on a second try, so submitting the page again is safe. */
+export async function submitPage(items: { lease_id: string; state_vector: string; duration_ms: number }[]): Promise<Submitted[]> {
+  const r = await post<{ results: Submitted[] }>("/api/v1/leases/submit", { submissions: items });
+  const again = r.results.filter((x) => !x.ok && (x.error?.code === "document_behind" || (x.status ?? 0) >= 500));
+  if (again.length) {
+    const first = again[0];
+    throw new ApiError(first.status ?? 409, first.error?.code ?? "not_submitted",
+      `${again.length} of ${r.results.length} images were not submitted: ${first.error?.message ?? "try again"}`);
+  }
+  return r.results;
+}
