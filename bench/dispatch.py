@@ -86,14 +86,16 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pgstats import StatementCounter, database_counters  # noqa: E402
 from migrations.runner import migrate  # noqa: E402
-from server.database import Database  # noqa: E402
-from server.services import init_connection  # noqa: E402
+from server.accounts.roles import Role  # noqa: E402
+from server.errors import ApiError  # noqa: E402
+from server.projects.projects import ProjectAccess  # noqa: E402
+from server.services import Services, init_connection  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from server.work import decisions
-from server.work import leases as work
-from server.work.errors import WorkError
-from server.work.queue import Dispatcher, LeaseBatch
+from server.work.errors import WorkError  # noqa: E402
+from server.work.queue import Dispatcher, LeaseBatch  # noqa: E402
+from server.work.service import Asked, Submission, WorkService  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("COLABEL_BENCH_DATABASE_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -153,6 +155,10 @@ class Setup:
     label_ids: list[int]
 
 
+def per(total: float, n: int) -> float | None:
+    return round(total / n, 2) if n else None
+
+
 def percentile_ms(samples: list[float], p: float) -> float | None:
     """Nearest-rank percentile of durations in seconds, in milliseconds."""
     if not samples:
@@ -196,43 +202,42 @@ def choose_label(item_id: int, label_ids: list[int], disagree: float, rng: rando
     return true
 
 
-async def labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher: TimedDispatcher,
-                  pool: asyncpg.Pool, stop: asyncio.Event, stats: Stats,
-                  lease_log: work.LeaseLog) -> None:
-    """Lease, submit, finish, until told to stop; the work in hand is finished first."""
+def lease_row(lease: dict[str, Any], pid: int, uid: int) -> dict[str, Any]:
+    """What the work service reads of a lease row (the HTTP handler looks it up by id)."""
+    return {"id": lease["lease_id"], "project_id": pid, "item_id": lease["item"]["id"], "user_id": uid}
+
+
+async def labeler(index: int, setup: Setup, args: argparse.Namespace, work: WorkService,
+                  access: ProjectAccess, stop: asyncio.Event, stats: Stats) -> None:
+    """Ask for a page, submit it as a page, until told to stop; the work in hand is finished
+    first. Both calls are the work service's own, as the HTTP handlers make them."""
     rng = random.Random(args.seed * 100_003 + index)
     uid, pid = setup.user_ids[index], setup.pid
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            handed = await work.lease(dispatcher, pool, setup.project, uid, args.count, lease_log)
+            handed = await work.hand_out(access, uid, args.count, [])
         except WorkError as exc:
             stats.errors[f"lease:{exc.code}"] += 1
             continue
         stats.lease_s.append(time.perf_counter() - started)
         stats.lease_calls += 1
-        stats.leases += len(handed.granted)
-        stats.refused += handed.refused
-        if not handed.granted:
+        stats.leases += len(handed)
+        if not handed:
             stats.empty_calls += 1
             await asyncio.sleep(0.05)
             continue
-        for lease_id, item_id in ((g.lease_id, g.item_id) for g in handed.granted):
-            annotation = {"classes": [choose_label(item_id, setup.label_ids, args.disagree, rng)]}
-            started = time.perf_counter()
-            try:
-                async with pool.acquire() as conn, conn.transaction():
-                    decision = (await decisions.record_submit(conn, setup.project, lease_id, annotation,
-                                                              rng.randint(1000, 5000))).decision
-            except WorkError as exc:
-                stats.errors[f"submit:{exc.code}"] += 1
-                continue
-            if decision.decided:
-                await decisions.complete_if_done(pool, pid)
-            await dispatcher.finish(pid, lease_id, "s", target=decision.target,
-                                    closed=decision.item_status in CLOSED)
-            stats.submit_s.append(time.perf_counter() - started)
-            stats.submits += 1
+        asked = [Asked(Submission(x["lease_id"], {"classes": [choose_label(
+            x["item"]["id"], setup.label_ids, args.disagree, rng)]}, None, rng.randint(1000, 5000)),
+            lease_row(x, pid, uid), access) for x in handed]  # type: ignore[arg-type]
+        started = time.perf_counter()
+        answers = await work.submit(uid, asked)
+        stats.submit_s.append(time.perf_counter() - started)
+        for answer in answers:
+            if isinstance(answer, ApiError):
+                stats.errors[f"submit:{answer.code}"] += 1
+            else:
+                stats.submits += 1
 
 
 async def redis_labeler(index: int, setup: Setup, args: argparse.Namespace, dispatcher: TimedDispatcher,
@@ -460,7 +465,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
     client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         REDIS_URL, max_connections=args.labelers + 8, timeout=None))
-    pool: asyncpg.Pool | None = None
+    services: Services | None = None
     try:
         await migrate(url)
         conn = await asyncpg.connect(url)
@@ -478,15 +483,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         stats = Stats()
         stop = asyncio.Event()
+        counter = StatementCounter()
         if not args.redis_only:
-            defaults = Settings()  # the server's own pool, with its deadlines
-            pool = await Database.open(url, timeout_s=defaults.db_timeout_s,
-                                       bulk_timeout_s=defaults.db_bulk_timeout_s,
-                                       min_size=args.db_pool, max_size=args.db_pool,
-                                       init=init_connection)
+            # The server's own services (its pool with deadlines, rooms, work service), every
+            # connection's statements counted.
+            counter.install()
+            services = await Services.open(Settings(
+                database_url=url, redis_url=REDIS_URL, redis_prefix=prefix, secret_key="bench",
+                db_pool_min=args.db_pool, db_pool_max=args.db_pool, lease_ttl_s=int(args.ttl),
+                background_jobs=False))
+            await services.start()
+            services.work.dispatcher = dispatcher
         # The Postgres backends serving this benchmark: every connection to its own database.
         backends = [r["pid"] for r in await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
+        await asyncio.sleep(1.0)  # statistics of the set-up flushed
+        pgc0, statements0 = await database_counters(conn), counter.statements
         cpu0, machine0, redis0 = time.process_time(), machine_busy_s(), await redis_counters(client)
         pg0 = processes_busy_s(backends)
         if args.redis_only:
@@ -495,17 +507,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                args.seconds, stats, stop)
             stats.lease_s = dispatcher.lease_s
         else:
-            assert pool is not None
-            db = pool
-            lease_log = work.LeaseLog(db)
+            assert services is not None
+            work, access = services.work, ProjectAccess(setup.project, Role.LABELER, True)
             wall = await drive(args.labelers,
-                               lambda i: labeler(i, setup, args, dispatcher, db, stop, stats,
-                                                 lease_log),
+                               lambda i: labeler(i, setup, args, work, access, stop, stats),
                                args.seconds, stats, stop)
         cpu, machine = time.process_time() - cpu0, machine_busy_s() - machine0
         pg = processes_busy_s(backends) - pg0
         redis1 = await redis_counters(client)
         ev_calls, ev_usec = redis1[1] - redis0[1], redis1[2] - redis0[2]
+        statements = counter.statements - statements0
+        await asyncio.sleep(1.0)
+        pgc = {k: v - pgc0[k] for k, v in (await database_counters(conn)).items()}
         log(f"done: {stats.leases} leases in {wall:.1f} s; checking invariants")
 
         if args.redis_only:
@@ -547,13 +560,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "postgres_cpu_cores": round(pg / wall, 2),
             "machine_busy_cores": round(machine / wall, 2), "machine_cores": os.cpu_count(),
             "redis_evalsha_us_per_call": round(ev_usec / ev_calls, 1) if ev_calls else None,
+            "pg_statements_per_item": per(statements, stats.submits),
+            "pg_commits_per_item": per(pgc["commits"], stats.submits),
+            "pg_wal_bytes_per_item": per(pgc["wal_bytes"], stats.submits),
+            "items_per_s": round(stats.submits / wall),
+            "bench_cpu_us_per_item": per(cpu * 1e6, stats.submits),
             "invariants": invariants,
             "target_leases_per_s": TARGET_LEASES_PER_S, "target_p99_ms": TARGET_P99_MS,
         }
     finally:
         try:
-            if pool is not None:
-                pool.terminate()
+            if services is not None:
+                await services.close()
             await delete_prefix(client, prefix)
             await client.aclose()
         finally:
