@@ -133,8 +133,20 @@ class Connection(asyncpg.Connection):  # type: ignore[misc]
 
     async def reset(self, *, timeout: float | None = None) -> None:
         # The pool's reset (RESET ALL) also restores the short statement_timeout.
-        self._bulk_timeout_s = None
         await self._run(asyncpg.Connection.reset, timeout=timeout)
+        self._bulk_timeout_s = None
+
+    def get_reset_query(self) -> str:
+        if self._bulk_timeout_s is None:
+            # The only session state this application changes is the statement timeout of
+            # `allow_long_statements` (locks, temporary tables and settings are all
+            # transaction-scoped, and nothing LISTENs on a pooled connection): with it
+            # untouched, RESET ALL and friends would restore nothing and cost every release
+            # a round trip. An open transaction is still rolled back (asyncpg does that
+            # whatever this returns).
+            return ""
+        query: str = super().get_reset_query()
+        return query
 
     async def allow_long_statements(self, timeout_s: float) -> None:
         """Let this connection's statements run for `timeout_s` until it goes back to the pool."""

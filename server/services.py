@@ -4,11 +4,11 @@ sockets and the work of labeling. Handlers reach them through `call.services`.""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import orjson
 import redis.asyncio as aioredis
 
 from collab.fanout import Fanout
@@ -22,9 +22,21 @@ from server.work.queue import Dispatcher
 from server.work.service import WorkService
 
 
+def _jsonb_out(value: Any) -> bytes:
+    # jsonb's binary form: a version byte, then the JSON text. Keys that are not strings
+    # (ids in a dict) become strings, as json.dumps would make them.
+    return b"\x01" + orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _jsonb_in(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """jsonb columns read and write as Python objects."""
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    """jsonb columns read and write as Python objects (orjson, in jsonb's binary form: the
+    submit and export paths move a lot of it)."""
+    await conn.set_type_codec("jsonb", encoder=_jsonb_out, decoder=_jsonb_in, schema="pg_catalog",
+                              format="binary")
 
 
 def collab_limits(settings: Settings) -> CollabLimits:

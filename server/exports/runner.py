@@ -36,8 +36,9 @@ WRITERS: dict[str, type[Writer]] = {
     "coco": CocoWriter, "jsonl": AutoMLWriter, "csv": CsvWriter,
     "masks": MasksWriter, "voc": VocWriter, "yolo": YoloWriter,
 }
-# Formats that write pixel coordinates need every item's size first.
-NEEDS_SIZE = {"coco", "masks", "voc"}
+# Formats that write pixel coordinates or image sizes (AutoML's JSON Lines names them in
+# image_details) need every item's size first.
+NEEDS_SIZE = {"coco", "masks", "voc", "jsonl"}
 STALE_S = 120       # a running export not heard of for this long is taken over
 PROGRESS_S = 0.5    # progress is saved and announced at most this often
 PROBE_WAIT_S = 60   # how long to wait for other processes probing the same project

@@ -18,6 +18,7 @@ import asyncpg
 
 from server.database import Database, DatabaseUnavailable
 from server.work.errors import WorkError
+from server.work.group_commit import GroupCommit, retrying
 from server.work.plan import CLOSED, consensus_plan
 from server.work.queue import Dispatcher, Lease
 from server.work.queue_state import with_queue
@@ -39,6 +40,10 @@ WITH ins AS (
     WHERE id IN (SELECT item_id FROM ins) AND status = 'unlabeled'
 )
 SELECT id, item_id FROM ins
+"""
+# The items a batch will start, locked in item order before anything else is written.
+_LOCK_UNSTARTED = """
+SELECT 1 FROM items WHERE id = ANY($1::bigint[]) AND status = 'unlabeled' ORDER BY id FOR UPDATE
 """
 # Before a labeler gets an item again: an old lease of theirs on it that is past its expiry
 # but still `active` (Redis forgot it, or the expiry was not recorded) is expired now, so it
@@ -96,44 +101,39 @@ class LeaseLog:
     """Records the leases of concurrent callers with one INSERT, so one commit.
 
     Leasing is the hot path: while one batch is being written the next callers queue up
-    and go together in the following statement (group commit).
+    and go together in the following statement (group commit, see group_commit.py).
+    Batches lock the items they start in item order first, so two in flight at once (here
+    or on another node) wait for each other rather than deadlock.
     """
 
-    def __init__(self, db: asyncpg.Pool) -> None:
+    def __init__(self, db: asyncpg.Pool, writers: int = 2) -> None:
         self.db = db
-        self._queue: list[tuple[int, int, list[Lease], asyncio.Future[dict[str, int]]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._group: GroupCommit[tuple[int, int, list[Lease]], dict[str, int]] = GroupCommit(
+            self._commit, writers)
 
     async def record(self, project_id: int, user_id: int, leases: list[Lease]) -> dict[str, int]:
         """Insert the leases; return lease id -> item id for those Postgres accepted."""
-        future: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
-        self._queue.append((project_id, user_id, leases, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        return await future
+        return await self._group.run((project_id, user_id, leases))
 
-    async def _write(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            rows = [(p, u, x, n) for p, u, leases, _ in batch for n, x in enumerate(leases)]
-            try:
-                async with self.db.acquire() as conn, conn.transaction():
-                    await conn.execute(_EXPIRE_STALE, [x.item_id for _, _, x, _ in rows],
-                                       [u for _, u, _, _ in rows])
-                    written = await conn.fetch(
-                        _INSERT_LEASES, [p for p, _, _, _ in rows], [u for _, u, _, _ in rows],
-                        [x.lease_id for _, _, x, _ in rows], [x.item_id for _, _, x, _ in rows],
-                        [x.expires_ms for _, _, x, _ in rows], [n for _, _, _, n in rows])
-            except Exception as exc:  # noqa: BLE001 - every caller in the batch gets the error
-                for _, _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            recorded = {r["id"]: r["item_id"] for r in written}
-            for _, _, leases, future in batch:
-                if not future.done():
-                    future.set_result({x.lease_id: recorded[x.lease_id]
-                                       for x in leases if x.lease_id in recorded})
+    async def _commit(self, batch: list[tuple[int, int, list[Lease]]],
+                      ) -> list[dict[str, int] | BaseException]:
+        rows = [(p, u, x, n) for p, u, leases in batch for n, x in enumerate(leases)]
+        items = [x.item_id for _, _, x, _ in rows]
+
+        async def attempt() -> list[asyncpg.Record]:
+            async with self.db.acquire() as conn, conn.transaction():
+                await conn.execute(_LOCK_UNSTARTED, items)
+                await conn.execute(_EXPIRE_STALE, items, [u for _, u, _, _ in rows])
+                written: list[asyncpg.Record] = await conn.fetch(
+                    _INSERT_LEASES, [p for p, _, _, _ in rows], [u for _, u, _, _ in rows],
+                    [x.lease_id for _, _, x, _ in rows], items,
+                    [x.expires_ms for _, _, x, _ in rows], [n for _, _, _, n in rows])
+                return written
+
+        written = await retrying(attempt, (asyncpg.DeadlockDetectedError,))
+        recorded = {r["id"]: r["item_id"] for r in written}
+        return [{x.lease_id: recorded[x.lease_id] for x in leases if x.lease_id in recorded}
+                for _, _, leases in batch]
 
 
 @dataclass(frozen=True)

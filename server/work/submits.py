@@ -9,12 +9,12 @@ into its final document) all commit together, so an acknowledged submit has ever
 wrote. A lease the rules refuse writes nothing and does not hold back the others. If
 Postgres refuses the batch as a whole (something the rules did not foresee), the batch runs
 again with a savepoint per caller, so only the caller whose submits caused it gets the
-error; a deadlock with another node's batch is retried.
+error. Batches lock their items in item order, so two in flight (here or on another node)
+wait for each other rather than deadlock; a deadlock all the same is retried.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,11 +29,13 @@ from server.database import Database
 from server.ml import prelabels
 from server.work import decisions
 from server.work.errors import WorkError
+from server.work.group_commit import GroupCommit, retrying
 
 log = logging.getLogger(__name__)
 
 Outcome = decisions.Recorded | WorkError
-_RETRIES = 3
+# Batches in flight at once (see group_commit.py).
+WRITERS = 2
 # Errors that say nothing about the batch's content: the whole batch is tried again.
 _TRANSIENT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
@@ -57,59 +59,23 @@ def _writer(annotation: dict[str, Any], task_type: str, origin: str,
 class SubmitLog:
     """Records the submits of concurrent callers in one transaction, so one commit."""
 
-    def __init__(self, db: Database | asyncpg.Pool, rooms: RoomManager) -> None:
+    def __init__(self, db: Database | asyncpg.Pool, rooms: RoomManager, writers: int = WRITERS) -> None:
         self.db = db
         self.rooms = rooms
-        self._queue: list[tuple[list[Entry], asyncio.Future[list[Outcome]]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._group: GroupCommit[list[Entry], list[Outcome]] = GroupCommit(self._commit_batch, writers)
 
     async def record(self, entries: list[Entry]) -> list[Outcome]:
         """Record `entries` (in this order); return each one's outcome once committed."""
-        if not entries:
-            return []
-        future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
-        self._queue.append((entries, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        return await future
+        return await self._group.run(entries) if entries else []
 
-    async def _write(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            groups = [entries for entries, _ in batch]
-            results: list[list[Outcome] | BaseException]
-            try:
-                results = await self._commit_retrying(groups, isolate=False)
-            except asyncpg.PostgresError as exc:
-                if isinstance(exc, asyncpg.PostgresConnectionError) or len(groups) == 1:
-                    results = [exc] * len(groups)
-                else:
-                    log.warning("a batch of %d submits failed (%s); isolating each caller",
-                                len(groups), exc)
-                    try:
-                        results = await self._commit_retrying(groups, isolate=True)
-                    except Exception as again:  # noqa: BLE001 - every caller gets the error
-                        results = [again] * len(groups)
-            except Exception as exc:  # noqa: BLE001 - every caller in the batch gets the error
-                results = [exc] * len(groups)
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    async def _commit_retrying(self, groups: list[list[Entry]], *, isolate: bool,
-                               ) -> list[list[Outcome] | BaseException]:
-        for attempt in range(_RETRIES):
-            try:
-                return await self._commit(groups, isolate=isolate)
-            except _TRANSIENT as exc:
-                if attempt == _RETRIES - 1:
-                    raise
-                log.info("submit batch retried after %s", type(exc).__name__)
-        raise AssertionError("unreachable")
+    async def _commit_batch(self, groups: list[list[Entry]]) -> list[list[Outcome] | BaseException]:
+        try:
+            return await retrying(lambda: self._commit(groups, isolate=False), _TRANSIENT)
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, asyncpg.PostgresConnectionError) or len(groups) == 1:
+                raise
+            log.warning("a batch of %d submits failed (%s); isolating each caller", len(groups), exc)
+            return await retrying(lambda: self._commit(groups, isolate=True), _TRANSIENT)
 
     async def _commit(self, groups: list[list[Entry]], *, isolate: bool,
                       ) -> list[list[Outcome] | BaseException]:
