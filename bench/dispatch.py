@@ -70,6 +70,7 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing
 import os
 import random
 import sys
@@ -77,6 +78,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,7 @@ CHECK_BATCH = 5_000
 PROGRESS_S = 5.0
 SERIAL_S = 3.0
 DRAIN_TIMEOUT_S = 30.0
+NODE_START_S = 8.0  # time for the node processes to import, connect and load scripts
 SERIAL_USER_BASE = 1_000_000_000
 TARGET_LEASES_PER_S = 5000
 TARGET_P99_MS = 5
@@ -204,7 +207,8 @@ def choose_label(item_id: int, label_ids: list[int], disagree: float, rng: rando
 
 def lease_row(lease: dict[str, Any], pid: int, uid: int) -> dict[str, Any]:
     """What the work service reads of a lease row (the HTTP handler looks it up by id)."""
-    return {"id": lease["lease_id"], "project_id": pid, "item_id": lease["item"]["id"], "user_id": uid}
+    return {"id": lease["lease_id"], "project_id": pid, "item_id": lease["item"]["id"], "user_id": uid,
+            "state": "active"}
 
 
 async def labeler(index: int, setup: Setup, args: argparse.Namespace, work: WorkService,
@@ -229,7 +233,7 @@ async def labeler(index: int, setup: Setup, args: argparse.Namespace, work: Work
             continue
         asked = [Asked(Submission(x["lease_id"], {"classes": [choose_label(
             x["item"]["id"], setup.label_ids, args.disagree, rng)]}, None, rng.randint(1000, 5000)),
-            lease_row(x, pid, uid), access) for x in handed]  # type: ignore[arg-type]
+            lease_row(x, pid, uid), access) for x in handed]
         started = time.perf_counter()
         answers = await work.submit(uid, asked)
         stats.submit_s.append(time.perf_counter() - started)
@@ -302,6 +306,82 @@ async def drive(n: int, make: Callable[[int], Coroutine[Any, Any, None]], second
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
+
+
+def postgres_busy() -> dict[int, float]:
+    """CPU seconds used so far by each Postgres process of the machine (backends, WAL
+    writer, checkpointer): the database's whole cost, whichever node a backend serves."""
+    out: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    out[int(entry.name)] = processes_busy_s([int(entry.name)])
+            except OSError:
+                continue
+    return out
+
+
+def postgres_used(start: dict[int, float], *ends: dict[int, float]) -> float:
+    """CPU seconds Postgres used between `start` and the latest of `ends` (snapshots taken
+    while backends that have exited since were still there)."""
+    last: dict[int, float] = {}
+    for end in ends:
+        for pid, busy in end.items():
+            last[pid] = max(busy, last.get(pid, 0.0))
+    return sum(busy - start.get(pid, 0.0) for pid, busy in last.items())
+
+
+async def node(url: str, prefix: str, args: argparse.Namespace, pid: int, user_ids: list[int],
+               label_ids: list[int], first: int, count: int, start_at: float) -> dict[str, Any]:
+    """One server node: its own services (pool, rooms, work service, statements counted)
+    and labelers first .. first+count-1, from `start_at` (wall clock) for `args.seconds`."""
+    counter = StatementCounter()
+    counter.install()
+    services = await Services.open(Settings(
+        database_url=url, redis_url=REDIS_URL, redis_prefix=prefix, secret_key="bench",
+        db_pool_min=args.db_pool, db_pool_max=args.db_pool, lease_ttl_s=int(args.ttl),
+        background_jobs=False))
+    try:
+        await services.start()
+        dispatcher = TimedDispatcher(services.redis, prefix, args.ttl)
+        services.work.dispatcher = dispatcher
+        project = await services.db.fetchrow("SELECT * FROM projects WHERE id = $1", pid)
+        setup = Setup(pid, project, user_ids, label_ids)
+        access = ProjectAccess(project, Role.LABELER, True)
+        stats, stop = Stats(), asyncio.Event()
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu0, statements0 = time.process_time(), counter.statements
+        wall = await drive(count, lambda i: labeler(first + i, setup, args, services.work, access,
+                                                     stop, stats), args.seconds, stats, stop)
+        return {"wall": wall, "cpu": time.process_time() - cpu0, "postgres": postgres_busy(),
+                "statements": counter.statements - statements0, "leases": stats.leases,
+                "lease_calls": stats.lease_calls, "empty_calls": stats.empty_calls,
+                "submits": stats.submits, "lease_s": stats.lease_s, "submit_s": stats.submit_s,
+                "errors": dict(stats.errors), "redis_lease_s": dispatcher.lease_s}
+    finally:
+        await services.close()
+
+
+def run_node(*a: Any) -> dict[str, Any]:
+    """`node` in a process of its own (the entry point of each worker process)."""
+    import uvloop
+
+    return uvloop.run(node(*a))
+
+
+async def run_nodes(args: argparse.Namespace, url: str, prefix: str, setup: Setup,
+                    start_at: float) -> list[dict[str, Any]]:
+    """The closed loop on `args.processes` nodes, each a process with its share of labelers."""
+    n = args.processes
+    shares = [args.labelers // n + (1 if i < args.labelers % n else 0) for i in range(n)]
+    starts = [sum(shares[:i]) for i in range(n)]
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(await asyncio.gather(*(
+            loop.run_in_executor(pool, run_node, url, prefix, args, setup.pid, setup.user_ids,
+                                 setup.label_ids, starts[i], shares[i], start_at)
+            for i in range(n) if shares[i])))
 
 
 async def check_invariants(conn: asyncpg.Connection, dispatcher: Dispatcher, pid: int,
@@ -465,7 +545,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
     client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         REDIS_URL, max_connections=args.labelers + 8, timeout=None))
-    services: Services | None = None
     try:
         await migrate(url)
         conn = await asyncpg.connect(url)
@@ -483,40 +562,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         stats = Stats()
         stop = asyncio.Event()
-        counter = StatementCounter()
-        if not args.redis_only:
-            # The server's own services (its pool with deadlines, rooms, work service), every
-            # connection's statements counted.
-            counter.install()
-            services = await Services.open(Settings(
-                database_url=url, redis_url=REDIS_URL, redis_prefix=prefix, secret_key="bench",
-                db_pool_min=args.db_pool, db_pool_max=args.db_pool, lease_ttl_s=int(args.ttl),
-                background_jobs=False))
-            await services.start()
-            services.work.dispatcher = dispatcher
-        # The Postgres backends serving this benchmark: every connection to its own database.
-        backends = [r["pid"] for r in await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")]
         await asyncio.sleep(1.0)  # statistics of the set-up flushed
-        pgc0, statements0 = await database_counters(conn), counter.statements
-        cpu0, machine0, redis0 = time.process_time(), machine_busy_s(), await redis_counters(client)
-        pg0 = processes_busy_s(backends)
+        nodes_cpu = statements = 0.0
+        nodes: list[dict[str, Any]] = []
         if args.redis_only:
+            pgc0 = await database_counters(conn)
+            machine0, redis0, pg0 = machine_busy_s(), await redis_counters(client), postgres_busy()
+            cpu0 = time.process_time()
             wall = await drive(args.labelers,
                                lambda i: redis_labeler(i, setup, args, dispatcher, stop, stats),
                                args.seconds, stats, stop)
             stats.lease_s = dispatcher.lease_s
+            nodes_cpu = time.process_time() - cpu0
         else:
-            assert services is not None
-            work, access = services.work, ProjectAccess(setup.project, Role.LABELER, True)
-            wall = await drive(args.labelers,
-                               lambda i: labeler(i, setup, args, work, access, stop, stats),
-                               args.seconds, stats, stop)
-        cpu, machine = time.process_time() - cpu0, machine_busy_s() - machine0
-        pg = processes_busy_s(backends) - pg0
+            # The nodes start together at `start_at`, once their processes are up; the
+            # counters are read then.
+            start_at = time.time() + NODE_START_S
+            running = asyncio.create_task(run_nodes(args, url, prefix, setup, start_at))
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            pgc0 = await database_counters(conn)
+            machine0, redis0, pg0 = machine_busy_s(), await redis_counters(client), postgres_busy()
+            nodes = await running
+            wall = max(n["wall"] for n in nodes)
+            for n in nodes:
+                stats.leases += n["leases"]
+                stats.lease_calls += n["lease_calls"]
+                stats.empty_calls += n["empty_calls"]
+                stats.submits += n["submits"]
+                stats.lease_s += n["lease_s"]
+                stats.submit_s += n["submit_s"]
+                stats.errors.update(n["errors"])
+                dispatcher.lease_s += n["redis_lease_s"]
+                nodes_cpu += n["cpu"]
+                statements += n["statements"]
+        machine = machine_busy_s() - machine0
+        pg = postgres_used(pg0, postgres_busy(), *(n["postgres"] for n in nodes))
         redis1 = await redis_counters(client)
         ev_calls, ev_usec = redis1[1] - redis0[1], redis1[2] - redis0[2]
-        statements = counter.statements - statements0
         await asyncio.sleep(1.0)
         pgc = {k: v - pgc0[k] for k, v in (await database_counters(conn)).items()}
         log(f"done: {stats.leases} leases in {wall:.1f} s; checking invariants")
@@ -555,7 +637,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "items_by_annotations": by_count,
             "rebuild_s": round(rebuild_s, 3), "work_errors": dict(stats.errors),
             **serial,
-            "bench_cpu_cores": round(cpu / wall, 2),
+            "processes": 1 if args.redis_only else args.processes,
+            "nodes_cpu_cores": round(nodes_cpu / wall, 2),
             "redis_cpu_cores": round((redis1[0] - redis0[0]) / wall, 2),
             "postgres_cpu_cores": round(pg / wall, 2),
             "machine_busy_cores": round(machine / wall, 2), "machine_cores": os.cpu_count(),
@@ -564,14 +647,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "pg_commits_per_item": per(pgc["commits"], stats.submits),
             "pg_wal_bytes_per_item": per(pgc["wal_bytes"], stats.submits),
             "items_per_s": round(stats.submits / wall),
-            "bench_cpu_us_per_item": per(cpu * 1e6, stats.submits),
+            "nodes_cpu_us_per_item": per(nodes_cpu * 1e6, stats.submits),
+            "postgres_cpu_us_per_item": per(pg * 1e6, stats.submits),
             "invariants": invariants,
             "target_leases_per_s": TARGET_LEASES_PER_S, "target_p99_ms": TARGET_P99_MS,
         }
     finally:
         try:
-            if services is not None:
-                await services.close()
             await delete_prefix(client, prefix)
             await client.aclose()
         finally:
@@ -587,7 +669,9 @@ def main() -> None:
     parser.add_argument("--disagree", type=float, default=0.2,
                         help="probability that a labeler picks a class other than the true one")
     parser.add_argument("--count", type=int, default=1, help="items asked for per lease call")
-    parser.add_argument("--db-pool", type=int, default=32, help="asyncpg pool size")
+    parser.add_argument("--db-pool", type=int, default=32, help="asyncpg pool size of each node")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="server nodes (processes), each with its share of the labelers")
     parser.add_argument("--ttl", type=float, default=600.0, help="lease TTL in seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--redis-only", action="store_true",

@@ -29,7 +29,7 @@ class StatementCounter:
             await base(conn)
             conn.add_query_logger(self.count)
 
-        services_module.init_connection = counted  # type: ignore[assignment]
+        services_module.init_connection = counted
 
 
 async def database_counters(conn: asyncpg.Connection) -> dict[str, float]:

@@ -358,18 +358,20 @@ def write_annotation(
     parsed = _parse(annotation, task_type, None, False)
     _check_actor(origin, author)
     key = _task_key(task_type)
-    meta, classes, shapes, mask = _roots(doc)
+    # Only the roots this task writes: getting a root costs as much as a small edit.
+    meta, root = doc.get("meta", type=Map), doc.get(key, type=Map)
     size, tiles = parsed.get("mask", (None, {}))
-    stored = _tile_size(mask.get("tile_size"))
-    if not replace and size not in (None, stored) and any(k != "tile_size" for k in mask.keys()):
-        raise SchemaError("mask.tile_size", f"differs from the document's {stored} while it holds tiles")
+    if key == "mask" and not replace:
+        stored = _tile_size(root.get("tile_size"))
+        if size not in (None, stored) and any(k != "tile_size" for k in root.keys()):
+            raise SchemaError("mask.tile_size", f"differs from the document's {stored} while it holds tiles")
     with doc.transaction(origin=origin):
         if key == "classes" and (replace or key in parsed):
-            _sync(classes, {str(i): True for i in parsed.get("classes", [])}, replace)
+            _sync(root, {str(i): True for i in parsed.get("classes", [])}, replace)
         elif key == "shapes" and (replace or key in parsed):
-            _write_shapes(shapes, parsed.get("shapes", []), replace, origin, author)
+            _write_shapes(root, parsed.get("shapes", []), replace, origin, author)
         elif key == "mask" and (replace or key in parsed):
-            _sync(mask, {**tiles, **({"tile_size": size} if size else {})}, replace, keep="tile_size")
+            _sync(root, {**tiles, **({"tile_size": size} if size else {})}, replace, keep="tile_size")
         _touch(meta, author, parsed.get("status"))
 
 

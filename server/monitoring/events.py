@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from collab.fanout import publish_all
 from server.monitoring.keys import events_channel
 
 log = logging.getLogger(__name__)
@@ -17,16 +18,15 @@ log = logging.getLogger(__name__)
 
 async def publish_many(client: aioredis.Redis, prefix: str,
                        events: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """Publish (project, kind, data) events in one round trip; losing them is acceptable."""
+    """Publish (project, kind, data) events with one command; losing them is acceptable."""
     if not events:
         return
     at = datetime.now(UTC).isoformat()
     try:
-        async with client.pipeline(transaction=False) as pipe:
-            for project_id, kind, data in events:
-                pipe.publish(events_channel(prefix, project_id),
-                             json.dumps({"type": kind, "project_id": project_id, "at": at, **data}))
-            await pipe.execute()
+        await publish_all(client, [
+            (events_channel(prefix, project_id),
+             json.dumps({"type": kind, "project_id": project_id, "at": at, **data}))
+            for project_id, kind, data in events])
     except Exception as exc:  # noqa: BLE001 - events are best effort; the changes are stored
         log.warning("could not publish %d events: %s", len(events), exc)
 

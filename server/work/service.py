@@ -134,8 +134,11 @@ class WorkService:
         transaction), decide the items that can be, and tell the queue and the watchers.
         Each lease gets its own answer, or the error that refused it; idempotent per lease."""
         answers: list[dict[str, Any] | ApiError | None] = [None] * len(asked)
+        # A submit again of a stored one (a retry after a lost answer) is answered as the
+        # first was; only leases already marked submitted can be one.
+        again = [a.lease["id"] for a in asked if a.lease["state"] == "submitted"]
         existing = {r["lease_id"]: r["id"] for r in await self.db.fetch(
-            _ANNOTATIONS_OF_LEASES, [a.lease["id"] for a in asked])}
+            _ANNOTATIONS_OF_LEASES, again)} if again else {}
         labels: dict[int, set[int]] = {}
         for pid in sorted({a.access.row["id"] for a in asked}):
             labels[pid] = await label_store.label_ids(self.db, pid)
