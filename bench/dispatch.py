@@ -88,6 +88,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import dispatch_open  # noqa: E402
 from bench.pgstats import StatementCounter, database_counters  # noqa: E402
 from migrations.runner import migrate  # noqa: E402
 from server.accounts.roles import Role  # noqa: E402
@@ -111,6 +112,8 @@ SERIAL_S = 3.0
 DRAIN_TIMEOUT_S = 30.0
 NODE_START_S = 8.0  # time for the node processes to import, connect and load scripts
 SERIAL_USER_BASE = 1_000_000_000
+OPEN_TARGET_LEASE_P99_MS = 10
+OPEN_TARGET_SUBMIT_P99_MS = 25
 TARGET_LEASES_PER_S = 5000
 TARGET_P99_MS = 5
 CLOSED = ("labeled", "needs_review")
@@ -170,17 +173,19 @@ def percentile_ms(samples: list[float], p: float) -> float | None:
     return round(ordered[max(0, math.ceil(p * len(ordered)) - 1)] * 1000, 3)
 
 
-async def create_fixture(conn: asyncpg.Connection, items: int, labelers: int) -> Setup:
+async def create_fixture(conn: asyncpg.Connection, items: int, labelers: int,
+                         task_type: str = "multiclass") -> Setup:
     """Users, a running project with labels and members, and `items` items (COPY)."""
     tag = uuid.uuid4().hex[:8]
     await conn.copy_records_to_table(
         "users", columns=["email", "name", "password_hash"],
         records=[(f"labeler{i}-{tag}@bench", f"labeler {i}", "x") for i in range(labelers)])
-    user_ids = [r["id"] for r in await conn.fetch("SELECT id FROM users ORDER BY id")]
+    user_ids = [r["id"] for r in await conn.fetch(
+        "SELECT id FROM users WHERE email LIKE $1 ORDER BY id", f"%-{tag}@bench")]
     pid: int = await conn.fetchval(
         "INSERT INTO projects (name, task_type, status, consensus, ml_assist, created_by, started_at) "
-        "VALUES ($1, 'multiclass', 'running', $2, $3, $4, now()) RETURNING id",
-        f"dispatch-{tag}", CONSENSUS, {"enabled": False}, user_ids[0])
+        "VALUES ($1, $2, 'running', $3, $4, $5, now()) RETURNING id",
+        f"dispatch-{tag}", task_type, CONSENSUS, {"enabled": False}, user_ids[0])
     label_ids = [await conn.fetchval(
         "INSERT INTO labels (project_id, name, name_key, position, depth) VALUES ($1, $2, $2, $3, 1) "
         "RETURNING id", pid, name, pos) for pos, name in enumerate(LABELS)]
@@ -192,7 +197,10 @@ async def create_fixture(conn: asyncpg.Connection, items: int, labelers: int) ->
             "items", columns=["project_id", "key", "media_kind"],
             records=[(pid, f"d{i % 1000:03d}/img{i:07d}.jpg", "image")
                      for i in range(start, min(items, start + COPY_BATCH))])
-    await conn.execute("ANALYZE")
+    # Not leases and annotations: analysed while still empty, the planner would scan them
+    # whole for a lookup by item until autovacuum analyses them again, a minute or more into
+    # the run (a database in use has them analysed with their real size).
+    await conn.execute("ANALYZE items, users, memberships, labels, projects")
     project = await conn.fetchrow("SELECT * FROM projects WHERE id = $1", pid)
     return Setup(pid, project, user_ids, label_ids)
 
@@ -661,6 +669,111 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await admin.close()
 
 
+def in_window(samples: list[tuple[float, float]], start: float, end: float) -> list[float]:
+    return [v for t, v in samples if start <= t < end]
+
+
+async def run_open(args: argparse.Namespace) -> dict[str, Any]:
+    """The open-loop mode (bench/dispatch_open.py): a server process, labelers who think."""
+    dbname = f"colabel_bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"colabel-bench-{uuid.uuid4().hex[:8]}:"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{dbname}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+    client = aioredis.Redis.from_url(REDIS_URL)
+    work_dir = dispatch_open.temp_dir()
+    server: Any = None
+    try:
+        await migrate(url)
+        conn = await asyncpg.connect(url)
+        await init_connection(conn)
+        dispatcher = Dispatcher(client, prefix, args.ttl)
+        setups: dict[str, Setup] = {"classify": await create_fixture(conn, args.items, args.labelers)}
+        if args.box_labelers:
+            setups["box"] = await create_fixture(conn, args.box_items, args.box_labelers, "bbox")
+        labelers: list[dispatch_open.Labeler] = []
+        for kind, setup in setups.items():
+            tokens = await dispatch_open.add_tokens(conn, setup.user_ids)
+            labelers += [dispatch_open.Labeler(uid, tok, kind)
+                         for uid, tok in zip(setup.user_ids, tokens, strict=True)]
+            await dispatcher.rebuild(conn, setup.pid, int(CONSENSUS["min"]))
+        log(f"{len(labelers)} labelers on {', '.join(f'{k} ({s.pid})' for k, s in setups.items())}")
+
+        port = dispatch_open.free_port()
+        base = f"http://127.0.0.1:{port}"
+        counts, server_log = work_dir / "counts.json", work_dir / "server.log"
+        server = dispatch_open.start_server(url, REDIS_URL, prefix, port, work_dir, counts, server_log)
+        await dispatch_open.wait_ready(base, server, server_log)
+        log(f"server {server.pid} ready at {base}; log {server_log}")
+
+        start = time.time() + dispatch_open.DRIVER_START_S
+        window = (start + args.warmup, start + args.warmup + args.seconds)
+        stop = window[1]
+        projects = {k: (s.pid, s.label_ids) for k, s in setups.items()}
+        running = asyncio.create_task(dispatch_open.run_labelers(base, labelers, projects, args, start, stop))
+        await asyncio.sleep(max(0.0, window[0] - time.time()))
+        t0 = time.perf_counter()
+        pgc0, st0 = await database_counters(conn), dispatch_open.statements(server, counts)
+        srv0, machine0, redis0, pg0 = (processes_busy_s([server.pid]), machine_busy_s(),
+                                       await redis_counters(client), postgres_busy())
+        log(f"measuring for {args.seconds:.0f} s")
+        await asyncio.sleep(max(0.0, window[1] - time.time()))
+        wall = time.perf_counter() - t0
+        srv = processes_busy_s([server.pid]) - srv0
+        machine, pg = machine_busy_s() - machine0, postgres_used(pg0, postgres_busy())
+        redis1 = await redis_counters(client)
+        statements = dispatch_open.statements(server, counts) - st0
+        samples = await running
+        await asyncio.sleep(1.0)
+        pgc = {k: v - pgc0[k] for k, v in (await database_counters(conn)).items()}
+        invariants = {kind: await check_invariants(conn, dispatcher, s.pid, Stats())
+                      for kind, s in setups.items()}
+        await conn.close()
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait(30)
+        try:
+            await delete_prefix(client, prefix)
+            await client.aclose()
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            await admin.close()
+
+    lo, hi = window
+    items = sum(int(n) for t, n in samples.accepted if lo <= t < hi)
+    offered = sum(int(n) for t, n in samples.offered if lo <= t < hi)
+    lease, submit = in_window(samples.lease, lo, hi), in_window(samples.submit, lo, hi)
+    box_lease, box_submit = in_window(samples.box_lease, lo, hi), in_window(samples.box_submit, lo, hi)
+    late = in_window(samples.late, lo, hi)
+    return {
+        "bench": "dispatch", "mode": "open", "items": args.items, "labelers": args.labelers,
+        "box_labelers": args.box_labelers, "drivers": args.drivers, "seconds": round(wall, 1),
+        "offered_items_per_s": round(offered / wall, 1), "achieved_items_per_s": round(items / wall, 1),
+        "lease_calls": len(lease), "lease_p50_ms": percentile_ms(lease, 0.50),
+        "lease_p99_ms": percentile_ms(lease, 0.99),
+        "page_submits": len(submit), "page_submit_p50_ms": percentile_ms(submit, 0.50),
+        "page_submit_p99_ms": percentile_ms(submit, 0.99),
+        "box_lease_p99_ms": percentile_ms(box_lease, 0.99),
+        "box_submit_p50_ms": percentile_ms(box_submit, 0.50),
+        "box_submit_p99_ms": percentile_ms(box_submit, 0.99),
+        "late_submits": len(late), "max_late_s": round(max(late), 2) if late else 0.0,
+        "errors": dict(samples.errors), "empty_leases": samples.empty_leases,
+        "dropped": sum(samples.errors.values()) + len(late),
+        "pg_statements_per_item": per(statements, items), "pg_commits_per_item": per(pgc["commits"], items),
+        "pg_wal_bytes_per_item": per(pgc["wal_bytes"], items),
+        "server_cpu_us_per_item": per(srv * 1e6, items), "server_cpu_cores": round(srv / wall, 2),
+        "postgres_cpu_us_per_item": per(pg * 1e6, items), "postgres_cpu_cores": round(pg / wall, 2),
+        "redis_cpu_cores": round((redis1[0] - redis0[0]) / wall, 2),
+        "drivers_cpu_cores": round(samples.cpu_s / (args.warmup + args.seconds), 2),
+        "machine_busy_cores": round(machine / wall, 2), "machine_cores": os.cpu_count(),
+        "invariants": {f"{kind}.{name}": ok for kind, checks in invariants.items()
+                       for name, ok in checks.items()},
+        "target_lease_p99_ms": OPEN_TARGET_LEASE_P99_MS,
+        "target_page_submit_p99_ms": OPEN_TARGET_SUBMIT_P99_MS,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--items", type=int, default=500_000)
@@ -674,6 +787,14 @@ def main() -> None:
                         help="server nodes (processes), each with its share of the labelers")
     parser.add_argument("--ttl", type=float, default=600.0, help="lease TTL in seconds")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--open", action="store_true",
+                        help="open loop: a server process and labelers who think, in driver processes")
+    parser.add_argument("--warmup", type=float, default=25.0,
+                        help="open loop: seconds before the measured window (labelers start spread over it)")
+    parser.add_argument("--box-labelers", type=int, default=0,
+                        help="open loop: labelers drawing boxes (one item every 20-60 s) on a bbox project")
+    parser.add_argument("--box-items", type=int, default=100_000)
+    parser.add_argument("--drivers", type=int, default=2, help="open loop: driver processes")
     parser.add_argument("--redis-only", action="store_true",
                         help="Lua path only: LEASE then FINISH at once, no Postgres in the loop")
     parser.add_argument("--redis-finish", choices=("s", "k"), default="s",
@@ -681,12 +802,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.labelers < 1 or args.items < 1 or args.count < 1:
         parser.error("--items, --labelers and --count must be positive")
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(run(args))
-    else:
-        result = uvloop.run(run(args))
+    import uvloop
+
+    result = uvloop.run(run_open(args) if args.open else run(args))
     print(json.dumps(result))
 
 
