@@ -184,7 +184,8 @@ async def drive(base: str, group: list[Labeler], projects: dict[str, tuple[int, 
                 start: float, stop: float, seed: int, disagree: float) -> Samples:
     s = Samples()
     cpu0 = time.process_time()
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    # Below the server's keep-alive (5 s): a connection it is closing is never reused.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         await asyncio.gather(*(

@@ -38,7 +38,8 @@ FROM sessions s JOIN users u ON u.id = s.user_id
 WHERE s.id_hash = $1 AND s.expires_at > now() AND u.is_active
 """
 _TOKEN_USER = """
-SELECT t.id AS token_id, u.id, u.email, u.name, u.is_admin, u.is_active, u.created_at
+SELECT t.id AS token_id, u.id, u.email, u.name, u.is_admin, u.is_active, u.created_at,
+       t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute' AS touch
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.token_hash = $1 AND u.is_active
 """
@@ -81,7 +82,7 @@ def _bearer(conn: HTTPConnection) -> str | None:
 
 async def _token(db: asyncpg.Pool, token: str) -> asyncpg.Record | None:
     row = await db.fetchrow(_TOKEN_USER, _sha256(token))
-    if row is not None:
+    if row is not None and row["touch"]:  # the statement only when it would change something
         await db.execute(_TOKEN_TOUCH, row["token_id"])
     return row
 

@@ -8,6 +8,7 @@ The Redis queue (queue.py) picks the items; this module records the leases in Po
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -15,12 +16,13 @@ from dataclasses import dataclass
 from functools import partial
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from server.database import Database, DatabaseUnavailable
 from server.work.errors import WorkError
 from server.work.group_commit import GroupCommit, retrying
 from server.work.plan import CLOSED, consensus_plan
-from server.work.queue import Dispatcher, Lease
+from server.work.queue import Dispatcher, Lease, Transition
 from server.work.queue_state import with_queue
 
 log = logging.getLogger(__name__)
@@ -41,18 +43,22 @@ WITH ins AS (
 )
 SELECT id, item_id FROM ins
 """
-# The items a batch will start, locked in item order before anything else is written.
-_LOCK_UNSTARTED = """
-SELECT 1 FROM items WHERE id = ANY($1::bigint[]) AND status = 'unlabeled' ORDER BY id FOR UPDATE
-"""
-# Before a labeler gets an item again: an old lease of theirs on it that is past its expiry
-# but still `active` (Redis forgot it, or the expiry was not recorded) is expired now, so it
-# neither blocks the new lease nor keeps the item from them.
-_EXPIRE_STALE = """
-UPDATE leases SET state = 'expired', finished_at = now()
-FROM unnest($1::bigint[], $2::bigint[]) AS t(i, u)
-WHERE leases.item_id = t.i AND leases.user_id = t.u AND leases.state = 'active'
-  AND leases.expires_at <= now()
+# Before anything is inserted, one statement: the items the batch will start, locked in item
+# order (two batches at once wait for each other rather than deadlock); and, before a
+# labeler gets an item again, an old lease of theirs on it that is past its expiry but still
+# `active` (Redis forgot it, or the expiry was not recorded) is expired, so it neither blocks
+# the new lease nor keeps the item from them.
+_PREPARE_BATCH = """
+WITH locked AS (
+    SELECT id FROM items WHERE id = ANY($1::bigint[]) AND status = 'unlabeled' ORDER BY id FOR UPDATE
+), stale AS (
+    UPDATE leases SET state = 'expired', finished_at = now()
+    FROM unnest($1::bigint[], $2::bigint[]) AS t(i, u)
+    WHERE leases.item_id = t.i AND leases.user_id = t.u AND leases.state = 'active'
+      AND leases.expires_at <= now()
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM locked), (SELECT count(*) FROM stale)
 """
 _EXPIRE = """
 UPDATE leases SET state = 'expired', finished_at = now()
@@ -122,8 +128,7 @@ class LeaseLog:
 
         async def attempt() -> list[asyncpg.Record]:
             async with self.db.acquire() as conn, conn.transaction():
-                await conn.execute(_LOCK_UNSTARTED, items)
-                await conn.execute(_EXPIRE_STALE, items, [u for _, u, _, _ in rows])
+                await conn.execute(_PREPARE_BATCH, items, [u for _, u, _, _ in rows])
                 written: list[asyncpg.Record] = await conn.fetch(
                     _INSERT_LEASES, [p for p, _, _, _ in rows], [u for _, u, _, _ in rows],
                     [x.lease_id for _, _, x, _ in rows], items,
@@ -185,7 +190,15 @@ async def lease(dispatcher: Dispatcher, db: Database, project: asyncpg.Record, u
         await _settle_expired(dispatcher, db, project, batch.expired)
     refused = 0
     if batch.leases:
-        recorded = await (log or LeaseLog(db)).record(pid, user_id, batch.leases)
+        try:
+            recorded = await (log or LeaseLog(db)).record(pid, user_id, batch.leases)
+        except BaseException:
+            # Not recorded (or not known to be): give Redis its slots back rather than let
+            # them wait for the TTL. A lease Postgres did record after all is no one's now,
+            # and expires there, and its late submit is refused (the slot went back).
+            with contextlib.suppress(RedisError, OSError):
+                await dispatcher.finish_many(pid, [Transition(x.lease_id, "r") for x in batch.leases])
+            raise
         unrecorded = [x for x in batch.leases if x.lease_id not in recorded]
         closed = {r["id"] for r in await db.fetch(_CLOSED_ITEMS, [x.item_id for x in unrecorded])
                   } if unrecorded else set()

@@ -191,20 +191,20 @@ class WorkService:
 
     async def _after_submits(self, user_id: int,
                              recorded: list[tuple[Asked, decisions.Recorded]]) -> dict[int, bool]:
-        """Once submits have committed: complete projects with nothing left (after the commit:
-        a check inside the transaction cannot see other submits deciding the last items at the
-        same moment, and each would leave the project running), tell the queue, then the
-        watchers. Returns project -> whether it was completed now."""
+        """Once submits have committed: tell the queue first (whatever fails after it, Redis
+        must not keep counting leases Postgres has as submitted), then complete projects with
+        nothing left (after the commit: a check inside the transaction cannot see other
+        submits deciding the last items at the same moment, and each would leave the project
+        running), then tell the watchers. Returns project -> whether it was completed now."""
         by_project: dict[int, list[decisions.Recorded]] = {}
         for _, r in recorded:
             by_project.setdefault(r.lease["project_id"], []).append(r)
-        completed: dict[int, bool] = {}
         for pid, done in by_project.items():
-            if any(r.decision.decided for r in done):
-                completed[pid] = await decisions.complete_if_done(self.db, pid)
             await self.dispatcher.finish_many(pid, [
                 Transition(r.lease["id"], "s", r.decision.target, r.decision.item_status in CLOSED)
                 for r in done])
+        completed = {pid: await decisions.complete_if_done(self.db, pid)
+                     for pid, done in by_project.items() if any(r.decision.decided for r in done)}
         await events.publish_many(self.redis, self.prefix, [
             (r.lease["project_id"], "submitted",
              {"user_id": user_id, "item_id": r.lease["item_id"], "item_status": r.decision.item_status,

@@ -327,3 +327,28 @@ def test_boxes_on_one_place_with_three_labels_go_to_review(make_user: MakeUser, 
     assert r["agreement"] == pytest.approx(1 / 3)
     got = item(p.owner, p.pid, la["item"]["id"])
     assert got["status"] == "needs_review" and got["final"] is None
+
+
+class _Unreachable:
+    """A pool whose every connection attempt fails, as Postgres going away would."""
+
+    def acquire(self) -> object:
+        raise ConnectionRefusedError("postgres is gone")
+
+
+async def test_leases_postgres_did_not_record_go_back_to_the_queue(
+        services: Services, make_user: MakeUser, data_dir: Path) -> None:
+    """Redis hands out a page, then Postgres fails to record it: the slots go back at once
+    rather than stay held until the leases' TTL runs out."""
+    p = await asyncio.to_thread(setup_project, make_user, data_dir, items=4, labelers=1)
+    project = await services.db.fetchrow("SELECT * FROM projects WHERE id = $1", p.pid)
+    uid = p.labelers[0].id
+    broken = work.LeaseLog(_Unreachable())  # type: ignore[arg-type]
+    with pytest.raises(ConnectionRefusedError):
+        await work.lease(services.dispatcher, services.db, project, uid, 4, broken)
+    keys = services.dispatcher.keys(p.pid)
+    assert await services.redis.zcard(keys.leases) == 0
+    # Everything can be handed out again, to the same labeler, and recorded this time.
+    handed = await work.lease(services.dispatcher, services.db, project, uid, 4)
+    assert len(handed.granted) == 4
+    assert await services.redis.zcard(keys.leases) == 4
