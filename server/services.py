@@ -73,7 +73,10 @@ class Services:
             max_size=settings.db_pool_max,
             init=init_connection,
         )
-        client = aioredis.Redis.from_url(settings.redis_url)
+        # from_pool: the client owns the pool, and closing it closes the connections.
+        client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_pool_max,
+            timeout=settings.db_timeout_s))
         prefix = settings.redis_prefix
         rooms = RoomManager(DocumentStore(db), Fanout(client, prefix), collab_limits(settings))
         access = AccessWatch(db, client, LiveKeys(prefix).access_changes, settings.access_check_s)

@@ -80,6 +80,9 @@ class Settings:
     azure_read_timeout_s: float = 20.0
     db_pool_min: int = 2
     db_pool_max: int = 20
+    # Redis connections of this process. More requests than this at once wait for a free one
+    # (up to db_timeout_s) rather than fail: a workforce's bursts queue, they are not refused.
+    redis_pool_max: int = 128
     # The longest anything waits on Postgres: a statement (Postgres cancels it, and the
     # client gives up half a second later if Postgres does not answer at all), a free
     # pooled connection, a new connection. Past it a request answers 503 with Retry-After.
@@ -143,6 +146,7 @@ class Settings:
             azure_read_timeout_s=float(_int(env, "COLABEL_AZURE_READ_TIMEOUT_S", 20)),
             db_pool_min=_int(env, "COLABEL_DB_POOL_MIN", 2),
             db_pool_max=_int(env, "COLABEL_DB_POOL_MAX", 20),
+            redis_pool_max=_int(env, "COLABEL_REDIS_POOL_MAX", 128),
             db_timeout_s=_float(env, "COLABEL_DB_TIMEOUT_S", 5.0),
             db_bulk_timeout_s=_float(env, "COLABEL_DB_BULK_TIMEOUT_S", 600.0),
             upload_max_file_bytes=_int(env, "COLABEL_UPLOAD_MAX_FILE_BYTES", 512 * 1024 * 1024),
