@@ -84,7 +84,8 @@ def test_each_lease_has_its_own_outcome_and_a_refused_one_changes_nothing(
     again = page(me, [entries[0], entries[3], entries[5]]).json()["results"]
     assert [(x["ok"], x["repeated"]) for x in again] == [(True, True), (True, False), (True, True)]
     assert item(p.owner, p.pid, mine[2]["item"]["id"])["status"] == "labeled"
-    assert other.post("/api/v1/leases/submit", {"submissions": [vote(theirs[0], cat)]}).json()["submitted"] == 1
+    theirs_page = other.post("/api/v1/leases/submit", {"submissions": [vote(theirs[0], cat)]})
+    assert theirs_page.json()["submitted"] == 1
 
 
 def test_a_malformed_page_is_refused_whole(make_user: MakeUser, data_dir: Path) -> None:
@@ -154,3 +155,19 @@ async def test_submits_of_concurrent_requests_share_one_commit(
     for iid, n in by_item.items():
         assert statuses[iid] == ("labeled" if n >= 2 else "in_progress"), (iid, n, statuses[iid])
     assert any(n >= 2 for n in by_item.values())
+
+
+async def test_a_refused_lease_writes_nothing_into_its_document(
+        server: str, make_user: MakeUser, data_dir: Path) -> None:
+    """The documents a page writes are written with its decisions: a lease the rules refuse
+    (skipped) or whose annotation is invalid leaves its document as it was."""
+    p = await asyncio.to_thread(setup_project, make_user, data_dir, items=3, labelers=1)
+    me = p.labelers[0]
+    ok, skipped, invalid = await asyncio.to_thread(next_, me, p.pid, 4)
+    assert (await asyncio.to_thread(me.post, f"/api/v1/leases/{skipped['lease_id']}/skip")).status_code == 200
+    cat = p.labels["cat"]
+    r = await asyncio.to_thread(page, me, [vote(ok, cat), vote(skipped, cat), vote(invalid, 987654321)])
+    assert [x["ok"] for x in r.json()["results"]] == [True, False, False]
+    docs = {name: await _document(server, me, document_name(p.pid, x["item"]["id"], me.id))
+            for name, x in (("ok", ok), ("skipped", skipped), ("invalid", invalid))}
+    assert docs == {"ok": {"classes": [cat]}, "skipped": {"classes": []}, "invalid": {"classes": []}}
