@@ -350,7 +350,7 @@ async def test_a_node_killed_mid_run(
     cluster = cluster_on(own_redis.url, COLABEL_LEASE_TTL_S="3")
     cluster.start(3)
     doomed = cluster.nodes[2]
-    async with Busy.running(cluster, labelers=4, items=80, editors_per_node=2, idle=1) as busy:
+    async with Busy.running(cluster, labelers=4, items=400, editors_per_node=2, idle=1) as busy:
         # Every 20 ms: the dead node has edits published but not yet stored (a 50 ms window).
         editing = busy.edit(0.02)
         await asyncio.sleep(2.5)
