@@ -566,12 +566,27 @@ async def delete_prefix(client: aioredis.Redis, prefix: str) -> None:
         await client.unlink(*batch)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def new_database() -> tuple[asyncpg.Connection, str, str, str]:
+    """A database and a Redis key prefix of the run's own: (admin connection, database name,
+    its URL, prefix); `clean_up` removes both."""
     dbname = f"colabel_bench_{uuid.uuid4().hex[:8]}"
-    prefix = f"colabel-bench-{uuid.uuid4().hex[:8]}:"
     admin = await asyncpg.connect(PG_ADMIN_URL)
     await admin.execute(f'CREATE DATABASE "{dbname}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+    return admin, dbname, url, f"colabel-bench-{uuid.uuid4().hex[:8]}:"
+
+
+async def clean_up(admin: asyncpg.Connection, dbname: str, client: aioredis.Redis, prefix: str) -> None:
+    try:
+        await delete_prefix(client, prefix)
+        await client.aclose()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        await admin.close()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    admin, dbname, url, prefix = await new_database()
     client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
         REDIS_URL, max_connections=args.labelers + 8, timeout=None))
     try:
@@ -685,12 +700,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                if args.redis_only else {"target_items_per_s": TARGET_ITEMS_PER_S}),
         }
     finally:
-        try:
-            await delete_prefix(client, prefix)
-            await client.aclose()
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-            await admin.close()
+        await clean_up(admin, dbname, client, prefix)
 
 
 async def analyse_hot_tables(conn: asyncpg.Connection) -> None:
@@ -706,11 +716,7 @@ def in_window(samples: list[tuple[float, float]], start: float, end: float) -> l
 
 async def run_open(args: argparse.Namespace) -> dict[str, Any]:
     """The open-loop mode (bench/dispatch_open.py): a server process, labelers who think."""
-    dbname = f"colabel_bench_{uuid.uuid4().hex[:8]}"
-    prefix = f"colabel-bench-{uuid.uuid4().hex[:8]}:"
-    admin = await asyncpg.connect(PG_ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
+    admin, dbname, url, prefix = await new_database()
     client = aioredis.Redis.from_url(REDIS_URL)
     work_dir = dispatch_open.temp_dir()
     server: Any = None
@@ -769,12 +775,7 @@ async def run_open(args: argparse.Namespace) -> dict[str, Any]:
         if server is not None and server.poll() is None:
             server.terminate()
             server.wait(30)
-        try:
-            await delete_prefix(client, prefix)
-            await client.aclose()
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-            await admin.close()
+        await clean_up(admin, dbname, client, prefix)
 
     lo, hi = window
     items = sum(int(n) for t, n in samples.accepted if lo <= t < hi)
