@@ -2,7 +2,8 @@
 exports, and the ML worker when this process runs ML assistance.
 
 Every process runs every loop; Postgres decides who does what. The prober claims items
-with `FOR UPDATE SKIP LOCKED`; a project's refresh runs under its ingest advisory lock and
+with an advisory lock each (their rows stay free for leases and submits while their files
+are read, see data/probing.py); a project's refresh runs under its ingest advisory lock and
 re-checks that it is still due, so exactly one process refreshes a project; an export is
 claimed by one process with `SKIP LOCKED` and taken over if it stops beating; a model
 version is claimed the same way (see ml/training.py).

@@ -1,6 +1,9 @@
 """Probing items' sizes and frame counts from their files' headers, in the background and
-for exports that need pixel sizes. Items are claimed with `FOR UPDATE SKIP LOCKED`, so
-every process can probe at once without doing the same item twice."""
+for exports that need pixel sizes. Items are claimed with an advisory lock per item, taken
+in the claiming transaction, so every process can probe at once without doing the same item
+twice; the items' rows are not locked while their files are read (a slow or stalled
+datastore would otherwise hold up every lease and submit of those items), and the sizes
+are written in one statement at the end."""
 
 from __future__ import annotations
 
@@ -22,17 +25,32 @@ PROBE_BATCH = 64
 # A project whose datastore cannot be reached is left alone this long: its items are not
 # broken, and probing them again at once would hold up every other project's.
 UNREACHABLE_BACKOFF_S = 60.0
+# Advisory-lock namespace for "this item is being probed". The key is the item id folded into
+# 31 bits: two items sharing one only means one waits for the next batch.
+PROBE_LOCK_NS = 0x9B0BE
+# The candidates are chosen first (the subquery's LIMIT keeps the lock function out of it):
+# evaluated inside, the lock could be tried, and taken, on every unprobed item of the plan.
 _CLAIM = """
-SELECT i.id, i.project_id, i.key, p.dataset FROM items i JOIN projects p ON p.id = i.project_id
-WHERE i.width IS NULL AND i.probe_error IS NULL AND i.status <> 'missing' AND p.dataset IS NOT NULL
-  AND ($2::bigint IS NULL OR i.project_id = $2) AND NOT i.project_id = ANY($3::bigint[])
-ORDER BY i.id LIMIT $1
-FOR UPDATE OF i SKIP LOCKED
+SELECT c.* FROM (
+    SELECT i.id, i.project_id, i.key, p.dataset FROM items i JOIN projects p ON p.id = i.project_id
+    WHERE i.width IS NULL AND i.probe_error IS NULL AND i.status <> 'missing'
+      AND p.dataset IS NOT NULL AND ($2::bigint IS NULL OR i.project_id = $2)
+      AND NOT i.project_id = ANY($3::bigint[])
+    ORDER BY i.id LIMIT $1 * 4
+) c
+WHERE pg_try_advisory_xact_lock($4, (c.id % 2147483647)::int)
+LIMIT $1
 """
 # project id -> when (monotonic) its datastore may be tried again, in this process.
 _unreachable: dict[int, float] = {}
-_SET_SIZE = "UPDATE items SET width = $2, height = $3, frames = $4 WHERE id = $1"
-_SET_ERROR = "UPDATE items SET probe_error = $2 WHERE id = $1"
+_SET_SIZES = """
+UPDATE items SET width = t.w, height = t.h, frames = t.f
+FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) AS t(id, w, h, f) WHERE items.id = t.id
+"""
+_SET_ERRORS = """
+UPDATE items SET probe_error = t.e FROM unnest($1::bigint[], $2::text[]) AS t(id, e)
+WHERE items.id = t.id
+"""
 
 
 async def _probe_one(store: Datastore, key: str, max_bytes: int, max_pixels: int) -> media.Probe:
@@ -56,9 +74,10 @@ async def probe_batch(services: Services, project_id: int | None = None) -> int:
     for pid, until in list(_unreachable.items()):
         if until <= now:
             del _unreachable[pid]
-    settled = 0
+    sizes: list[tuple[int, int | None, int | None, int | None]] = []
+    errors: list[tuple[int, str]] = []
     async with services.db.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(_CLAIM, PROBE_BATCH, project_id, list(_unreachable))
+        rows = await conn.fetch(_CLAIM, PROBE_BATCH, project_id, list(_unreachable), PROBE_LOCK_NS)
         stores: dict[int, Datastore] = {}
         try:
             for row in rows:
@@ -70,16 +89,19 @@ async def probe_batch(services: Services, project_id: int | None = None) -> int:
                 try:
                     p = await _probe_one(stores[pid], row["key"], settings.media_max_bytes,
                                          settings.media_max_pixels)
-                    await conn.execute(_SET_SIZE, row["id"], p.width, p.height, p.frames)
+                    sizes.append((row["id"], p.width, p.height, p.frames))
                 except (ApiError, *OBJECT_ERRORS, OSError) as exc:
                     message = exc.message if isinstance(exc, ApiError) else str(exc)
-                    await conn.execute(_SET_ERROR, row["id"], message[:500])
+                    errors.append((row["id"], message[:500]))
                 except DatastoreError:
                     # The datastore, not this file: try the project again later.
                     _unreachable[pid] = asyncio.get_running_loop().time() + UNREACHABLE_BACKOFF_S
-                    continue
-                settled += 1
         finally:
             for store in stores.values():
                 await store.close()
+        if sizes:
+            await conn.execute(_SET_SIZES, *(list(c) for c in zip(*sizes, strict=True)))
+        if errors:
+            await conn.execute(_SET_ERRORS, *(list(c) for c in zip(*errors, strict=True)))
+    settled = len(sizes) + len(errors)
     return settled

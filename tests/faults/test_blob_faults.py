@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.azurite import AzuriteInfo, make_container, run_azurite
-from tests.conftest import PASSWORD, run_sync
+from tests.conftest import PASSWORD, bind_folder, run_sync
 from tests.infra import Api, run_server, unique
 from tests.integration.test_uploads import png
 from tests.reliability import Measured
@@ -112,3 +112,61 @@ async def make_container_blob(info: AzuriteInfo, container: str, name: str) -> N
 
     async with ContainerClient.from_connection_string(info.connection_string, container) as cc:
         await cc.upload_blob(name, png())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.reliability(
+    area="Faults",
+    attack="Stopped the blob store (SIGSTOP of the Azure emulator) while the server's prober "
+           "was reading its files' headers, in the same batch as another project's new items, "
+           "and asked for work on that other project.",
+    promise="Leasing and submitting in the other project answer at once: a stalled datastore "
+            "holds up its own probing only, never the items' rows.")
+def test_a_stalled_blob_store_does_not_hold_up_other_projects_work(
+        env: dict[str, str], make_user: Callable[..., Api], data_dir: Path, tmp_path: Path,
+        measured: Measured) -> None:
+    with run_azurite(tmp_path / "azurite") as info, \
+            run_server({**env, "COLABEL_AZURE_READ_TIMEOUT_S": "5", "COLABEL_PROBE_POLL_S": "1"}, [],
+                       tmp_path / "server.log") as (base, _proc, _took):
+        container = unique("stall").replace("-", "")[:20]
+        run_sync(lambda: make_container(info, container, {f"set1/{i:03d}.png": png() for i in range(BLOBS)}))
+        owner = Api(base).login(make_user("owner").email, PASSWORD)
+        labeler = Api(base).login(make_user("labeler").email, PASSWORD)
+        blobs = owner.post("/api/v1/projects", {"name": unique("stall"), "task_type": "multiclass",
+                                                "labels": [{"name": "a"}]}).json()["project"]["id"]
+        emulator = _azurite_pid(info)
+        r = owner.put(f"/api/v1/projects/{blobs}/dataset", {
+            "datastore": {"kind": "azure_blob", "account_url": info.account_url, "container": container,
+                          "prefix": "set1/", "connection_string": info.connection_string},
+            "pattern": "**/*.*"})
+        os.kill(emulator, signal.SIGSTOP)  # before the prober has read the headers
+        try:
+            assert r.status_code == 200, r.text
+            folder = data_dir / "datasets" / unique("beside")
+            folder.mkdir(parents=True)
+            for i in range(4):
+                (folder / f"{i}.png").write_bytes(png())
+            created = owner.post("/api/v1/projects", {"name": unique("beside"), "task_type": "multiclass",
+                                                      "labels": [{"name": "a"}]}).json()
+            pid, label = created["project"]["id"], created["labels"][0]["id"]
+            assert bind_folder(owner, pid, folder).status_code == 200
+            owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
+            assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
+            time.sleep(2.5)  # the prober has claimed both projects' items and waits on the store
+            started = time.monotonic()
+            leased = labeler.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 4})
+            lease_s = time.monotonic() - started
+            assert leased.status_code == 200, leased.text
+            page = [{"lease_id": x["lease_id"], "annotation": {"classes": [label]}}
+                    for x in leased.json()["leases"]]
+            started = time.monotonic()
+            submitted = labeler.post("/api/v1/leases/submit", {"submissions": page})
+            submit_s = time.monotonic() - started
+            assert submitted.status_code == 200 and submitted.json()["submitted"] == 4, submitted.text
+            assert lease_s < 2 and submit_s < 2, (lease_s, submit_s)
+        finally:
+            os.kill(emulator, signal.SIGCONT)
+        assert owner.delete(f"/api/v1/projects/{blobs}").status_code == 204
+    measured(f"with the blob store stopped mid-probe, a page of 4 in another project was leased in "
+             f"{lease_s * 1000:.0f} ms and submitted in {submit_s * 1000:.0f} ms")
