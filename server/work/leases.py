@@ -96,7 +96,6 @@ RETURNING id, project_id, expires_at
 # A labeler holds at most the page on screen and one page leased ahead.
 HELD_PAGES = 2
 _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
-_LEASE = "SELECT id, project_id, item_id, user_id, state, expires_at FROM leases WHERE id = $1"
 _LEASES = """
 SELECT id, project_id, item_id, user_id, state, expires_at FROM leases
 WHERE id = ANY($1::text[]) AND user_id = $2
@@ -285,8 +284,7 @@ async def keep_alive(dispatcher: Dispatcher, db: Database, project_id: int, item
 
 async def lease_of(db: Database, user_id: int, lease_id: str) -> asyncpg.Record | None:
     """The lease `lease_id` if it is the caller's (any state); None otherwise."""
-    row = await db.fetchrow(_LEASE, lease_id)
-    return row if row is not None and row["user_id"] == user_id else None
+    return (await leases_of(db, user_id, [lease_id])).get(lease_id)
 
 
 async def leases_of(db: Database, user_id: int, lease_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
