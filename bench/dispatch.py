@@ -752,7 +752,7 @@ async def run_open(args: argparse.Namespace) -> dict[str, Any]:
         await analyse_hot_tables(conn)
         await asyncio.sleep(max(0.0, window[0] - time.time()))
         t0 = time.perf_counter()
-        pgc0, st0 = await database_counters(conn), dispatch_open.statements(server, counts)
+        pgc0, (st0, by0) = await database_counters(conn), dispatch_open.statements(server, counts)
         srv0, machine0, redis0, pg0 = (processes_busy_s([server.pid]), machine_busy_s(),
                                        await redis_counters(client), postgres_busy())
         log(f"measuring for {args.seconds:.0f} s")
@@ -761,7 +761,8 @@ async def run_open(args: argparse.Namespace) -> dict[str, Any]:
         srv = processes_busy_s([server.pid]) - srv0
         machine, pg = machine_busy_s() - machine0, postgres_used(pg0, postgres_busy())
         redis1 = await redis_counters(client)
-        statements = dispatch_open.statements(server, counts) - st0
+        st1, by1 = dispatch_open.statements(server, counts)
+        statements, by_text = st1 - st0, by1 - by0
         samples = await running
         await asyncio.sleep(1.0)
         pgc = {k: v - pgc0[k] for k, v in (await database_counters(conn)).items()}
@@ -779,6 +780,8 @@ async def run_open(args: argparse.Namespace) -> dict[str, Any]:
 
     lo, hi = window
     items = sum(int(n) for t, n in samples.accepted if lo <= t < hi)
+    log("statements per item, most frequent first: " + json.dumps(
+        {text: per(n, items) for text, n in by_text.most_common(25)}, indent=1))
     offered = sum(int(n) for t, n in samples.offered if lo <= t < hi)
     lease, submit = in_window(samples.lease, lo, hi), in_window(samples.submit, lo, hi)
     box_lease, box_submit = in_window(samples.box_lease, lo, hi), in_window(samples.box_submit, lo, hi)

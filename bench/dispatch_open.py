@@ -175,7 +175,8 @@ async def labeler(base: str, who: Labeler, pid: int, labels: list[int], start: f
             thought = rng.uniform(lo, hi)
             due += thought
     finally:
-        if held:  # give back what is on screen, as a closing tab does
+        if held:  # give back what is on screen, as a closing tab does, once the window is over
+            await _sleep_until(stop)
             await _post(http, f"{base}/api/v1/leases/release", who.token,
                         {"lease_ids": [x["lease_id"] for x in held]}, [], s.errors, "release")
 
@@ -233,8 +234,9 @@ async def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> Non
     raise RuntimeError(f"server not ready: {log.read_text()[-3000:]}")
 
 
-def statements(proc: subprocess.Popen[bytes], counts: Path) -> int:
-    """The server's statement count now (it writes it when signalled)."""
+def statements(proc: subprocess.Popen[bytes], counts: Path) -> tuple[int, Counter[str]]:
+    """The server's statement count now, in all and by statement (it writes them when
+    signalled)."""
     counts.unlink(missing_ok=True)
     proc.send_signal(signal.SIGUSR1)
     deadline = time.monotonic() + 10
@@ -242,7 +244,8 @@ def statements(proc: subprocess.Popen[bytes], counts: Path) -> int:
         if time.monotonic() > deadline:
             raise RuntimeError("the server did not report its statement count")
         time.sleep(0.02)
-    return int(json.loads(counts.read_text())["statements"])
+    got = json.loads(counts.read_text())
+    return int(got["statements"]), Counter(got["by_text"])
 
 
 def free_port() -> int:

@@ -24,7 +24,8 @@ counter = StatementCounter()
 def _report(signum: int, frame: FrameType | None) -> None:
     target = Path(os.environ["COLABEL_BENCH_COUNTS"])
     part = target.with_suffix(".part")
-    part.write_text(json.dumps({"statements": counter.statements}))
+    part.write_text(json.dumps({"statements": counter.statements,
+                                "by_text": dict(counter.by_text.most_common(40))}))
     part.replace(target)
 
 

@@ -4,6 +4,7 @@ connection set-up), and commits and WAL written by the benchmark's database."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -16,9 +17,12 @@ class StatementCounter:
 
     def __init__(self) -> None:
         self.statements = 0
+        # By statement (its text squeezed to one line), to see which ones a request costs.
+        self.by_text: Counter[str] = Counter()
 
-    def count(self, _query: Any) -> None:
+    def count(self, query: Any) -> None:
         self.statements += 1
+        self.by_text[" ".join(str(query.query).split())[:100]] += 1
 
     def install(self) -> None:
         """Count on every connection the server opens from now on (its pools are built with

@@ -12,6 +12,7 @@ import base64
 import math
 import re
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -119,7 +120,7 @@ def _unit(value: Any, field: str) -> float:
     return float(value)
 
 
-def _label(value: Any, field: str, label_ids: set[int] | None) -> int:
+def _label(value: Any, field: str, label_ids: AbstractSet[int] | None) -> int:
     # The CRDT hands every number back as a float, so an integral float is a valid id.
     integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not integral or not 0 <= value <= MAX_LABEL_ID:
@@ -134,7 +135,8 @@ def _tile_size(value: Any) -> int | None:
     return int(value) if valid and MIN_TILE_SIZE <= value <= MAX_TILE_SIZE else None
 
 
-def _shape(raw: Any, where: str, kind: str, label_ids: set[int] | None, strict: bool) -> dict[str, Any]:
+def _shape(raw: Any, where: str, kind: str, label_ids: AbstractSet[int] | None,
+           strict: bool) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise SchemaError(where, "must be an object")
     sid = raw.get("id")
@@ -169,7 +171,7 @@ def _shape(raw: Any, where: str, kind: str, label_ids: set[int] | None, strict: 
     return out
 
 
-def _tile(data: bytes, tile_size: int, where: str, label_ids: set[int] | None) -> None:
+def _tile(data: bytes, tile_size: int, where: str, label_ids: AbstractSet[int] | None) -> None:
     try:
         # Checking runs, not pixels, keeps a 4096 x 4096 tile from allocating 64 MiB.
         labels = _runs(data, tile_size * tile_size)[1]
@@ -179,7 +181,7 @@ def _tile(data: bytes, tile_size: int, where: str, label_ids: set[int] | None) -
         raise SchemaError(where, f"unknown label id {min(unknown)}")
 
 
-def _mask(raw: Any, label_ids: set[int] | None, strict: bool) -> tuple[int, dict[str, bytes]]:
+def _mask(raw: Any, label_ids: AbstractSet[int] | None, strict: bool) -> tuple[int, dict[str, bytes]]:
     if not isinstance(raw, Mapping):
         raise SchemaError("mask", "must be an object")
     if strict and (extra := sorted(map(str, set(raw) - {"tile_size", "tiles"}))):
@@ -210,7 +212,8 @@ def _task_key(task_type: str) -> str:
     return _TASK_KEY[task_type]
 
 
-def _parse(annotation: Any, task_type: str, label_ids: set[int] | None, strict: bool) -> dict[str, Any]:
+def _parse(annotation: Any, task_type: str, label_ids: AbstractSet[int] | None,
+           strict: bool) -> dict[str, Any]:
     key = _task_key(task_type)
     if not isinstance(annotation, Mapping):
         raise SchemaError("annotation", "must be an object")
@@ -248,7 +251,7 @@ def _parse(annotation: Any, task_type: str, label_ids: set[int] | None, strict: 
 
 
 def validate_annotation(
-    annotation: dict[str, Any], task_type: TaskType, *, label_ids: set[int] | None = None,
+    annotation: dict[str, Any], task_type: TaskType, *, label_ids: AbstractSet[int] | None = None,
     strict_submit: bool = False,
 ) -> None:
     """Raise SchemaError naming the first field of annotation that breaks the rules of task_type."""

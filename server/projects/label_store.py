@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -27,9 +29,37 @@ WHERE id = $1
 DELETE = "DELETE FROM labels WHERE id = ANY($1::bigint[])"
 
 
-async def label_ids(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> set[int]:
+async def label_ids(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> frozenset[int]:
     """Every label id of a project, for validating annotations."""
-    return {r["id"] for r in await db.fetch("SELECT id FROM labels WHERE project_id = $1", project_id)}
+    return frozenset(r["id"] for r in await db.fetch(
+        "SELECT id FROM labels WHERE project_id = $1", project_id))
+
+
+class LabelIds:
+    """`label_ids` of the projects a process works on, read once per version of the tree.
+
+    Every submit validates its labels; reading them from Postgres each time was a round
+    trip per request. Any change of the tree touches the project row (`apply_tree`), so
+    the `updated_at` of the project row the caller has names the tree it may use: a newer
+    row (on any node) misses and reads the labels again.
+    """
+
+    def __init__(self, projects_kept: int = 256) -> None:
+        self._kept = projects_kept
+        self._sets: OrderedDict[int, tuple[datetime, frozenset[int]]] = OrderedDict()
+
+    async def of(self, db: asyncpg.Pool | asyncpg.Connection, project: asyncpg.Record) -> frozenset[int]:
+        pid, version = project["id"], project["updated_at"]
+        got = self._sets.get(pid)
+        if got is not None and got[0] == version:
+            self._sets.move_to_end(pid)
+            return got[1]
+        ids = await label_ids(db, pid)
+        self._sets[pid] = (version, ids)
+        self._sets.move_to_end(pid)
+        while len(self._sets) > self._kept:
+            self._sets.popitem(last=False)
+        return ids
 
 
 async def read_tree(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> list[dict[str, Any]]:
@@ -37,7 +67,8 @@ async def read_tree(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> l
 
 
 async def apply_tree(conn: asyncpg.Connection, project_id: int, flat: list[FlatLabel]) -> None:
-    """Make the stored tree equal `flat` (pre-order); call inside a transaction.
+    """Make the stored tree equal `flat` (pre-order); call inside a transaction. The project
+    row is touched too: its `updated_at` tells readers of the tree (`LabelIds`) it changed.
 
     Nodes with an id keep it (rename, move, reorder); nodes without one are created;
     stored labels missing from `flat` are deleted unless an annotation has used them.
@@ -72,10 +103,4 @@ async def apply_tree(conn: asyncpg.Connection, project_id: int, flat: list[FlatL
             ids.append(node.id)
     if removed:
         await conn.execute(DELETE, removed)
-
-
-async def edit_tree(conn: asyncpg.Connection, project_id: int, flat: list[FlatLabel]) -> None:
-    """An owner's edit of the tree, which changes the project too; call inside a
-    transaction holding the project lock."""
-    await apply_tree(conn, project_id, flat)
     await projects.touch(conn, project_id)

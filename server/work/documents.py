@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import time
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from collab import schema
@@ -27,7 +28,7 @@ CATCH_UP_S = 5.0
 _POLL_S = 0.02
 
 
-def validate(annotation: dict[str, Any], task_type: str, label_ids: set[int]) -> None:
+def validate(annotation: dict[str, Any], task_type: str, label_ids: AbstractSet[int]) -> None:
     """Submit-time rules for the task type and label tree, as a 422."""
     try:
         schema.validate_annotation(annotation, task_type,  # type: ignore[arg-type]
@@ -62,7 +63,7 @@ def _covers(have: dict[int, int], want: dict[int, int]) -> bool:
     return all(have.get(client, 0) >= clock for client, clock in want.items())
 
 
-async def snapshot(rooms: RoomManager, room: str, task_type: str, label_ids: set[int], *,
+async def snapshot(rooms: RoomManager, room: str, task_type: str, label_ids: AbstractSet[int], *,
                    given: dict[str, Any] | None, origin: str, author: str,
                    seen: dict[int, int] | None = None) -> dict[str, Any]:
     """The document's validated annotation. With `given` (plain JSON from a script), that

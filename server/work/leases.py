@@ -27,38 +27,12 @@ from server.work.queue_state import with_queue
 
 log = logging.getLogger(__name__)
 
-_INSERT_LEASES = """
-WITH ins AS (
-    INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at, position)
-    SELECT l, p, i, u, 'active', to_timestamp(e / 1000.0), n
-    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::int[])
-         AS t(p, u, l, i, e, n)
-    -- Only items still open: Redis may not know yet that one was decided (see _settle_expired).
-    WHERE EXISTS (SELECT 1 FROM items WHERE id = t.i AND status IN ('unlabeled', 'in_progress'))
-    ON CONFLICT (item_id, user_id) WHERE state IN ('active', 'submitted', 'skipped') DO NOTHING
-    RETURNING id, item_id
-), started AS (
-    UPDATE items SET status = 'in_progress', updated_at = now()
-    WHERE id IN (SELECT item_id FROM ins) AND status = 'unlabeled'
-)
-SELECT id, item_id FROM ins
-"""
-# Before anything is inserted, one statement: the items the batch will start, locked in item
-# order (two batches at once wait for each other rather than deadlock); and, before a
-# labeler gets an item again, an old lease of theirs on it that is past its expiry but still
-# `active` (Redis forgot it, or the expiry was not recorded) is expired, so it neither blocks
-# the new lease nor keeps the item from them.
-_PREPARE_BATCH = """
-WITH locked AS (
-    SELECT id FROM items WHERE id = ANY($1::bigint[]) AND status = 'unlabeled' ORDER BY id FOR UPDATE
-), stale AS (
-    UPDATE leases SET state = 'expired', finished_at = now()
-    FROM unnest($1::bigint[], $2::bigint[]) AS t(i, u)
-    WHERE leases.item_id = t.i AND leases.user_id = t.u AND leases.state = 'active'
-      AND leases.expires_at <= now()
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM locked), (SELECT count(*) FROM stale)
+# One statement, so one round trip and its own transaction: the function (migration 0009)
+# locks the items the batch starts in item order, expires the labelers' stale leases on them
+# and inserts the leases of items still open, returning those it inserted.
+_RECORD_LEASES = """
+SELECT lease_id, lease_item FROM record_leases($1::bigint[], $2::bigint[], $3::text[],
+                                               $4::bigint[], $5::bigint[], $6::int[])
 """
 _EXPIRE = """
 UPDATE leases SET state = 'expired', finished_at = now()
@@ -126,16 +100,14 @@ class LeaseLog:
         items = [x.item_id for _, _, x, _ in rows]
 
         async def attempt() -> list[asyncpg.Record]:
-            async with self.db.acquire() as conn, conn.transaction():
-                await conn.execute(_PREPARE_BATCH, items, [u for _, u, _, _ in rows])
-                written: list[asyncpg.Record] = await conn.fetch(
-                    _INSERT_LEASES, [p for p, _, _, _ in rows], [u for _, u, _, _ in rows],
-                    [x.lease_id for _, _, x, _ in rows], items,
-                    [x.expires_ms for _, _, x, _ in rows], [n for _, _, _, n in rows])
-                return written
+            written: list[asyncpg.Record] = await self.db.fetch(
+                _RECORD_LEASES, [p for p, _, _, _ in rows], [u for _, u, _, _ in rows],
+                [x.lease_id for _, _, x, _ in rows], items,
+                [x.expires_ms for _, _, x, _ in rows], [n for _, _, _, n in rows])
+            return written
 
         written = await retrying(attempt, (asyncpg.DeadlockDetectedError,))
-        recorded = {r["id"]: r["item_id"] for r in written}
+        recorded = {r["lease_id"]: r["lease_item"] for r in written}
         return [{x.lease_id: recorded[x.lease_id] for x in leases if x.lease_id in recorded}
                 for _, _, leases in batch]
 

@@ -70,6 +70,7 @@ class WorkService:
         self.rooms = rooms
         self.lease_log = leases.LeaseLog(db)
         self.submit_log = SubmitLog(db, rooms)
+        self.label_ids = label_store.LabelIds()
 
     async def _event(self, project_id: int, kind: str, **data: Any) -> None:
         await events.publish(self.redis, self.prefix, project_id, kind, **data)
@@ -139,9 +140,7 @@ class WorkService:
         again = [a.lease["id"] for a in asked if a.lease["state"] == "submitted"]
         existing = {r["lease_id"]: r["id"] for r in await self.db.fetch(
             _ANNOTATIONS_OF_LEASES, again)} if again else {}
-        labels: dict[int, set[int]] = {}
-        for pid in sorted({a.access.row["id"] for a in asked}):
-            labels[pid] = await label_store.label_ids(self.db, pid)
+        labels = {a.access.row["id"]: await self.label_ids.of(self.db, a.access.row) for a in asked}
 
         async def entry(a: Asked) -> Entry:
             project, iid = a.access.row, a.lease["item_id"]
@@ -244,7 +243,7 @@ class WorkService:
         await review.require_item(self.db, pid, iid)
         final = await documents.snapshot(
             self.rooms, final_document(pid, iid), pa.row["task_type"],
-            await label_store.label_ids(self.db, pid), given=annotation, seen=seen,
+            await self.label_ids.of(self.db, pa.row), given=annotation, seen=seen,
             origin="human", author=str(user_id))
         await review.record_decision(self.db, pid, iid, final, user_id)
         completed = await decisions.complete_if_done(self.db, pid)  # after the commit

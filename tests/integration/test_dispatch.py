@@ -335,6 +335,9 @@ class _Unreachable:
     def acquire(self) -> object:
         raise ConnectionRefusedError("postgres is gone")
 
+    async def fetch(self, *args: object) -> object:
+        raise ConnectionRefusedError("postgres is gone")
+
 
 async def test_leases_postgres_did_not_record_go_back_to_the_queue(
         services: Services, make_user: MakeUser, data_dir: Path) -> None:

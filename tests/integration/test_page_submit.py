@@ -171,3 +171,24 @@ async def test_a_refused_lease_writes_nothing_into_its_document(
     docs = {name: await _document(server, me, document_name(p.pid, x["item"]["id"], me.id))
             for name, x in (("ok", ok), ("skipped", skipped), ("invalid", invalid))}
     assert docs == {"ok": {"classes": [cat]}, "skipped": {"classes": []}, "invalid": {"classes": []}}
+
+
+def test_a_label_tree_edited_while_labelers_work_applies_to_the_next_submit(
+        make_user: MakeUser, data_dir: Path) -> None:
+    """Submits validate against the labels a process has read once per version of the tree:
+    an owner's edit must reach the very next submit, a new label accepted, a deleted one
+    refused."""
+    p = setup_project(make_user, data_dir, items=4, labelers=1)
+    labeler = p.labelers[0]
+    leases = next_(labeler, p.pid, 4)
+    assert page(labeler, [vote(leases[0], p.labels["cat"])]).json()["submitted"] == 1
+    edited = [{"id": p.labels["cat"], "name": "cat"}, {"id": p.labels["dog"], "name": "dog"},
+              {"name": "fish"}]
+    r = p.owner.patch(f"/api/v1/projects/{p.pid}/labels", {"labels": edited})
+    assert r.status_code == 200, r.text
+    fish = next(x["id"] for x in r.json()["labels"] if x["name"] == "fish")
+    body = page(labeler, [vote(leases[1], fish), vote(leases[2], p.labels["bird"])]).json()
+    assert body["results"][0]["ok"], body
+    assert not body["results"][1]["ok"] and body["results"][1]["status"] == 422, body
+    assert item(p.owner, p.pid, leases[1]["item"]["id"])["final"]["classes"] == [fish]
+    assert item(p.owner, p.pid, leases[2]["item"]["id"])["status"] == "in_progress"
