@@ -739,7 +739,8 @@ async def run_open(args: argparse.Namespace) -> dict[str, Any]:
         port = dispatch_open.free_port()
         base = f"http://127.0.0.1:{port}"
         counts, server_log = work_dir / "counts.json", work_dir / "server.log"
-        server = dispatch_open.start_server(url, REDIS_URL, prefix, port, work_dir, counts, server_log)
+        server = dispatch_open.start_server(url, REDIS_URL, prefix, port, work_dir, counts, server_log,
+                                            args.server_workers)
         await dispatch_open.wait_ready(base, server, server_log)
         log(f"server {server.pid} ready at {base}; log {server_log}")
 
@@ -753,12 +754,13 @@ async def run_open(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(max(0.0, window[0] - time.time()))
         t0 = time.perf_counter()
         pgc0, (st0, by0) = await database_counters(conn), dispatch_open.statements(server, counts)
-        srv0, machine0, redis0, pg0 = (processes_busy_s([server.pid]), machine_busy_s(),
+        serving = dispatch_open.server_processes(server)
+        srv0, machine0, redis0, pg0 = (processes_busy_s(serving), machine_busy_s(),
                                        await redis_counters(client), postgres_busy())
         log(f"measuring for {args.seconds:.0f} s")
         await asyncio.sleep(max(0.0, window[1] - time.time()))
         wall = time.perf_counter() - t0
-        srv = processes_busy_s([server.pid]) - srv0
+        srv = processes_busy_s(serving) - srv0
         machine, pg = machine_busy_s() - machine0, postgres_used(pg0, postgres_busy())
         redis1 = await redis_counters(client)
         st1, by1 = dispatch_open.statements(server, counts)
@@ -788,7 +790,8 @@ async def run_open(args: argparse.Namespace) -> dict[str, Any]:
     late = in_window(samples.late, lo, hi)
     return {
         "bench": "dispatch", "mode": "open", "items": args.items, "labelers": args.labelers,
-        "box_labelers": args.box_labelers, "drivers": args.drivers, "seconds": round(wall, 1),
+        "box_labelers": args.box_labelers, "drivers": args.drivers,
+        "server_workers": args.server_workers, "seconds": round(wall, 1),
         "offered_items_per_s": round(offered / wall, 1), "achieved_items_per_s": round(items / wall, 1),
         "lease_calls": len(lease), "lease_p50_ms": percentile_ms(lease, 0.50),
         "lease_p99_ms": percentile_ms(lease, 0.99),
@@ -840,6 +843,8 @@ def main() -> None:
                         help="open loop: labelers drawing boxes (one item every 20-60 s) on a bbox project")
     parser.add_argument("--box-items", type=int, default=100_000)
     parser.add_argument("--drivers", type=int, default=2, help="open loop: driver processes")
+    parser.add_argument("--server-workers", type=int, default=1,
+                        help="open loop: server processes (colabel serve --workers)")
     parser.add_argument("--redis-only", action="store_true",
                         help="Lua path only: LEASE then FINISH at once, no Postgres in the loop")
     parser.add_argument("--redis-finish", choices=("s", "k"), default="s",

@@ -206,8 +206,9 @@ def run_driver(*a: Any) -> Samples:
 # -- the server -------------------------------------------------------------------------------
 
 def start_server(url: str, redis_url: str, prefix: str, port: int, data_dir: Path,
-                 counts: Path, log: Path) -> subprocess.Popen[bytes]:
+                 counts: Path, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
     env = {**os.environ, "COLABEL_DATABASE_URL": url, "COLABEL_REDIS_URL": redis_url,
+           "COLABEL_WORKERS": str(workers),
            "COLABEL_REDIS_PREFIX": prefix, "COLABEL_PORT": str(port), "COLABEL_HOST": "127.0.0.1",
            "COLABEL_SECRET_KEY": secrets.token_hex(16), "COLABEL_DATA_DIR": str(data_dir),
            "COLABEL_ML_ENABLED": "false", "COLABEL_BENCH_COUNTS": str(counts),
@@ -234,18 +235,40 @@ async def wait_ready(base: str, proc: subprocess.Popen[bytes], log: Path) -> Non
     raise RuntimeError(f"server not ready: {log.read_text()[-3000:]}")
 
 
+def server_processes(proc: subprocess.Popen[bytes]) -> list[int]:
+    """The server's processes: `colabel serve` and, with --server-workers, its workers
+    (children started by multiprocessing's spawn, not its resource tracker)."""
+    pids = [proc.pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2:].split()[1]) == proc.pid and b"spawn_main" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def statements(proc: subprocess.Popen[bytes], counts: Path) -> tuple[int, Counter[str]]:
-    """The server's statement count now, in all and by statement (it writes them when
-    signalled)."""
-    counts.unlink(missing_ok=True)
-    proc.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 10
-    while not counts.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not report its statement count")
-        time.sleep(0.02)
-    got = json.loads(counts.read_text())
-    return int(got["statements"]), Counter(got["by_text"])
+    """The server's statement count now, in all and by statement, over the processes that
+    serve (each writes its own when signalled; with workers, uvicorn's parent serves
+    nothing and keeps SIGUSR1 for itself)."""
+    total, by_text = 0, Counter[str]()
+    pids = server_processes(proc)
+    for pid in pids[1:] or pids:
+        target = Path(f"{counts}.{pid}")
+        target.unlink(missing_ok=True)
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not target.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server process {pid} did not report its statement count")
+            time.sleep(0.02)
+        got = json.loads(target.read_text())
+        total += int(got["statements"])
+        by_text.update(got["by_text"])
+    return total, by_text
 
 
 def free_port() -> int:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from server.database import DatabaseUnavailable
 from server.endpoints import all_endpoints
 from server.errors import ApiError, ServiceUnavailable, database_unavailable
 from server.live import collab_ws
-from server.ml import assist
+from server.ml import assist, service_owner
 from server.ml.training import MLWorker
 from server.monitoring import events_ws
 from server.routing import build_routes, error_response
@@ -124,10 +125,17 @@ async def _start_models(services: Services) -> list[Job]:
         return []
     # Importing the client loads neither torch nor Ray: Ray starts, and torch is imported,
     # only when a project with ML assistance first needs the model service.
+    poll = services.settings.ml_poll_s
+    if not service_owner.claim(services.settings):
+        services.models_elsewhere = True  # another worker process of this machine runs it
+        return []
     from inference.client import ModelService
 
     services.models = ModelService()
-    return [("ml", MLWorker(services, services.models).step, services.settings.ml_poll_s)]
+    jobs: list[Job] = [("ml", MLWorker(services, services.models).step, poll)]
+    if services.settings.workers > 1:
+        jobs.append(("ml-status", partial(service_owner.publish, services), poll))
+    return jobs
 
 
 def _lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
@@ -171,6 +179,15 @@ _EXCEPTION_HANDLERS: dict[Any, Callable[..., Awaitable[Response]]] = {
     RoomUnavailable: _engine_down,
     Exception: _unexpected,
 }
+
+
+def app_from_environment() -> Starlette:
+    """The app of a worker process of `colabel serve --workers N` (its settings, engines
+    included, come from the environment the serving process wrote)."""
+    from server.cli import configure_logging
+
+    configure_logging()
+    return create_app(Settings.from_env().with_secret())
 
 
 def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from migrations.runner import MigrationError, migrate
 from server.errors import ApiError, ConfigError
@@ -25,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the server")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind (default 8000)")
+    serve.add_argument("--workers", type=int, help="server processes sharing the port, one per "
+                       "core to give them (default 1, or $COLABEL_WORKERS)")
     serve.add_argument("--demo", action="store_true",
                        help="create a demo admin and a demo project with generated images")
     serve.add_argument("--log-level", default="info")
@@ -40,7 +44,6 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, demo: bool, log_level: str) -> None:
     import uvicorn
 
-    from server import logredact
     from server.app import create_app
     from server.demo import ensure_demo
     from server.engines import engines
@@ -60,12 +63,29 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
         # uvicorn re-raises SIGTERM after a graceful shutdown; turning it into SystemExit
         # lets the embedded engines stop cleanly instead of dying with the process.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        logredact.install()
-        uvicorn.run(create_app(s), host=s.host, port=s.port, log_level=log_level,
-                    proxy_headers=True, ws_max_size=s.collab_max_message_bytes,
-                    # Yjs updates are small and already compact; deflate cost more CPU than
-                    # it saved bandwidth (the reference y-websocket server does not use it).
-                    ws_per_message_deflate=False)
+        options: dict[str, Any] = {
+            "host": s.host, "port": s.port, "log_level": log_level, "proxy_headers": True,
+            "ws_max_size": s.collab_max_message_bytes,
+            # Yjs updates are small and already compact; deflate cost more CPU than it
+            # saved bandwidth (the reference y-websocket server does not use it).
+            "ws_per_message_deflate": False}
+        if s.workers == 1:
+            uvicorn.run(create_app(s), **options)
+            return
+        # Each worker is a fresh process (spawned): it builds the app from the environment,
+        # where the engines this process started and the secret key are written down.
+        os.environ.update(s.environment())
+        uvicorn.run("server.app:app_from_environment", factory=True, workers=s.workers, **options)
+
+
+def configure_logging() -> None:
+    """Colabel's own log lines at INFO, and no API token in any request line."""
+    from server import logredact
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # pgserver narrates every pg_ctl call at INFO; only its problems are worth showing.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    logredact.install()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -112,14 +132,13 @@ def _createuser(settings: Settings, email: str, password: str, name: str, admin:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # pgserver narrates every pg_ctl call at INFO; only its problems are worth showing.
-    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    configure_logging()
     try:
         settings = Settings.from_env(
             data_dir=args.data_dir,
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
+            workers=getattr(args, "workers", None),
         ).with_secret()
         if args.command == "serve":
             _serve(settings, args.demo, args.log_level)

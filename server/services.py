@@ -59,6 +59,9 @@ class Services:
     # The model service's client (inference.client.ModelService) when this process runs
     # ML assistance; set at start-up, so importing this module loads neither torch nor Ray.
     models: Any = None
+    # True when another worker process of this machine runs the model service instead
+    # (`colabel serve --workers N`, see ml/service_owner.py).
+    models_elsewhere: bool = False
     _started: bool = field(default=False, repr=False)
 
     @classmethod

@@ -56,6 +56,10 @@ class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     host: str = "127.0.0.1"
     port: int = 8000
+    # Server processes on this machine, sharing the port (each one a node of a cluster: they
+    # share Postgres and Redis). One process uses one core; on a machine with more, more
+    # processes serve more labelers. The model service runs in one of them.
+    workers: int = 1
     # None means "start the embedded engine under data_dir".
     database_url: str | None = None
     redis_url: str | None = None
@@ -130,6 +134,7 @@ class Settings:
             data_dir=data_dir,
             host=env.get("COLABEL_HOST", "127.0.0.1"),
             port=_int(env, "COLABEL_PORT", 8000),
+            workers=_int(env, "COLABEL_WORKERS", 1),
             database_url=env.get("COLABEL_DATABASE_URL") or None,
             redis_url=env.get("COLABEL_REDIS_URL") or None,
             redis_prefix=env.get("COLABEL_REDIS_PREFIX", "colabel:"),
@@ -175,7 +180,23 @@ class Settings:
         clean = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in clean:
             clean["data_dir"] = Path(str(clean["data_dir"]))
-        return replace(settings, **clean)  # type: ignore[arg-type]
+        settings = replace(settings, **clean)  # type: ignore[arg-type]
+        if settings.workers < 1:
+            raise ConfigError(f"COLABEL_WORKERS (--workers) must be at least 1, got {settings.workers}")
+        return settings
+
+    def environment(self) -> dict[str, str]:
+        """The COLABEL_* variables that give another process these resolved settings (the
+        engines' URLs, the secret key, where the data lives): what a worker process of
+        `colabel serve --workers N` starts from."""
+        out = {"COLABEL_DATA_DIR": str(self.data_dir), "COLABEL_HOST": self.host,
+               "COLABEL_PORT": str(self.port), "COLABEL_SECRET_KEY": self.secret_key,
+               "COLABEL_WORKERS": str(self.workers)}
+        if self.database_url:
+            out["COLABEL_DATABASE_URL"] = self.database_url
+        if self.redis_url:
+            out["COLABEL_REDIS_URL"] = self.redis_url
+        return out
 
     @property
     def uploads_dir(self) -> Path:

@@ -14,6 +14,7 @@ import asyncpg
 
 from inference import extra as ml_extra
 from server.errors import Conflict
+from server.ml import service_owner
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,6 +61,15 @@ def service_unavailable(settings: Settings) -> str | None:
     if not settings.ml_enabled:
         return "ML assistance is switched off on this server (COLABEL_ML_ENABLED=false)"
     return ml_extra.unavailable_reason()
+
+
+async def _service_status(services: Services, service: Any) -> dict[str, Any]:
+    if service is not None:
+        status: dict[str, Any] = await service.status()
+        return status
+    if services.models_elsewhere:
+        return await service_owner.shared(services)
+    return {"up": False, "reason": service_unavailable(services.settings)}
 
 
 def unsupported_reason(task_type: str) -> str | None:
@@ -145,6 +155,5 @@ async def status_json(services: Services, service: Any, project: asyncpg.Record)
                         "open_items": open_items,
                         "prelabel_share": counts["with_prelabel"] / counts["predicted"]
                         if counts["predicted"] else None},
-        "service": await service.status() if service is not None
-        else {"up": False, "reason": service_unavailable(services.settings)},
+        "service": await _service_status(services, service),
     }

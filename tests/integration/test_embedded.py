@@ -119,3 +119,89 @@ def test_a_second_user_of_the_data_dir_shares_the_embedded_redis(tmp_path: Path)
     finally:
         owner.stop()
     assert wait_gone(tmp_path) == []
+
+
+def _workers(parent: int) -> list[int]:
+    """The worker processes `colabel serve --workers N` spawned."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def _lock_holders(pids: list[int], lock: Path) -> list[int]:
+    holders = []
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        if str(lock) in links:
+            holders.append(pid)
+    return holders
+
+
+def _wait_for(check: object, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.2)
+    assert check(), "not reached in time"  # type: ignore[operator]
+
+
+@pytest.mark.reliability(
+    area='Faults',
+    attack='Served with two worker processes on the embedded engines (`colabel serve --workers 2`), '
+           'worked through both, and killed the worker that runs the model service with SIGKILL.',
+    promise='Every worker accepts the same sessions; exactly one runs the model service and every '
+            'worker reports its status; a killed worker is replaced, and its replacement takes '
+            'the model service over.')
+@pytest.mark.timeout(240)
+def test_serve_with_two_workers_on_the_embedded_engines(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLABEL_")}
+    env.update(COLABEL_DATA_DIR=str(data_dir), COLABEL_ML_POLL_S="1")
+    lock = data_dir / "ml-service.lock"
+    with run_server(env, ["--demo", "--workers", "2"], tmp_path / "serve.log", timeout_s=90) as (
+            base, proc, _took):
+        _wait_for(lambda: len(_workers(proc.pid)) == 2)
+        workers = _workers(proc.pid)
+        demo = Api(base).login(DEMO_EMAIL, DEMO_PASSWORD)
+        project = demo.get("/api/v1/projects").json()["projects"][0]
+        pid = project["id"]
+        assert demo.patch(f"/api/v1/projects/{pid}", {"ml_assist": {"enabled": True}}).status_code == 200
+        # Each request on a connection of its own: the two workers share the listening
+        # socket, so both answer some of them, with the same session and the same status.
+        cookies = demo.client.cookies
+        time.sleep(2.5)
+        statuses = []
+        for _ in range(12):
+            with httpx.Client(base_url=base, cookies=cookies) as fresh:
+                r = fresh.get(f"/api/v1/projects/{pid}/ml")
+                assert r.status_code == 200, r.text
+                statuses.append(r.json()["ml"]["service"])
+        assert all("has not reported" not in str(s.get("reason")) for s in statuses), statuses
+        assert len({(s["up"], s["reason"]) for s in statuses}) == 1, statuses
+        assert _lock_holders(workers, lock) and len(_lock_holders(workers, lock)) == 1
+        leases = demo.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 4}).json()["leases"]
+        label = demo.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
+        r = demo.post("/api/v1/leases/submit", {"submissions": [
+            {"lease_id": x["lease_id"], "annotation": {"classes": [label]}} for x in leases]})
+        assert r.status_code == 200 and r.json()["submitted"] == 4, r.text
+        # The worker running the model service dies: uvicorn starts another, which takes it over.
+        owner = _lock_holders(workers, lock)[0]
+        os.kill(owner, signal.SIGKILL)
+        _wait_for(lambda: len(_workers(proc.pid)) == 2 and owner not in _workers(proc.pid))
+        _wait_for(lambda: len(_lock_holders(_workers(proc.pid), lock)) == 1)
+        _wait_for(lambda: httpx.get(base + "/readyz").status_code == 200)
+        for _ in range(6):
+            with httpx.Client(base_url=base, cookies=cookies) as fresh:
+                assert fresh.get(f"/api/v1/projects/{pid}/items?limit=1").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert wait_gone(data_dir) == []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,8 @@ def test_database_deadlines_default_and_read() -> None:
                                  {"COLABEL_AZURE_ALLOW_EMULATOR": "maybe"},
                                  {"COLABEL_DB_TIMEOUT_S": "soon"},
                                  {"COLABEL_DB_TIMEOUT_S": "0"},
-                                 {"COLABEL_DB_BULK_TIMEOUT_S": "-1"}])
+                                 {"COLABEL_DB_BULK_TIMEOUT_S": "-1"},
+                                 {"COLABEL_WORKERS": "0"}, {"COLABEL_WORKERS": "two"}])
 def test_bad_values_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         Settings.from_env(env)
@@ -71,3 +73,14 @@ def test_tokens_are_redacted_from_log_lines() -> None:
                                ("127.0.0.1:5", "/collab/1/2/3?token=clb_secret"), None)
     assert RedactTokens().filter(record)
     assert "clb_secret" not in record.getMessage()
+
+
+def test_a_worker_process_gets_the_serving_process_s_resolved_settings(tmp_path: Path) -> None:
+    served = Settings.from_env({"COLABEL_DATA_DIR": str(tmp_path)}, port=8123, workers=3).with_secret()
+    resolved = replace(served, database_url="postgresql://h/db", redis_url="unix:///r.sock")
+    worker = Settings.from_env(resolved.environment())
+    assert (worker.database_url, worker.redis_url) == ("postgresql://h/db", "unix:///r.sock")
+    assert (worker.secret_key, worker.data_dir, worker.port, worker.workers) == (
+        served.secret_key, tmp_path, 8123, 3)
+    with pytest.raises(ConfigError):
+        Settings.from_env({}, workers=0)
