@@ -843,7 +843,7 @@ def main() -> None:
                         help="open loop: labelers drawing boxes (one item every 20-60 s) on a bbox project")
     parser.add_argument("--box-items", type=int, default=100_000)
     parser.add_argument("--drivers", type=int, default=2, help="open loop: driver processes")
-    parser.add_argument("--server-workers", type=int, default=1,
+    parser.add_argument("--server-workers", type=int, default=2,
                         help="open loop: server processes (colabel serve --workers)")
     parser.add_argument("--redis-only", action="store_true",
                         help="Lua path only: LEASE then FINISH at once, no Postgres in the loop")
