@@ -13,7 +13,7 @@ lock_stamp = $(VENV)/.installed-$(1)-$(shell cksum < $(LOCKS)/$(1).txt | cut -d'
 NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
 CLIENT_STAMP := client/node_modules/.installed-$(shell cksum < client/package-lock.json | cut -d' ' -f1)
 
-.PHONY: install install-ml install-test-tools client run test lint lock wheel reliability clean
+.PHONY: install install-ml install-test-tools client run test test-workers lint lock wheel reliability clean
 
 # A virtual environment holding exactly what a lock names, plus Colabel itself (editable).
 $(VENV)/bin/python:
@@ -66,6 +66,17 @@ EMBEDDED_TESTS := tests/integration/test_auth.py tests/integration/test_login_th
 test: install install-test-tools client lint
 	$(BIN)/pytest
 	COLABEL_TEST_ENGINES=embedded $(BIN)/pytest -q $(EMBEDDED_TESTS)
+
+# The browser tests and those of live documents and work distribution against
+# `colabel serve --workers 2` (every request may land on either process); not part of
+# `make test`, which covers the processes of a cluster in tests/faults.
+WORKERS_TESTS := tests/e2e tests/integration/test_collab.py tests/integration/test_page_submit.py \
+  tests/integration/test_dispatch.py tests/integration/test_lease_lifecycle.py \
+  tests/integration/test_socket_access.py tests/integration/test_review_events.py \
+  tests/integration/test_ml.py tests/integration/test_role_matrix.py tests/integration/test_auth.py
+
+test-workers: install install-test-tools client
+	COLABEL_TEST_SERVER_WORKERS=2 $(BIN)/pytest -q $(WORKERS_TESTS)
 
 lint: install
 	$(BIN)/python $(LOCKS)/lockfile.py check

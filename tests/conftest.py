@@ -152,7 +152,9 @@ def env(database_url: str, redis_url: str, redis_prefix: str, data_dir: Path) ->
                       COLABEL_UPLOAD_MAX_REQUEST_BYTES=str(UPLOAD_MAX_REQUEST),
                       COLABEL_PROBE_POLL_S="1",
                       COLABEL_ML_POLL_S="1", COLABEL_ML_INPUT_SIZE="64", COLABEL_ML_EPOCHS="8",
-                      COLABEL_AZURE_ALLOW_EMULATOR="true")
+                      COLABEL_AZURE_ALLOW_EMULATOR="true",
+                      # The suite can also run against `colabel serve --workers N`.
+                      COLABEL_WORKERS=os.environ.get("COLABEL_TEST_SERVER_WORKERS", "1"))
 
 
 @pytest.fixture
