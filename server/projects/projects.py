@@ -12,13 +12,13 @@ from server.accounts.users import User
 from server.data import binding as dataset_binding
 from server.errors import Forbidden, NotFound
 
-_COLUMNS = """
+COLUMNS = """
 p.id, p.name, p.media_type, p.task_type, p.status, p.instructions_text,
 p.instructions_html, p.instructions_url, p.consensus, p.ml_assist, p.dataset, p.refresh,
 p.last_refresh_at, p.ingest, p.created_by, p.created_at, p.updated_at, p.started_at
 """
 SELECT_ONE = f"""
-SELECT {_COLUMNS}, m.role,
+SELECT {COLUMNS}, m.role,
        (SELECT count(*) FROM labels l WHERE l.project_id = p.id) AS label_count
 FROM projects p
 LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $2
@@ -26,7 +26,7 @@ WHERE p.id = $1 AND p.deleted_at IS NULL
 """
 # Admins see every project; everyone else sees the projects they are members of.
 SELECT_VISIBLE = f"""
-SELECT {_COLUMNS}, m.role,
+SELECT {COLUMNS}, m.role,
        (SELECT count(*) FROM labels l WHERE l.project_id = p.id) AS label_count
 FROM projects p
 LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1
@@ -93,7 +93,12 @@ async def access(
     db: asyncpg.Pool | asyncpg.Connection, user: User, project_id: int, need: Role
 ) -> ProjectAccess:
     """Load a project for `user`: 404 unless a member (or admin), 403 below `need`."""
-    row = await db.fetchrow(SELECT_ONE, project_id, user.id)
+    return granted(await db.fetchrow(SELECT_ONE, project_id, user.id), user, project_id, need)
+
+
+def granted(row: asyncpg.Record | None, user: User, project_id: int, need: Role) -> ProjectAccess:
+    """The rules of `access` on a row read with the columns of SELECT_ONE (`role` being
+    the user's membership): 404 unless a member (or admin), 403 below `need`."""
     if row is None or (row["role"] is None and not user.is_admin):
         raise NotFound(f"project {project_id} not found")
     role = Role.OWNER if user.is_admin else Role.parse(row["role"])

@@ -18,7 +18,10 @@ from functools import partial
 import asyncpg
 from redis.exceptions import RedisError
 
+from server.accounts.roles import Role
+from server.accounts.users import User
 from server.database import Database, DatabaseUnavailable
+from server.projects import projects
 from server.work.errors import WorkError
 from server.work.group_commit import GroupCommit, retrying
 from server.work.plan import CLOSED, consensus_plan
@@ -66,6 +69,19 @@ _RELEASE_LATER = """
 UPDATE leases SET expires_at = least(expires_at, to_timestamp($3 / 1000.0))
 WHERE id = ANY($1::text[]) AND user_id = $2 AND state = 'active' AND expires_at > now()
 RETURNING id, project_id, expires_at
+"""
+# Asking for work, in one statement: the project with the caller's role (the row of
+# projects.SELECT_ONE) and the caller's live leases in it as _OWN_ACTIVE lists them.
+_PROJECT_AND_OWN = f"""
+WITH project AS ({projects.SELECT_ONE})
+SELECT project.*, own.ids AS own_ids, own.items AS own_items
+FROM project CROSS JOIN LATERAL (
+    SELECT coalesce(array_agg(l.id ORDER BY l.created_at, l.position), '{{}}') AS ids,
+           coalesce(array_agg(l.item_id ORDER BY l.created_at, l.position), '{{}}') AS items
+    FROM leases l JOIN items i ON i.id = l.item_id
+    WHERE l.project_id = project.id AND l.user_id = $2 AND l.state = 'active'
+      AND l.expires_at > now() AND i.status IN ('unlabeled', 'in_progress')
+) own
 """
 # A labeler holds at most the page on screen and one page leased ahead.
 HELD_PAGES = 2
@@ -132,23 +148,39 @@ class Handed:
     refused: int = 0
 
 
+# A labeler's live lease in a project: (lease id, item id).
+Own = tuple[str, int]
+
+
+async def asking_for_work(db: Database, user: User, project_id: int,
+                          ) -> tuple[projects.ProjectAccess, list[Own]]:
+    """The project a labeler asks work of (404/403 as `projects.access` with the labeler
+    role) and their live leases in it, oldest first: one round trip for both."""
+    row = await db.fetchrow(_PROJECT_AND_OWN, project_id, user.id)
+    pa = projects.granted(row, user, project_id, Role.LABELER)
+    return pa, list(zip(row["own_ids"], row["own_items"], strict=True))
+
+
 async def lease(dispatcher: Dispatcher, db: Database, project: asyncpg.Record, user_id: int,
-                count: int, log: LeaseLog | None = None, holding: Sequence[str] = ()) -> Handed:
+                count: int, log: LeaseLog | None = None, holding: Sequence[str] = (),
+                own: list[Own] | None = None) -> Handed:
     """Hand a labeler up to `count` items: their own live leases first (except those they say
     they are `holding` already), oldest first and extended, then new ones, while they hold
-    at most `HELD_PAGES` pages of `count`."""
+    at most `HELD_PAGES` pages of `count`. `own`: their live leases in the project, when the
+    caller has read them already (`asking_for_work`)."""
     pid = project["id"]
-    own = await db.fetch(_OWN_ACTIVE, pid, user_id)
+    if own is None:
+        own = [(r["id"], r["item_id"]) for r in await db.fetch(_OWN_ACTIVE, pid, user_id)]
     held = set(holding)
     granted: list[Granted] = []
     live = len(own)
     vanished = False
-    for row in [r for r in own if r["id"] not in held][:count]:
-        expires = await extend(dispatcher, db, pid, row["id"])
+    for lease_id, item_id in [x for x in own if x[0] not in held][:count]:
+        expires = await extend(dispatcher, db, pid, lease_id)
         if expires is None:
             vanished = True  # expired or released just now: its slot is back in the queue
         else:
-            granted.append(Granted(row["id"], row["item_id"], expires, True))
+            granted.append(Granted(lease_id, item_id, expires, True))
     if vanished:
         # Others may have gone with it (a release from another tab of this labeler): count
         # again, so a stale count does not hold back new work.

@@ -14,7 +14,7 @@ from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
 from server.work import documents
-from server.work.leases import lease_of, leases_of
+from server.work.leases import asking_for_work, lease_of, leases_of
 from server.work.service import Asked, Submission
 
 # Two grid pages of nine (the one on screen and the one leased ahead), with room to spare.
@@ -84,8 +84,8 @@ class PageSubmitBody(Strict):
 
 async def next_tasks(call: Call) -> dict[str, Any]:
     body: NextBody = call.body
-    pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.LABELER)
-    return {"leases": await call.services.work.hand_out(pa, call.me.id, body.count, body.holding)}
+    pa, own = await asking_for_work(call.services.db, call.me, call.path_int("pid"))
+    return {"leases": await call.services.work.hand_out(pa, call.me.id, body.count, body.holding, own)}
 
 
 async def release(call: Call) -> dict[str, Any]:

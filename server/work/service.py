@@ -77,9 +77,10 @@ class WorkService:
 
     # -- labelers ---------------------------------------------------------------------
 
-    async def hand_out(self, pa: ProjectAccess, user_id: int, count: int,
-                       holding: list[str]) -> list[dict[str, Any]]:
-        """Up to `count` items for a labeler (their live leases first), with prelabels."""
+    async def hand_out(self, pa: ProjectAccess, user_id: int, count: int, holding: list[str],
+                       own: list[leases.Own] | None = None) -> list[dict[str, Any]]:
+        """Up to `count` items for a labeler (their live leases first, `own` when the caller
+        has read them: `leases.asking_for_work`), with prelabels."""
         project, pid = pa.row, pa.row["id"]
         allowed = GRID_SIZES if project["task_type"] in CLASSIFICATION else (1,)
         if count not in allowed:
@@ -89,7 +90,7 @@ class WorkService:
             raise Conflict(f"the project is {project['status']}; nothing is handed out",
                            code="project_not_running", details={"status": project["status"]})
         handed = await leases.lease(self.dispatcher, self.db, project, user_id, count,
-                                    self.lease_log, holding)
+                                    self.lease_log, holding, own)
         granted = handed.granted
         new = [g for g in granted if not g.resumed]
         if new:
