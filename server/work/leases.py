@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from server.accounts.roles import Role
 from server.accounts.users import User
 from server.database import Database, DatabaseUnavailable
+from server.errors import ApiError
 from server.projects import projects
 from server.work.errors import WorkError
 from server.work.group_commit import GroupCommit, retrying
@@ -86,9 +87,16 @@ FROM project CROSS JOIN LATERAL (
 # A labeler holds at most the page on screen and one page leased ahead.
 HELD_PAGES = 2
 _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 AND state = 'active'"
-_LEASES = """
-SELECT id, project_id, item_id, user_id, state, expires_at FROM leases
-WHERE id = ANY($1::text[]) AND user_id = $2
+# The caller's leases among some ids (any state), each with its project as
+# projects.SELECT_ONE reads it (null columns when the project is deleted): one statement for
+# the leases and the access checks of a submit. `lease` is the lease's whole row.
+_LEASES_WITH_PROJECTS = f"""
+SELECT l AS lease, {projects.COLUMNS}, m.role,
+       (SELECT count(*) FROM labels lb WHERE lb.project_id = p.id) AS label_count
+FROM leases l
+LEFT JOIN projects p ON p.id = l.project_id AND p.deleted_at IS NULL
+LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $2
+WHERE l.id = ANY($1::text[]) AND l.user_id = $2
 """
 
 
@@ -286,14 +294,24 @@ async def keep_alive(dispatcher: Dispatcher, db: Database, project_id: int, item
         await asyncio.sleep(period_s)
 
 
-async def lease_of(db: Database, user_id: int, lease_id: str) -> asyncpg.Record | None:
-    """The lease `lease_id` if it is the caller's (any state); None otherwise."""
-    return (await leases_of(db, user_id, [lease_id])).get(lease_id)
+# A lease of the caller's with their access to its project (labeler role), or why not.
+Mine = tuple[asyncpg.Record, projects.ProjectAccess | ApiError]
 
 
-async def leases_of(db: Database, user_id: int, lease_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
-    """Those of `lease_ids` that are the caller's (any state), by id."""
-    return {r["id"]: r for r in await db.fetch(_LEASES, list(lease_ids), user_id)}
+async def leases_of(db: Database, user: User, lease_ids: Sequence[str]) -> dict[str, Mine]:
+    """Those of `lease_ids` that are the caller's (any state), by id, each with the caller's
+    access to its project as `projects.access` decides it for the labeler role (the error
+    it would raise, if any)."""
+    out: dict[str, Mine] = {}
+    for row in await db.fetch(_LEASES_WITH_PROJECTS, list(lease_ids), user.id):
+        lease = row["lease"]
+        try:
+            access: projects.ProjectAccess | ApiError = projects.granted(
+                row if row["id"] is not None else None, user, lease["project_id"], Role.LABELER)
+        except ApiError as exc:
+            access = exc
+        out[lease["id"]] = (lease, access)
+    return out
 
 
 async def skip(dispatcher: Dispatcher, db: Database, lease: asyncpg.Record) -> None:

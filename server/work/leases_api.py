@@ -8,13 +8,12 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import Field, StringConstraints, model_validator
 
-from server.accounts.roles import Role
 from server.errors import ApiError, NotFound, field_error
 from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
 from server.work import documents
-from server.work.leases import asking_for_work, lease_of, leases_of
+from server.work.leases import asking_for_work, leases_of
 from server.work.service import Asked, Submission
 
 # Two grid pages of nine (the one on screen and the one leased ahead), with room to spare.
@@ -95,10 +94,14 @@ async def release(call: Call) -> dict[str, Any]:
 
 async def _own_lease(call: Call) -> tuple[asyncpg.Record, projects.ProjectAccess]:
     """The caller's lease named in the path, and their access to its project."""
-    lease = await lease_of(call.services.db, call.me.id, call.request.path_params["lid"])
-    if lease is None:
+    lid = call.request.path_params["lid"]
+    mine = (await leases_of(call.services.db, call.me, [lid])).get(lid)
+    if mine is None:
         raise NotFound("lease not found")
-    return lease, await projects.access(call.services.db, call.me, lease["project_id"], Role.LABELER)
+    lease, access = mine
+    if isinstance(access, ApiError):
+        raise access
+    return lease, access
 
 
 async def extend(call: Call) -> dict[str, Any]:
@@ -127,25 +130,17 @@ async def submit_page(call: Call) -> dict[str, Any]:
     body: PageSubmitBody = call.body
     wanted = [Submission(s.lease_id, s.annotation, _seen(s, n), s.duration_ms)
               for n, s in enumerate(body.submissions)]
-    db = call.services.db
-    mine = await leases_of(db, call.me.id, [s.lease_id for s in wanted])
-    access: dict[int, projects.ProjectAccess | ApiError] = {}
-    for pid in sorted({r["project_id"] for r in mine.values()}):
-        try:
-            access[pid] = await projects.access(db, call.me, pid, Role.LABELER)
-        except ApiError as exc:
-            access[pid] = exc
+    mine = await leases_of(call.services.db, call.me, [s.lease_id for s in wanted])
     answers: dict[str, dict[str, Any] | ApiError] = {}
     asked: list[Asked] = []
     for s in wanted:
-        lease = mine.get(s.lease_id)
-        pa = access.get(lease["project_id"]) if lease is not None else None
-        if lease is None or pa is None:
+        got = mine.get(s.lease_id)
+        if got is None:
             answers[s.lease_id] = NotFound("lease not found")
-        elif isinstance(pa, ApiError):
-            answers[s.lease_id] = pa
+        elif isinstance(got[1], ApiError):
+            answers[s.lease_id] = got[1]
         else:
-            asked.append(Asked(s, lease, pa))
+            asked.append(Asked(s, got[0], got[1]))
     for a, answer in zip(asked, await call.services.work.submit(call.me.id, asked), strict=True):
         answers[a.lease["id"]] = answer
     results = [_result(s.lease_id, answers[s.lease_id]) for s in wanted]
