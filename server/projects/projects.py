@@ -12,22 +12,24 @@ from server.accounts.users import User
 from server.data import binding as dataset_binding
 from server.errors import Forbidden, NotFound
 
-COLUMNS = """
+_COLUMNS = """
 p.id, p.name, p.media_type, p.task_type, p.status, p.instructions_text,
 p.instructions_html, p.instructions_url, p.consensus, p.ml_assist, p.dataset, p.refresh,
 p.last_refresh_at, p.ingest, p.created_by, p.created_at, p.updated_at, p.started_at
 """
+# A project (`p`) as the caller sees it: with their membership's role (`m`, joined on
+# their id) and its number of labels. The rows `access` and `granted` judge.
+ACCESS_COLUMNS = f"""{_COLUMNS}, m.role,
+       (SELECT count(*) FROM labels l WHERE l.project_id = p.id) AS label_count"""
 SELECT_ONE = f"""
-SELECT {COLUMNS}, m.role,
-       (SELECT count(*) FROM labels l WHERE l.project_id = p.id) AS label_count
+SELECT {ACCESS_COLUMNS}
 FROM projects p
 LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $2
 WHERE p.id = $1 AND p.deleted_at IS NULL
 """
 # Admins see every project; everyone else sees the projects they are members of.
 SELECT_VISIBLE = f"""
-SELECT {COLUMNS}, m.role,
-       (SELECT count(*) FROM labels l WHERE l.project_id = p.id) AS label_count
+SELECT {ACCESS_COLUMNS}
 FROM projects p
 LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1
 WHERE p.deleted_at IS NULL AND (m.role IS NOT NULL OR $2)

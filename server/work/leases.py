@@ -91,8 +91,7 @@ _SKIP = "UPDATE leases SET state = 'skipped', finished_at = now() WHERE id = $1 
 # projects.SELECT_ONE reads it (null columns when the project is deleted): one statement for
 # the leases and the access checks of a submit. `lease` is the lease's whole row.
 _LEASES_WITH_PROJECTS = f"""
-SELECT l AS lease, {projects.COLUMNS}, m.role,
-       (SELECT count(*) FROM labels lb WHERE lb.project_id = p.id) AS label_count
+SELECT l AS lease, {projects.ACCESS_COLUMNS}
 FROM leases l
 LEFT JOIN projects p ON p.id = l.project_id AND p.deleted_at IS NULL
 LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $2
