@@ -56,7 +56,7 @@ SELECT id FROM items WHERE id = ANY($1::bigint[]) AND status NOT IN ('unlabeled'
 # The caller's live leases in a project (items still open), oldest first: asking for work
 # resumes these before anything new is leased.
 _OWN_ACTIVE = """
-SELECT l.id, l.item_id FROM leases l JOIN items i ON i.id = l.item_id
+SELECT l.id, l.item_id, l.created_at, l.position FROM leases l JOIN items i ON i.id = l.item_id
 WHERE l.project_id = $1 AND l.user_id = $2 AND l.state = 'active' AND l.expires_at > now()
   AND i.status IN ('unlabeled', 'in_progress')
 ORDER BY l.created_at, l.position
@@ -72,17 +72,14 @@ WHERE id = ANY($1::text[]) AND user_id = $2 AND state = 'active' AND expires_at 
 RETURNING id, project_id, expires_at
 """
 # Asking for work, in one statement: the project with the caller's role (the row of
-# projects.SELECT_ONE) and the caller's live leases in it as _OWN_ACTIVE lists them.
+# projects.SELECT_ONE) and the caller's live leases in it (_OWN_ACTIVE: both read $1 as the
+# project and $2 as the caller), as [lease id, item id] pairs in _OWN_ACTIVE's order.
 _PROJECT_AND_OWN = f"""
-WITH project AS ({projects.SELECT_ONE})
-SELECT project.*, own.ids AS own_ids, own.items AS own_items
-FROM project CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(l.id ORDER BY l.created_at, l.position), '{{}}') AS ids,
-           coalesce(array_agg(l.item_id ORDER BY l.created_at, l.position), '{{}}') AS items
-    FROM leases l JOIN items i ON i.id = l.item_id
-    WHERE l.project_id = project.id AND l.user_id = $2 AND l.state = 'active'
-      AND l.expires_at > now() AND i.status IN ('unlabeled', 'in_progress')
-) own
+WITH project AS ({projects.SELECT_ONE}), own AS ({_OWN_ACTIVE})
+SELECT project.*,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(id, item_id) ORDER BY created_at, position),
+                        '[]') FROM own) AS own
+FROM project
 """
 # A labeler holds at most the page on screen and one page leased ahead.
 HELD_PAGES = 2
@@ -165,7 +162,7 @@ async def asking_for_work(db: Database, user: User, project_id: int,
     role) and their live leases in it, oldest first: one round trip for both."""
     row = await db.fetchrow(_PROJECT_AND_OWN, project_id, user.id)
     pa = projects.granted(row, user, project_id, Role.LABELER)
-    return pa, list(zip(row["own_ids"], row["own_items"], strict=True))
+    return pa, [(lease_id, item_id) for lease_id, item_id in row["own"]]
 
 
 async def lease(dispatcher: Dispatcher, db: Database, project: asyncpg.Record, user_id: int,
