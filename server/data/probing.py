@@ -30,12 +30,18 @@ UNREACHABLE_BACKOFF_S = 60.0
 PROBE_LOCK_NS = 0x9B0BE
 # The candidates are chosen first (the subquery's LIMIT keeps the lock function out of it):
 # evaluated inside, the lock could be tried, and taken, on every unprobed item of the plan.
+# They are taken project by project (the first of each project's unprobed items, a range of
+# the items_unprobed index), so the projects probing cannot reach cost nothing to pass over.
 _CLAIM = """
 SELECT c.* FROM (
-    SELECT i.id, i.project_id, i.key, p.dataset FROM items i JOIN projects p ON p.id = i.project_id
-    WHERE i.width IS NULL AND i.probe_error IS NULL AND i.status <> 'missing'
-      AND p.dataset IS NOT NULL AND ($2::bigint IS NULL OR i.project_id = $2)
-      AND NOT i.project_id = ANY($3::bigint[])
+    SELECT i.* FROM projects p CROSS JOIN LATERAL (
+        SELECT i.id, i.project_id, i.key, p.dataset FROM items i
+        WHERE i.project_id = p.id AND i.width IS NULL AND i.probe_error IS NULL
+          AND i.status <> 'missing'
+        ORDER BY i.id LIMIT $1 * 4
+    ) i
+    WHERE p.dataset IS NOT NULL AND ($2::bigint IS NULL OR p.id = $2)
+      AND NOT p.id = ANY($3::bigint[])
     ORDER BY i.id LIMIT $1 * 4
 ) c
 WHERE pg_try_advisory_xact_lock($4, (c.id % 2147483647)::int)
