@@ -13,7 +13,7 @@ lock_stamp = $(VENV)/.installed-$(1)-$(shell cksum < $(LOCKS)/$(1).txt | cut -d'
 NODE_STAMP := node_modules/.installed-$(shell cksum < package-lock.json | cut -d' ' -f1)
 CLIENT_STAMP := client/node_modules/.installed-$(shell cksum < client/package-lock.json | cut -d' ' -f1)
 
-.PHONY: install install-ml install-test-tools client run test test-workers lint lock wheel reliability clean
+.PHONY: install install-ml install-test-tools client run test test-workers lint lock lock-keep wheel reliability clean
 
 # A virtual environment holding exactly what a lock names, plus Colabel itself (editable).
 $(VENV)/bin/python:
@@ -92,6 +92,10 @@ reliability: install install-test-tools client
 # (or to take newer releases); review the diff, then run `make test`.
 lock: install
 	$(BIN)/python $(LOCKS)/lockfile.py compile
+
+# Resolve the locks keeping every pin that still fits (after adding a dependency).
+lock-keep: install
+	$(BIN)/python $(LOCKS)/lockfile.py compile --keep
 
 # A wheel in dist/ with the browser app inside (setup.py copies client/dist into it):
 # `pip install dist/colabel-*.whl`, then `colabel serve --demo` from any directory.

@@ -1,6 +1,7 @@
 """Compile and check the hashed lock files in requirements/.
 
     python requirements/lockfile.py compile   # `make lock`: resolve afresh with uv
+    python requirements/lockfile.py compile --keep   # `make lock-keep`: keep the pins, add what is new
     python requirements/lockfile.py check     # fail if pyproject.toml and the locks disagree
 
 Three locks, each a complete, hashed closure for Python 3.11 and 3.12 on every platform,
@@ -159,8 +160,10 @@ def _uv() -> str:
     return uv
 
 
-def compile_locks() -> None:
-    """Resolve every lock afresh from PyPI (the only index the locks name)."""
+def compile_locks(keep: bool = False) -> None:
+    """Resolve every lock afresh from PyPI (the only index the locks name); with `keep`, keep
+    every pin the locks already hold that still satisfies pyproject.toml, so that adding a
+    dependency adds it (and what it needs) without moving anything else."""
     uv, digest = _uv(), inputs_digest(ROOT)
     env = {**os.environ, "UV_INDEX_URL": "https://pypi.org/simple"}
     env.pop("UV_EXTRA_INDEX_URL", None)
@@ -174,7 +177,8 @@ def compile_locks() -> None:
             if lock.name != "dev":
                 cmd += ["--constraints", str(constraints)]
             path = lock.path(ROOT)
-            path.unlink(missing_ok=True)  # resolve afresh rather than keep old pins
+            if not keep:
+                path.unlink(missing_ok=True)  # resolve afresh rather than keep old pins
             subprocess.run(cmd, cwd=ROOT, env=env, check=True)
             # The dev pins are a temporary file; name the lock they come from instead, so that
             # recompiling changes only what was resolved differently.
@@ -187,8 +191,8 @@ def compile_locks() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv[1:] == ["compile"]:
-        compile_locks()
+    if argv[1:] in (["compile"], ["compile", "--keep"]):
+        compile_locks(keep=argv[2:] == ["--keep"])
         return 0
     if argv[1:] == ["check"]:
         found = problems()
