@@ -98,5 +98,6 @@ class Services:
         if self._started:
             await self.access.stop()
             await self.rooms.stop()
+        await self.work.events.drain()
         await self.redis.aclose()
         await self.db.close()

@@ -3,6 +3,7 @@ pushed to every owner and reviewer watching `/events/{project}` on any process."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -16,21 +17,6 @@ from server.monitoring.keys import events_channel
 log = logging.getLogger(__name__)
 
 
-async def publish_many(client: aioredis.Redis, prefix: str,
-                       events: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """Publish (project, kind, data) events with one command; losing them is acceptable."""
-    if not events:
-        return
-    at = datetime.now(UTC).isoformat()
-    try:
-        await publish_all(client, [
-            (events_channel(prefix, project_id),
-             json.dumps({"type": kind, "project_id": project_id, "at": at, **data}))
-            for project_id, kind, data in events])
-    except Exception as exc:  # noqa: BLE001 - events are best effort; the changes are stored
-        log.warning("could not publish %d events: %s", len(events), exc)
-
-
 async def publish(client: aioredis.Redis, prefix: str, project_id: int, kind: str,
                   **data: Any) -> None:
     """Publish one event; losing one is acceptable (watchers also get periodic snapshots)."""
@@ -39,3 +25,48 @@ async def publish(client: aioredis.Redis, prefix: str, project_id: int, kind: st
         await client.publish(events_channel(prefix, project_id), json.dumps(event))
     except Exception as exc:  # noqa: BLE001 - events are best effort; the change itself is stored
         log.warning("could not publish %s event for project %s: %s", kind, project_id, exc)
+
+
+class Outbox:
+    """The events of the work path (leased, submitted, released, decided...), published in
+    batches: `emit` queues an event and returns at once, and whatever was queued meanwhile
+    goes out in one command (one round trip) per loop turn, in order.
+
+    A labeler's lease or submit is answered without waiting for Redis to take its event, and
+    under load the events of many requests share one command. They are best effort as
+    before: an event lost with its process is made up for by the watchers' snapshots.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._queued: list[tuple[int, str, dict[str, Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    def emit(self, project_id: int, kind: str, **data: Any) -> None:
+        self.emit_many([(project_id, kind, data)])
+
+    def emit_many(self, events: list[tuple[int, str, dict[str, Any]]]) -> None:
+        """Queue (project, kind, data) events; they are published within a loop turn or two."""
+        if not events:
+            return
+        at = datetime.now(UTC).isoformat()
+        self._queued.extend((pid, kind, {"at": at, **data}) for pid, kind, data in events)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await publish_all(self.client, [
+                    (events_channel(self.prefix, pid),
+                     json.dumps({"type": kind, "project_id": pid, **data}))
+                    for pid, kind, data in batch])
+            except Exception as exc:  # noqa: BLE001 - events are best effort; the changes are stored
+                log.warning("could not publish %d events: %s", len(batch), exc)
+
+    async def drain(self) -> None:
+        """Wait until what was emitted so far has been published (or given up on)."""
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)

@@ -71,9 +71,7 @@ class WorkService:
         self.lease_log = leases.LeaseLog(db)
         self.submit_log = SubmitLog(db, rooms)
         self.label_ids = label_store.LabelIds()
-
-    async def _event(self, project_id: int, kind: str, **data: Any) -> None:
-        await events.publish(self.redis, self.prefix, project_id, kind, **data)
+        self.events = events.Outbox(redis, prefix)
 
     # -- labelers ---------------------------------------------------------------------
 
@@ -94,7 +92,7 @@ class WorkService:
         granted = handed.granted
         new = [g for g in granted if not g.resumed]
         if new:
-            await self._event(pid, "leased", user_id=user_id, items=sorted(g.item_id for g in new))
+            self.events.emit(pid, "leased", user_id=user_id, items=sorted(g.item_id for g in new))
         rows = {r["id"]: r for r in await self.db.fetch(_ITEMS, [g.item_id for g in granted])}
         suggested: dict[int, Any] = {}
         if pa.setting("ml_assist").get("enabled") and new:
@@ -116,7 +114,7 @@ class WorkService:
         released = await leases.release(self.dispatcher, self.db, user_id, lease_ids, after_s)
         if not after_s:
             for pid, ids in released.items():
-                await self._event(pid, "released", user_id=user_id, leases=len(ids))
+                self.events.emit(pid, "released", user_id=user_id, leases=len(ids))
         done = {lid for ids in released.values() for lid in ids}
         return {"released": [lid for lid in lease_ids if lid in done],
                 "inactive": [lid for lid in lease_ids if lid not in done]}
@@ -205,7 +203,7 @@ class WorkService:
                 for r in done])
         completed = {pid: await decisions.complete_if_done(self.db, pid)
                      for pid, done in by_project.items() if any(r.decision.decided for r in done)}
-        await events.publish_many(self.redis, self.prefix, [
+        self.events.emit_many([
             (r.lease["project_id"], "submitted",
              {"user_id": user_id, "item_id": r.lease["item_id"], "item_status": r.decision.item_status,
               "decided": r.decision.decided, "agreement": r.decision.agreement,
@@ -249,7 +247,7 @@ class WorkService:
         await review.record_decision(self.db, pid, iid, final, user_id)
         completed = await decisions.complete_if_done(self.db, pid)  # after the commit
         await self.dispatcher.close(pid, iid)
-        await self._event(pid, "decided", item_id=iid, by=user_id, how="owner")
+        self.events.emit(pid, "decided", item_id=iid, by=user_id, how="owner")
         return {"item_id": iid, "status": "labeled", "final": final, "decided_by": "owner",
                 "project_completed": completed}
 
@@ -259,5 +257,5 @@ class WorkService:
         low, high, _ = consensus_plan(pa.row)
         done = await review.reopen(self.db, pid, iid, low)
         await self.dispatcher.reopen(pid, iid, done.priority, done.target)
-        await self._event(pid, "reopened", item_id=iid, by=user_id)
+        self.events.emit(pid, "reopened", item_id=iid, by=user_id)
         return {"item_id": iid, "status": done.status, "target": done.target, "max": high}
