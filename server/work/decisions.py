@@ -143,6 +143,7 @@ async def record_submits(conn: asyncpg.Connection, submits: list[Submit],
         _ITEM_STATES, sorted({r["item_id"] for r in locked.values()}))} if locked else {}
     state: dict[int, _Item] = {}
     done: set[str] = set()
+    annotated: set[tuple[int, int]] = set()
     outcomes: list[Recorded | WorkError] = []
     for s in submits:
         lease_row = locked.get(s.lease_id)
@@ -153,13 +154,14 @@ async def record_submits(conn: asyncpg.Connection, submits: list[Submit],
         row = items[lease_row["item_id"]]
         item = state.setdefault(row["id"], _Item(row["status"], int(row["target"] or low),
                                                  list(row["annotations"]), set(row["live"])))
-        refused = await _refusal(conn, lease_row, item, done)
+        refused = await _refusal(conn, lease_row, item, done, annotated)
         if refused is not None:
             outcomes.append(refused)
             continue
         decision, final, change = decide(s.project["task_type"], [*item.annotations, s.annotation],
                                          item.target, low, high, threshold)
         done.add(s.lease_id)
+        annotated.add((lease_row["item_id"], lease_row["user_id"]))
         item.annotations.append(s.annotation)
         if change is not None:
             item.change = change
@@ -183,8 +185,9 @@ async def record_submits(conn: asyncpg.Connection, submits: list[Submit],
 
 
 async def _refusal(conn: asyncpg.Connection, lease_row: asyncpg.Record, item: _Item,
-                   done: set[str]) -> WorkError | None:
-    """Why this lease may not submit now (None if it may)."""
+                   done: set[str], annotated: set[tuple[int, int]]) -> WorkError | None:
+    """Why this lease may not submit now (None if it may). `done`: the leases accepted earlier
+    in the batch; `annotated`: their (item, labeler) pairs."""
     if lease_row["state"] == "submitted" or lease_row["id"] in done:
         return WorkError("already_submitted", "already submitted")
     if lease_row["state"] == "skipped":
@@ -195,7 +198,11 @@ async def _refusal(conn: asyncpg.Connection, lease_row: asyncpg.Record, item: _I
         lease_row["state"] == "active" and lease_row["expires_at"] <= datetime.now(UTC))
     if not expired:
         return None
-    if await conn.fetchval(_NEWER_LEASE, lease_row["item_id"], lease_row["user_id"], lease_row["id"]):
+    # Another lease of theirs on the item, submitted earlier in this batch (two of their
+    # expired leases in one batch: neither is newer in the table until the batch is written)
+    # or found in the table.
+    if (lease_row["item_id"], lease_row["user_id"]) in annotated or await conn.fetchval(
+            _NEWER_LEASE, lease_row["item_id"], lease_row["user_id"], lease_row["id"]):
         return WorkError("lease_superseded",
                          "this item was leased to you again since; that lease is the one to submit")
     # Live leases of others still hold slots; those submitted earlier in this batch are

@@ -192,3 +192,27 @@ def test_a_label_tree_edited_while_labelers_work_applies_to_the_next_submit(
     assert not body["results"][1]["ok"] and body["results"][1]["status"] == 422, body
     assert item(p.owner, p.pid, leases[1]["item"]["id"])["final"]["classes"] == [fish]
     assert item(p.owner, p.pid, leases[2]["item"]["id"])["status"] == "in_progress"
+
+
+def test_two_given_back_leases_of_one_item_in_one_page_store_one_annotation(
+        make_user: MakeUser, data_dir: Path) -> None:
+    """A labeler gets an item, gives it back, gets it again and gives it back again (a reload
+    and a grid size change), then a late page carries both leases: the first is stored and the
+    second refused as superseded, as if they had come one after another, rather than the page
+    failing whole on the second annotation of one labeler."""
+    p = setup_project(make_user, data_dir, items=1, labelers=2,
+                      consensus={"enabled": True, "min": 2, "max": 2})
+    me = p.labelers[0]
+    leases = []
+    for _ in range(2):
+        got = next_(me, p.pid, 1)
+        assert len(got) == 1
+        leases.append(got[0])
+        assert me.post("/api/v1/leases/release", {"lease_ids": [got[0]["lease_id"]]}).status_code == 200
+    assert leases[0]["item"]["id"] == leases[1]["item"]["id"]
+    r = page(me, [vote(x, p.labels["cat"]) for x in leases])
+    assert r.status_code == 200, r.text
+    outcome = [(x["ok"], x.get("error", {}).get("code")) for x in r.json()["results"]]
+    assert outcome == [(True, None), (False, "lease_superseded")], outcome
+    # One annotation of theirs: the item still waits for the second labeler.
+    assert item(p.owner, p.pid, leases[0]["item"]["id"])["status"] == "in_progress"
