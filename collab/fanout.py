@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from .keys import FanoutKeys
+from .tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,8 @@ class Fanout:
         await self._wait_confirmed(self._control)
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        await stop_task(self._reader)
+        self._reader = None
         await self._pubsub.aclose()
 
     async def _subscribe(self, channel: bytes) -> None:

@@ -23,10 +23,12 @@ import asyncpg
 from pycrdt import Doc
 from redis.exceptions import RedisError
 
+from .batches import Batches
 from .errors import RoomUnavailable
 from .fanout import KIND_HELLO, KIND_UPDATE, Fanout
 from .room import EMPTY_UPDATE, Connection, Peer, Room
 from .store import DocumentStore
+from .tasks import stop_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,8 +61,8 @@ class RoomManager:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._compact: set[str] = set()
-        self._outbox: list[tuple[str, int, bytes]] = []
-        self._publisher: asyncio.Task[None] | None = None
+        self._outbox: Batches[tuple[str, int, bytes]] = Batches(self._publish_batch,
+                                                                "fan-out messages")
 
     async def start(self) -> None:
         self.fanout.on_resubscribed = self.resync
@@ -79,11 +81,8 @@ class RoomManager:
         """Flush what is pending (best effort), then stop background work."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush_all(), 5)
-        for task in [self._writer, self._publisher]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop_task(self._writer)
+        await self._outbox.stop()
         await self.fanout.stop()
 
     # -- rooms ------------------------------------------------------------------------
@@ -167,22 +166,15 @@ class RoomManager:
         room = self.rooms.get(name)
         if kind != KIND_HELLO and room is not None and not room.remote_peers:
             return
-        self._outbox.append((name, kind, payload))
-        if self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.create_task(self._publish_outbox())
+        self._outbox.put([(name, kind, payload)])
 
-    async def _publish_outbox(self) -> None:
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
-            try:
-                counts = await self.fanout.publish_many(batch)
-            except Exception as exc:  # noqa: BLE001 - other nodes catch up through HELLO
-                log.warning("fan-out publish of %d messages failed: %s", len(batch), exc)
-                continue
-            for (name, _, _), count in zip(batch, counts, strict=True):
-                room = self.rooms.get(name)
-                if room is not None and count <= 1:
-                    room.alone()  # only this node listens on the channel
+    async def _publish_batch(self, batch: list[tuple[str, int, bytes]]) -> None:
+        # A failed batch is dropped: other nodes catch up through HELLO.
+        counts = await self.fanout.publish_many(batch)
+        for (name, _, _), count in zip(batch, counts, strict=True):
+            room = self.rooms.get(name)
+            if room is not None and count <= 1:
+                room.alone()  # only this node listens on the channel
 
     async def _write_loop(self) -> None:
         backoff = 0.1

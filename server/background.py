@@ -12,13 +12,13 @@ version is claimed the same way (see ml/training.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import asyncpg
 
+from collab.tasks import stop_task
 from server.data.probing import probe_batch
 from server.data.refresh import refresh_due
 from server.exports import runner as exports
@@ -68,10 +68,9 @@ class BackgroundJobs:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
+            task.cancel()  # all at once, then wait for each
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._tasks = []
 
 

@@ -3,7 +3,6 @@ pushed to every owner and reviewer watching `/events/{project}` on any process."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from collab.batches import Batches
 from collab.fanout import publish_all
 from server.monitoring.keys import events_channel
 
@@ -30,7 +30,7 @@ async def publish(client: aioredis.Redis, prefix: str, project_id: int, kind: st
 class Outbox:
     """The events of the work path (leased, submitted, released, decided...), published in
     batches: `emit` queues an event and returns at once, and whatever was queued meanwhile
-    goes out in one command (one round trip) per loop turn, in order.
+    goes out in one command (one round trip), in order.
 
     A labeler's lease or submit is answered without waiting for Redis to take its event, and
     under load the events of many requests share one command. They are best effort as
@@ -40,33 +40,21 @@ class Outbox:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._queued: list[tuple[int, str, dict[str, Any]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._batches: Batches[tuple[int, str, dict[str, Any]]] = Batches(self._publish, "events")
 
     def emit(self, project_id: int, kind: str, **data: Any) -> None:
         self.emit_many([(project_id, kind, data)])
 
     def emit_many(self, events: list[tuple[int, str, dict[str, Any]]]) -> None:
         """Queue (project, kind, data) events; they are published within a loop turn or two."""
-        if not events:
-            return
         at = datetime.now(UTC).isoformat()
-        self._queued.extend((pid, kind, {"at": at, **data}) for pid, kind, data in events)
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send())
+        self._batches.put((pid, kind, {"at": at, **data}) for pid, kind, data in events)
 
-    async def _send(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued, []
-            try:
-                await publish_all(self.client, [
-                    (events_channel(self.prefix, pid),
-                     json.dumps({"type": kind, "project_id": pid, **data}))
-                    for pid, kind, data in batch])
-            except Exception as exc:  # noqa: BLE001 - events are best effort; the changes are stored
-                log.warning("could not publish %d events: %s", len(batch), exc)
+    async def _publish(self, batch: list[tuple[int, str, dict[str, Any]]]) -> None:
+        await publish_all(self.client, [
+            (events_channel(self.prefix, pid), json.dumps({"type": kind, "project_id": pid, **data}))
+            for pid, kind, data in batch])
 
     async def drain(self) -> None:
         """Wait until what was emitted so far has been published (or given up on)."""
-        while self._sender is not None and not self._sender.done():
-            await asyncio.shield(self._sender)
+        await self._batches.drain()
