@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, TransactionEvent, merge_updates
 
 from . import protocol
 from .awareness import AwarenessStates
@@ -54,6 +55,10 @@ class RoomSink(Protocol):
         """Send a message to the other nodes holding room `name` (see fanout.py)."""
 
 
+# The most queued updates one frame carries when a receiver has fallen behind by several.
+MERGE_AT_MOST = 64
+
+
 class Connection:
     """One client in a room: an ordered outgoing queue drained by its own writer task.
 
@@ -61,6 +66,11 @@ class Connection:
     has stopped reading or cannot keep up: it is closed with 1013 and its backlog dropped at
     once (it resyncs when it reconnects), and `stopped` tells its endpoint to let go of it
     even while its socket neither reads nor writes.
+
+    Document updates that are waiting for the writer one after another go out merged into
+    one update frame (Yjs merges updates losslessly, and a client applies the merge as it
+    would the updates in order): a receiver that falls behind costs one send for its whole
+    backlog rather than one per update, which is where a busy room spends its time.
     """
 
     def __init__(self, peer: Peer, *, readonly: bool, user: str, max_message_bytes: int,
@@ -71,9 +81,12 @@ class Connection:
         # The largest frame its endpoint accepts from it (larger ones close it with 1009).
         self.max_message_bytes = max_message_bytes
         self.awareness_ids: set[int] = set()
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
+        # (frame, its document update when the frame is a sync update, else None)
+        self.queue: deque[tuple[bytes, bytes | None]] = deque()
         self.queued_bytes = 0
+        self._queue_size = queue_size
         self._queue_bytes = queue_bytes
+        self._wake = asyncio.Event()
         self.closing: tuple[int, str] | None = None
         self.stopped = asyncio.Event()
         self._rate = rate
@@ -82,29 +95,27 @@ class Connection:
         self._stamp = time.monotonic()
         self.told_readonly = False
 
-    def send(self, data: bytes) -> None:
-        """Queue a frame; a client too slow to keep up is disconnected (it will resync)."""
+    def send(self, data: bytes, update: bytes | None = None) -> None:
+        """Queue a frame (`update`: the document update a sync-update frame carries, so it
+        can be merged with the next ones); a client too slow to keep up is disconnected (it
+        will resync)."""
         if self.closing is not None:
             return
-        if self.queued_bytes >= self._queue_bytes:
+        if self.queued_bytes >= self._queue_bytes or len(self.queue) >= self._queue_size:
             self.close_soon(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect")
             return
-        try:
-            self.queue.put_nowait(data)
-        except asyncio.QueueFull:
-            self.close_soon(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect")
-            return
+        self.queue.append((data, update))
         self.queued_bytes += len(data)
+        self._wake.set()
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
             # Nothing queued matters any more (a closed client resyncs when it comes back):
             # free it now, and let the writer close the socket.
-            while not self.queue.empty():
-                self.queue.get_nowait()
+            self.queue.clear()
             self.queued_bytes = 0
-            self.queue.put_nowait(None)
+            self._wake.set()
             self.stopped.set()
 
     def allow(self) -> bool:
@@ -117,15 +128,29 @@ class Connection:
         self._tokens -= 1
         return True
 
+    def _next_frame(self) -> bytes:
+        """The first queued frame, merged with the document updates right behind it."""
+        frame, update = self.queue.popleft()
+        self.queued_bytes -= len(frame)
+        if update is None or not self.queue or self.queue[0][1] is None:
+            return frame
+        updates = [update]
+        while self.queue and self.queue[0][1] is not None and len(updates) < MERGE_AT_MOST:
+            more, next_update = self.queue.popleft()
+            self.queued_bytes -= len(more)
+            updates.append(next_update)  # type: ignore[arg-type]
+        return protocol.sync_update(merge_updates(*updates))
+
     async def run_writer(self) -> None:
         while True:
-            data = await self.queue.get()
-            if data is None:
-                code, reason = self.closing or (1000, "")
+            while not self.queue and self.closing is None:
+                self._wake.clear()
+                await self._wake.wait()
+            if self.closing is not None:
+                code, reason = self.closing
                 await self.peer.close(code, reason)
                 return
-            self.queued_bytes -= len(data)
-            await self.peer.send(data)
+            await self.peer.send(self._next_frame())
 
 
 class Room:
@@ -225,7 +250,7 @@ class Room:
             frame = protocol.sync_update(update)
             for conn in self.connections:
                 if conn is not sender:
-                    conn.send(frame)
+                    conn.send(frame, update)
             if not stored:
                 self._unflushed += 1
                 self.flushed.clear()

@@ -62,9 +62,8 @@ def presence(client: int, clock: int = 1) -> bytes:
 
 def queued(conn: Connection) -> list[bytes]:
     out = []
-    while not conn.queue.empty():
-        frame = conn.queue.get_nowait()
-        assert frame is not None
+    while conn.queue:
+        frame, _ = conn.queue.popleft()
         out.append(frame)
     return out
 
@@ -247,3 +246,35 @@ async def test_the_writer_sends_in_order_then_closes_with_the_reason() -> None:
     conn.close_soon(1000, "bye")
     await asyncio.wait_for(writer, 5)
     assert peer.sent == [b"one", b"two"] and peer.closed == (1000, "bye")
+
+
+async def test_updates_waiting_one_after_another_go_out_as_one_merged_frame() -> None:
+    """A receiver that fell behind gets its waiting document updates in one frame, merged
+    in order, and frames of other kinds keep their place between them."""
+    peer = Peer()
+    conn = Connection(peer, readonly=False, user="7", max_message_bytes=10, rate=1.0, burst=1.0,
+                      queue_size=10, queue_bytes=1 << 20)
+    updates = [an_update("a", 1), an_update("b", 2), an_update("a", 3)]
+    hello = protocol.awareness(presence(9))
+    conn.send(protocol.sync_update(updates[0]), updates[0])
+    conn.send(protocol.sync_update(updates[1]), updates[1])
+    conn.send(hello)
+    conn.send(protocol.sync_update(updates[2]), updates[2])
+    writer = asyncio.create_task(conn.run_writer())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    conn.close_soon(1000, "")
+    await asyncio.wait_for(writer, 5)
+    assert len(peer.sent) == 3 and peer.sent[1] == hello and conn.queued_bytes == 0
+    merged, _ = (protocol.parse(peer.sent[0]), protocol.parse(peer.sent[2]))
+    assert merged.kind == protocol.MSG_SYNC and merged.subtype == protocol.SYNC_UPDATE
+    got: Doc[Any] = Doc()
+    for frame in (peer.sent[0], peer.sent[2]):
+        got.apply_update(protocol.parse(frame).payload)
+    want: Doc[Any] = Doc()
+    for update in updates:
+        want.apply_update(update)
+    assert got.get("m", type=Map).to_py() == want.get("m", type=Map).to_py()
+    one: Doc[Any] = Doc()
+    one.apply_update(merged.payload)
+    assert set(one.get("m", type=Map).to_py()) == {"a", "b"}  # the first two, merged
