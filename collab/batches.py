@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 class Batches(Generic[T]):
     def __init__(self, send: Callable[[list[T]], Awaitable[None]], what: str) -> None:
         """`send` gets each batch; if it fails, the batch is dropped and logged (`what` names
-        its items), so callers must only queue what may be lost (they are told otherwise)."""
+        its items): only what may be lost belongs in it (events, fan-out messages that the
+        other nodes make up for)."""
         self._send = send
         self._what = what
         self._queued: list[T] = []
