@@ -24,7 +24,6 @@ from server.exports.table import CsvWriter
 from server.exports.voc import VocWriter
 from server.exports.writer import SUFFIX, Context, Writer
 from server.exports.yolo import YoloWriter
-from server.monitoring import events
 from server.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,14 +116,14 @@ async def run(services: Services, row: asyncpg.Record) -> None:
         if status.endswith(" 0"):  # deleted (or taken over) meanwhile: leave nothing behind
             final.unlink(missing_ok=True)
             return
-        await progress.publish("done", done, total, warnings=warnings)
+        progress.publish("done", done, total, warnings=warnings)
         log.info("export %s of project %s: %d items as %s", export_id, pid, done, fmt)
     except Exception as exc:  # noqa: BLE001 - any failure is the export's, reported on it
         log.exception("export %s of project %s failed", export_id, pid)
         part.unlink(missing_ok=True)
         with contextlib.suppress(asyncpg.PostgresError, OSError):
             await db.execute(_FAILED, export_id, f"{type(exc).__name__}: {exc}"[:1000])
-        await progress.publish("failed", 0, None, error=str(exc)[:200])
+        progress.publish("failed", 0, None, error=str(exc)[:200])
 
 
 async def _probe(services: Services, project_id: int) -> None:
@@ -153,9 +152,8 @@ class _Progress:
             return
         self.last = now
         await self.services.db.execute(_PROGRESS, self.export_id, done, total)
-        await self.publish("running", done, total)
+        self.publish("running", done, total)
 
-    async def publish(self, status: str, done: int, total: int | None, **extra: Any) -> None:
-        s = self.services
-        await events.publish(s.redis, s.settings.redis_prefix, self.project_id, "export",
-                             export_id=self.export_id, status=status, done=done, total=total, **extra)
+    def publish(self, status: str, done: int, total: int | None, **extra: Any) -> None:
+        self.services.work.events.emit(self.project_id, "export", export_id=self.export_id,
+                                       status=status, done=done, total=total, **extra)

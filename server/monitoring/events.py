@@ -17,19 +17,9 @@ from server.monitoring.keys import events_channel
 log = logging.getLogger(__name__)
 
 
-async def publish(client: aioredis.Redis, prefix: str, project_id: int, kind: str,
-                  **data: Any) -> None:
-    """Publish one event; losing one is acceptable (watchers also get periodic snapshots)."""
-    event = {"type": kind, "project_id": project_id, "at": datetime.now(UTC).isoformat(), **data}
-    try:
-        await client.publish(events_channel(prefix, project_id), json.dumps(event))
-    except Exception as exc:  # noqa: BLE001 - events are best effort; the change itself is stored
-        log.warning("could not publish %s event for project %s: %s", kind, project_id, exc)
-
-
 class Outbox:
-    """The events of the work path (leased, submitted, released, decided...), published in
-    batches: `emit` queues an event and returns at once, and whatever was queued meanwhile
+    """A process's project events (leased, submitted, released, decided, export progress...),
+    published in batches: `emit` queues an event and returns at once, and whatever was queued meanwhile
     goes out in one command (one round trip), in order.
 
     A labeler's lease or submit is answered without waiting for Redis to take its event, and
