@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from .batches import Batches
 from .errors import RoomUnavailable
 from .fanout import KIND_HELLO, KIND_UPDATE, Fanout
+from .outgoing import Flusher, unframed
 from .room import EMPTY_UPDATE, Connection, Peer, Room
 from .store import DocumentStore
 from .tasks import stop_task
@@ -51,7 +52,9 @@ class CollabLimits:
 class RoomManager:
     """Owns every room of this process and the tasks that serve them."""
 
-    def __init__(self, store: DocumentStore, fanout: Fanout, limits: CollabLimits | None = None) -> None:
+    def __init__(self, store: DocumentStore, fanout: Fanout, limits: CollabLimits | None = None,
+                 frame: Callable[[bytes], bytes] = unframed) -> None:
+        """`frame`: how the transport frames a message (see outgoing.py)."""
         self.store = store
         self.fanout = fanout
         self.limits = limits or CollabLimits()
@@ -61,6 +64,7 @@ class RoomManager:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._compact: set[str] = set()
+        self._flusher = Flusher(frame)
         self._outbox: Batches[tuple[str, int, bytes]] = Batches(self._publish_batch,
                                                                 "fan-out messages")
 
@@ -72,7 +76,7 @@ class RoomManager:
     def connect(self, peer: Peer, *, readonly: bool, user: str) -> Connection:
         """A connection for a client over `peer`, bounded by this manager's limits."""
         limits = self.limits
-        return Connection(peer, readonly=readonly, user=user,
+        return Connection(peer, self._flusher, readonly=readonly, user=user,
                           max_message_bytes=limits.max_message_bytes,
                           rate=limits.messages_per_s, burst=limits.burst,
                           queue_size=limits.queue_size, queue_bytes=limits.queue_bytes)

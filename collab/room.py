@@ -28,6 +28,7 @@ from . import protocol
 from .awareness import AwarenessStates
 from .errors import ProtocolError
 from .fanout import KIND_AWARENESS, KIND_HELLO, KIND_STATE, KIND_UPDATE
+from .outgoing import Flusher
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,14 @@ CLOSE_TRY_AGAIN = 1013
 
 
 class Peer(Protocol):
-    """The transport under a connection (a WebSocket in the server)."""
+    """The link under a connection (a WebSocket in the server)."""
 
-    async def send(self, data: bytes) -> None: ...
+    def writable(self) -> bool:
+        """Whether the link takes more now (False while its own buffer is full or it is
+        closing); a link that becomes writable again calls `Connection.resume`."""
 
-    async def close(self, code: int, reason: str) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Put framed messages on the link, in order."""
 
 
 class RoomSink(Protocol):
@@ -60,33 +64,39 @@ MERGE_AT_MOST = 64
 
 
 class Connection:
-    """One client in a room: an ordered outgoing queue drained by its own writer task.
+    """One client in a room: its outgoing queue, its limits and its closing reason.
 
-    The queue is bounded in frames and in bytes. A client whose backlog passes either bound
-    has stopped reading or cannot keep up: it is closed with 1013 and its backlog dropped at
-    once (it resyncs when it reconnects), and `stopped` tells its endpoint to let go of it
-    even while its socket neither reads nor writes.
+    What the room sends it is queued and written at the end of the loop turn by the
+    flusher (outgoing.py), in order, while its link takes more. While the link is full
+    (the client reads more slowly than the room speaks) the queue grows, bounded in
+    messages and in bytes; a client whose backlog passes either bound is closed with 1013
+    and its backlog dropped at once (it resyncs when it reconnects). `closing` holds the
+    code and reason its endpoint closes it with, and `stopped` tells the endpoint to do
+    so even while its socket neither reads nor writes.
 
-    Document updates that are waiting for the writer one after another go out merged into
-    one update frame (Yjs merges updates losslessly, and a client applies the merge as it
-    would the updates in order): a receiver that falls behind costs one send for its whole
-    backlog rather than one per update, which is where a busy room spends its time.
+    Document updates that waited for the link one after another go out merged into one
+    update (Yjs merges updates losslessly, and a client applies the merge as it would the
+    updates in order): a receiver that fell behind costs one message for its backlog.
     """
 
-    def __init__(self, peer: Peer, *, readonly: bool, user: str, max_message_bytes: int,
-                 rate: float, burst: float, queue_size: int, queue_bytes: int) -> None:
+    def __init__(self, peer: Peer, flusher: Flusher, *, readonly: bool, user: str,
+                 max_message_bytes: int, rate: float, burst: float, queue_size: int,
+                 queue_bytes: int) -> None:
         self.peer = peer
         self.readonly = readonly
         self.user = user
         # The largest frame its endpoint accepts from it (larger ones close it with 1009).
         self.max_message_bytes = max_message_bytes
         self.awareness_ids: set[int] = set()
-        # (frame, its document update when the frame is a sync update, else None)
+        # (message, its document update when the message is a sync update, else None)
         self.queue: deque[tuple[bytes, bytes | None]] = deque()
         self.queued_bytes = 0
         self._queue_size = queue_size
         self._queue_bytes = queue_bytes
-        self._wake = asyncio.Event()
+        self._flusher = flusher
+        self._marked = False
+        # Set while the link was full: what waited meanwhile is merged when it drains.
+        self._behind = False
         self.closing: tuple[int, str] | None = None
         self.stopped = asyncio.Event()
         self._rate = rate
@@ -95,27 +105,33 @@ class Connection:
         self._stamp = time.monotonic()
         self.told_readonly = False
 
-    def send(self, data: bytes, update: bytes | None = None) -> None:
-        """Queue a frame (`update`: the document update a sync-update frame carries, so it
-        can be merged with the next ones); a client too slow to keep up is disconnected (it
+    def send(self, message: bytes, update: bytes | None = None) -> None:
+        """Queue a message (`update`: the document update a sync-update message carries, so
+        it can be merged with the next ones); a client too slow to keep up is closed (it
         will resync)."""
         if self.closing is not None:
             return
         if self.queued_bytes >= self._queue_bytes or len(self.queue) >= self._queue_size:
             self.close_soon(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect")
             return
-        self.queue.append((data, update))
-        self.queued_bytes += len(data)
-        self._wake.set()
+        self.queue.append((message, update))
+        self.queued_bytes += len(message)
+        if not self._marked:
+            self._marked = True
+            self._flusher.mark(self)
+
+    def resume(self) -> None:
+        """The link takes more again: write what waited for it."""
+        if self.queue and not self._marked and self.closing is None:
+            self._marked = True
+            self._flusher.mark(self)
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
-            # Nothing queued matters any more (a closed client resyncs when it comes back):
-            # free it now, and let the writer close the socket.
+            # Nothing queued matters any more (a closed client resyncs when it comes back).
             self.queue.clear()
             self.queued_bytes = 0
-            self._wake.set()
             self.stopped.set()
 
     def allow(self) -> bool:
@@ -128,29 +144,30 @@ class Connection:
         self._tokens -= 1
         return True
 
-    def _next_frame(self) -> bytes:
-        """The first queued frame, merged with the document updates right behind it."""
-        frame, update = self.queue.popleft()
-        self.queued_bytes -= len(frame)
-        if update is None or not self.queue or self.queue[0][1] is None:
-            return frame
+    def flush(self, framed: Callable[[bytes], bytes]) -> None:
+        """Write the queue to the link in one write if it takes more (the flusher calls it)."""
+        self._marked = False
+        if self.closing is not None or not self.queue:
+            return
+        if not self.peer.writable():
+            self._behind = True
+            return
+        merge, self._behind = self._behind, False
+        frames = []
+        while self.queue:
+            frames.append(framed(self._next_message(merge)))
+        self.queued_bytes = 0
+        self.peer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def _next_message(self, merge: bool) -> bytes:
+        """The first queued message; when `merge`, merged with the updates right behind it."""
+        message, update = self.queue.popleft()
+        if not merge or update is None or not self.queue or self.queue[0][1] is None:
+            return message
         updates = [update]
         while self.queue and self.queue[0][1] is not None and len(updates) < MERGE_AT_MOST:
-            more, next_update = self.queue.popleft()
-            self.queued_bytes -= len(more)
-            updates.append(next_update)  # type: ignore[arg-type]
+            updates.append(self.queue.popleft()[1])  # type: ignore[arg-type]
         return protocol.sync_update(merge_updates(*updates))
-
-    async def run_writer(self) -> None:
-        while True:
-            while not self.queue and self.closing is None:
-                self._wake.clear()
-                await self._wake.wait()
-            if self.closing is not None:
-                code, reason = self.closing
-                await self.peer.close(code, reason)
-                return
-            await self.peer.send(self._next_frame())
 
 
 class Room:

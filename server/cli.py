@@ -47,6 +47,7 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
     from server.app import create_app
     from server.demo import ensure_demo
     from server.engines import engines
+    from server.live.channel import PROTOCOL
 
     with engines(settings) as s:
         assert s.database_url
@@ -65,7 +66,8 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
         signal.signal(signal.SIGTERM, _exit_on_signal)
         options: dict[str, Any] = {
             "host": s.host, "port": s.port, "log_level": log_level, "proxy_headers": True,
-            "ws_max_size": s.collab_max_message_bytes,
+            # uvicorn's WebSocket protocol with the direct channel live documents use.
+            "ws": PROTOCOL, "ws_max_size": s.collab_max_message_bytes,
             # Yjs updates are small and already compact; deflate cost more CPU than it
             # saved bandwidth (the reference y-websocket server does not use it).
             "ws_per_message_deflate": False}

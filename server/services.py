@@ -16,6 +16,7 @@ from collab.manager import CollabLimits, RoomManager
 from collab.store import DocumentStore
 from server.database import Database
 from server.live.access_watch import AccessWatch
+from server.live.channel import binary_frame
 from server.live.keys import LiveKeys
 from server.settings import Settings
 from server.work.queue import Dispatcher
@@ -81,7 +82,8 @@ class Services:
             settings.redis_url, max_connections=settings.redis_pool_max,
             timeout=settings.db_timeout_s))
         prefix = settings.redis_prefix
-        rooms = RoomManager(DocumentStore(db), Fanout(client, prefix), collab_limits(settings))
+        rooms = RoomManager(DocumentStore(db), Fanout(client, prefix), collab_limits(settings),
+                            frame=binary_frame)
         access = AccessWatch(db, client, LiveKeys(prefix).access_changes, settings.access_check_s)
         dispatcher = Dispatcher(client, prefix, settings.lease_ttl_s)
         work = WorkService(db, client, prefix, dispatcher, rooms)

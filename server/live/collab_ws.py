@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,11 +26,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from collab.errors import ProtocolError, RoomUnavailable, UnsupportedMessage
 from collab.names import FINAL, document_name
 from collab.protocol import parse
-from collab.room import CLOSE_POLICY, Connection, Room
+from collab.room import CLOSE_POLICY, CLOSE_TRY_AGAIN, Connection, Room
 from server.accounts import auth
 from server.accounts.roles import Role
-from server.errors import ApiError, Forbidden, NotFound
+from server.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.live import access_watch
+from server.live.channel import PROTOCOL, Channel, channel_of
 from server.projects import projects
 from server.work.leases import keep_alive
 
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 CLOSE_PROTOCOL = 1002
 CLOSE_UNSUPPORTED = 1003
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
 CLOSE_UNAVAILABLE = 1013
 _ITEM = "SELECT 1 FROM items WHERE project_id = $1 AND id = $2"
 _MEMBER = "SELECT role FROM memberships WHERE project_id = $1 AND user_id = $2"
@@ -121,25 +124,18 @@ async def deny(ws: WebSocket, exc: ApiError) -> None:
         await ws.close(code=4000 + exc.status, reason=exc.message[:120])
 
 
-class _Peer:
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-
-    async def send(self, data: bytes) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await self.ws.send_bytes(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await self.ws.close(code=code, reason=reason)
-
-
 async def collab_endpoint(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     manager = services.rooms
     settings = services.settings
     pid, iid = ws.path_params["pid"], ws.path_params["iid"]
     annotator: str = ws.path_params["annotator"]
+    channel = channel_of(ws)
+    if channel is None:
+        log.error("/collab needs Colabel's WebSocket protocol: run `colabel serve`, or give "
+                  "uvicorn --ws %s", PROTOCOL)
+        await deny(ws, ServiceUnavailable("live documents need the server run by `colabel serve`"))
+        return
     try:
         grant = await authorize(services, ws, pid, iid, annotator)
     except ApiError as exc:
@@ -152,12 +148,11 @@ async def collab_endpoint(ws: WebSocket) -> None:
         log.warning("%s", exc)
         await ws.close(code=CLOSE_UNAVAILABLE, reason="document store unavailable; retry")
         return
-    conn = manager.connect(_Peer(ws), readonly=grant.readonly, user=str(grant.user_id))
+    conn = manager.connect(channel, readonly=grant.readonly, user=str(grant.user_id))
     watch = services.access
     ticket = access_watch.Ticket(
         grant.identity, pid, _rule(grant, annotator, conn), conn.close_soon,
         users=frozenset(() if annotator == FINAL else {int(annotator)}))
-    writer = asyncio.create_task(conn.run_writer())
     keeper = None
     if annotator == str(grant.user_id):
         # An open document counts as activity: the labeler's lease on the item stays alive.
@@ -165,70 +160,109 @@ async def collab_endpoint(ws: WebSocket) -> None:
             services.dispatcher, services.db, pid, iid, grant.user_id,
             max(settings.lease_ttl_s / 3, 1.0)))
     room.join(conn)
+    reader = _Reader(room, conn, ticket, channel)
     try:
         with watch.watching(ticket):
-            await _serve_until_stopped(ws, room, conn, ticket)
+            channel.listen(reader.on_message, conn.resume)
+            await _serve_until_stopped(ws, conn)
     finally:
-        if keeper is not None:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await keeper
+        for task in (keeper, reader.releasing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         room.leave(conn)
         conn.close_soon(1000, "")
-        # A client that stopped reading never takes the close frame: give up on it.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer, 5)
+        await _close(ws, channel, *(conn.closing or (1000, "")))
         await manager.release(room)
 
 
-async def _serve_until_stopped(ws: WebSocket, room: Room, conn: Connection,
-                               ticket: access_watch.Ticket) -> None:
-    """Serve the client's frames until it leaves or the room closes it. The room may close
-    it (too slow, see Connection) while it sends nothing: waiting on its next frame alone
-    would keep a client that neither reads nor writes in the room for ever."""
-    serving = asyncio.create_task(_serve(ws, room, conn, ticket))
-    stopped = asyncio.create_task(conn.stopped.wait())
-    try:
-        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (serving, stopped):
-            task.cancel()
-        await asyncio.gather(serving, stopped, return_exceptions=True)
-    failure = None if serving.cancelled() else serving.exception()
-    if failure is not None:
-        raise failure
+class _Reader:
+    """Applies the client's messages to the room as the channel reads them, within the
+    connection's limits. A message that arrives while an announced access change is being
+    checked waits (and the socket is read no further) until the verdict; one from a socket
+    being closed is never applied."""
 
+    def __init__(self, room: Room, conn: Connection, ticket: access_watch.Ticket,
+                 channel: Channel) -> None:
+        self.room = room
+        self.conn = conn
+        self.ticket = ticket
+        self.channel = channel
+        self.held: deque[tuple[bytes, bool]] = deque()
+        self.releasing: asyncio.Task[None] | None = None
 
-async def _serve(ws: WebSocket, room: Room, conn: Connection, ticket: access_watch.Ticket) -> None:
-    """Apply the client's frames to the room, within the connection's limits."""
-    while conn.closing is None:
-        message = await ws.receive()
-        if message["type"] == "websocket.disconnect":
+    def on_message(self, data: bytes, text: bool) -> None:
+        if self.held or not self.ticket.settled.is_set():
+            self.held.append((data, text))
+            self.channel.pause_reading()
+            if self.releasing is None or self.releasing.done():
+                self.releasing = asyncio.create_task(self._release_held())
             return
-        # A frame that arrives while an announced access change is being checked waits for
-        # the verdict, and one from a socket being closed for it is never applied.
-        if not ticket.settled.is_set():
-            await ticket.settled.wait()
+        self.handle(data, text)
+
+    async def _release_held(self) -> None:
+        while self.held:
+            await self.ticket.settled.wait()
+            self.handle(*self.held.popleft())
+        self.channel.resume_reading()
+
+    def handle(self, data: bytes, text: bool) -> None:
+        conn = self.conn
         if conn.closing is not None:
             return
-        data = message.get("bytes")
-        if data is None:
+        if text:
             conn.close_soon(CLOSE_UNSUPPORTED, "binary frames only")
-            return
-        if len(data) > conn.max_message_bytes:
+        elif len(data) > conn.max_message_bytes:
             conn.close_soon(CLOSE_TOO_BIG, f"message larger than {conn.max_message_bytes} bytes")
-            return
-        if not conn.allow():
+        elif not conn.allow():
             conn.close_soon(CLOSE_POLICY, "too many messages; slow down")
-            return
-        try:
-            room.handle(conn, parse(data))
-        except ProtocolError as exc:
-            log.info("closing %s: %s", room.name, exc)
-            conn.close_soon(CLOSE_PROTOCOL, str(exc)[:120])
-        except UnsupportedMessage as exc:
-            log.info("closing %s: %s", room.name, exc)
-            conn.close_soon(CLOSE_UNSUPPORTED, str(exc)[:120])
+        else:
+            try:
+                self.room.handle(conn, parse(data))
+            except ProtocolError as exc:
+                log.info("closing %s: %s", self.room.name, exc)
+                conn.close_soon(CLOSE_PROTOCOL, str(exc)[:120])
+            except UnsupportedMessage as exc:
+                log.info("closing %s: %s", self.room.name, exc)
+                conn.close_soon(CLOSE_UNSUPPORTED, str(exc)[:120])
+            except Exception:  # it runs inside the socket's read: never let it escape there
+                log.exception("closing %s after an unexpected error", self.room.name)
+                conn.close_soon(CLOSE_INTERNAL, "internal error")
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    # The channel takes every message: through ASGI only the disconnect still comes.
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _serve_until_stopped(ws: WebSocket, conn: Connection) -> None:
+    """Wait until the client leaves or the room closes it. The room may close it (too
+    slow, see Connection) while it sends nothing: waiting on its disconnect alone would
+    keep a client that neither reads nor writes in the room for ever."""
+    left = asyncio.create_task(_until_disconnect(ws))
+    stopped = asyncio.create_task(conn.stopped.wait())
+    try:
+        await asyncio.wait({left, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (left, stopped):
+            task.cancel()
+        await asyncio.gather(left, stopped, return_exceptions=True)
+
+
+async def _close(ws: WebSocket, channel: Channel, code: int, reason: str) -> None:
+    """Close the socket with `code`. A client closed for being too slow, or that takes
+    nothing for 5 s, is cut off instead: its close frame would wait behind its backlog."""
+    if code == CLOSE_TRY_AGAIN and channel.backlogged():
+        channel.abort()
+        return
+    try:
+        await asyncio.wait_for(ws.close(code=code, reason=reason), 5)
+    except TimeoutError:
+        channel.abort()
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # it is gone already
 
 
 ROUTES = [WebSocketRoute("/collab/{pid:int}/{iid:int}/{annotator}", collab_endpoint)]
