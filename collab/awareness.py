@@ -6,7 +6,7 @@ that the text is JSON and forwards it. An entry with the JSON text "null" is a r
 
 from __future__ import annotations
 
-import json
+import orjson
 
 from .errors import ProtocolError
 from .protocol import read_varbytes, read_varuint, varbytes, write_varuint
@@ -40,28 +40,34 @@ class AwarenessStates:
             entries.append((client, clock, state))
         if pos != len(update):
             raise ProtocolError("trailing bytes in awareness update")
-        for _, _, state in entries:
-            # Forwarded states are parsed by every client: anything but JSON would break them.
-            try:
-                json.loads(state)
-            except ValueError:
-                raise ProtocolError("awareness state is not JSON") from None
         changed: list[tuple[int, int, bytes]] = []
-        added: list[int] = []
+        # What this update decides per client (None: removed), applied once all is valid.
+        decided: dict[int, tuple[int, bytes] | None] = {}
         for client, clock, state in entries:
-            known = self._states.get(client)
+            known = decided[client] if client in decided else self._states.get(client)
             removal = state == NULL_STATE or not state
             if known is None:
                 if removal:
                     continue
-                added.append(client)
             elif known[0] > clock or (known[0] == clock and not removal):
-                continue
-            if removal:
+                continue  # an echo or a stale state: most presence traffic, dropped unread
+            if not removal:
+                # A state that is kept is forwarded to every client, which parses it:
+                # anything but JSON would break them.
+                try:
+                    orjson.loads(state)
+                except orjson.JSONDecodeError:
+                    raise ProtocolError("awareness state is not JSON") from None
+            decided[client] = None if removal else (clock, state)
+            changed.append((client, clock, state))
+        added: list[int] = []
+        for client, value in decided.items():
+            if value is None:
                 self._states.pop(client, None)
             else:
-                self._states[client] = (clock, state)
-            changed.append((client, clock, state))
+                if client not in self._states:
+                    added.append(client)
+                self._states[client] = value
         if not changed:
             return None, added
         if len(changed) == len(entries):

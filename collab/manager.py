@@ -280,7 +280,7 @@ class RoomManager:
             for name, update in updates:
                 room = self.rooms.get(name)
                 if room is not None and not room.closing:
-                    room.apply_update(update, "server", None, stored=True)
+                    room.apply_update(update, None, stored=True)
                 else:
                     self.publish(name, KIND_UPDATE, update)
 

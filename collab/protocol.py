@@ -28,6 +28,8 @@ _MAX_VARINT_BYTES = 8
 
 def read_varuint(buf: bytes, pos: int) -> tuple[int, int]:
     """Decode a lib0 varuint at `pos`; return (value, next position)."""
+    if pos < len(buf) and buf[pos] < 0x80:
+        return buf[pos], pos + 1  # one byte: message types, subtypes, short lengths
     value = 0
     shift = 0
     for i in range(_MAX_VARINT_BYTES):
@@ -42,6 +44,8 @@ def read_varuint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def write_varuint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)

@@ -219,7 +219,7 @@ class _Reader:
             conn.close_soon(CLOSE_POLICY, "too many messages; slow down")
         else:
             try:
-                self.room.handle(conn, parse(data))
+                self.room.handle(conn, parse(data), data)
             except ProtocolError as exc:
                 log.info("closing %s: %s", self.room.name, exc)
                 conn.close_soon(CLOSE_PROTOCOL, str(exc)[:120])

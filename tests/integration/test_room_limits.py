@@ -24,11 +24,13 @@ from tests.infra import Api, run_server, unique
 
 
 class Peer:
-    async def send(self, data: bytes) -> None:
-        pass
+    """A link that never takes anything (a client that stopped reading)."""
 
-    async def close(self, code: int, reason: str) -> None:
-        pass
+    def writable(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        raise AssertionError("a full link is never written to")
 
 
 async def started(services: Services, limits: CollabLimits) -> RoomManager:

@@ -6,13 +6,15 @@ The sink and the peer are recording fakes behind the Protocols the room talks to
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pycrdt import Doc, Map
 
 from collab import protocol
 from collab.fanout import KIND_AWARENESS, KIND_HELLO, KIND_STATE, KIND_UPDATE
-from collab.protocol import varbytes, write_varuint
+from collab.outgoing import Flusher, unframed
+from collab.protocol import read_varbytes, read_varuint, varbytes, write_varuint
 from collab.room import CLOSE_TRY_AGAIN, EMPTY_UPDATE, Connection, Room
 
 
@@ -32,21 +34,37 @@ class Sink:
 
 
 class Peer:
+    """A link that records each write; `full` makes it refuse more, as a full socket does."""
+
     def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.closed: tuple[int, str] | None = None
+        self.writes: list[bytes] = []
+        self.full = False
 
-    async def send(self, data: bytes) -> None:
-        self.sent.append(data)
+    def writable(self) -> bool:
+        return not self.full
 
-    async def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+
+class Marks(Flusher):
+    """A flusher that flushes only when told (no event loop needed)."""
+
+    def __init__(self, frame: Callable[[bytes], bytes] = unframed) -> None:
+        super().__init__(frame)
+        self.marks: list[Connection] = []
+
+    def mark(self, conn: Connection) -> None:
+        self.marks.append(conn)
+        self._marked.append(conn)
 
 
 def connection(*, readonly: bool = False, max_message_bytes: int = 1024, rate: float = 100.0,
-               burst: float = 100.0, queue_size: int = 100, queue_bytes: int = 1 << 20) -> Connection:
-    return Connection(Peer(), readonly=readonly, user="7", max_message_bytes=max_message_bytes,
-                      rate=rate, burst=burst, queue_size=queue_size, queue_bytes=queue_bytes)
+               burst: float = 100.0, queue_size: int = 100, queue_bytes: int = 1 << 20,
+               peer: Peer | None = None, flusher: Flusher | None = None) -> Connection:
+    return Connection(peer or Peer(), flusher or Marks(), readonly=readonly, user="7",
+                      max_message_bytes=max_message_bytes, rate=rate, burst=burst,
+                      queue_size=queue_size, queue_bytes=queue_bytes)
 
 
 def an_update(key: str = "k", value: int = 1) -> bytes:
@@ -58,6 +76,19 @@ def an_update(key: str = "k", value: int = 1) -> bytes:
 
 def presence(client: int, clock: int = 1) -> bytes:
     return write_varuint(1) + write_varuint(client) + write_varuint(clock) + varbytes(b'{"u":1}')
+
+
+def split(data: bytes) -> list[bytes]:
+    """The y-websocket messages written back to back in `data` (sync and awareness only)."""
+    out, pos = [], 0
+    while pos < len(data):
+        start = pos
+        kind, pos = read_varuint(data, pos)
+        if kind == protocol.MSG_SYNC:
+            _, pos = read_varuint(data, pos)
+        _, pos = read_varbytes(data, pos)
+        out.append(data[start:pos])
+    return out
 
 
 def queued(conn: Connection) -> list[bytes]:
@@ -87,8 +118,8 @@ def test_flushed_waits_for_every_update_handed_to_the_sink() -> None:
     sink = Sink()
     room = Room("r", sink)
     assert room.flushed.is_set() and room.logged == 0
-    room.apply_update(an_update("a"), "test", None)
-    room.apply_update(an_update("b"), "test", None)
+    room.apply_update(an_update("a"), None)
+    room.apply_update(an_update("b"), None)
     assert len(sink.persisted) == 2 and not room.flushed.is_set()
     room.written()
     assert not room.flushed.is_set() and room.logged == 1
@@ -130,7 +161,7 @@ def test_a_hello_is_answered_with_what_it_lacks_our_state_and_our_clients_presen
     conn = connection()
     room.join(conn)
     room.handle(conn, protocol.parse(protocol.awareness(presence(42))))
-    room.apply_update(an_update(), "test", None)
+    room.apply_update(an_update(), None)
     sink.published.clear()
     room.on_remote(KIND_HELLO, Doc().get_state())
     assert sink.kinds() == [KIND_UPDATE, KIND_STATE, KIND_AWARENESS]
@@ -146,7 +177,7 @@ def test_a_state_is_answered_only_when_its_sender_lacks_something() -> None:
     room = Room("r", sink)
     room.on_remote(KIND_STATE, Doc().get_state())
     assert sink.published == []  # an empty room has nothing to give
-    room.apply_update(an_update(), "test", None)
+    room.apply_update(an_update(), None)
     sink.published.clear()
     room.on_remote(KIND_STATE, room.doc.get_state())
     assert sink.published == []
@@ -234,42 +265,74 @@ def test_a_connection_allows_burst_then_rate() -> None:
     assert all(refilling.allow() for _ in range(50))
 
 
-async def test_the_writer_sends_in_order_then_closes_with_the_reason() -> None:
-    peer = Peer()
-    conn = Connection(peer, readonly=False, user="7", max_message_bytes=10, rate=1.0, burst=1.0,
-                      queue_size=10, queue_bytes=100)
-    conn.send(b"one")
-    conn.send(b"two")
-    writer = asyncio.create_task(conn.run_writer())
+async def test_what_one_loop_turn_queues_goes_out_in_order_in_one_write_framed_once() -> None:
+    """Each receiver gets one write per loop turn, and a message broadcast to several
+    receivers is framed once."""
+    framed: list[bytes] = []
+
+    def frame(message: bytes) -> bytes:
+        framed.append(message)
+        return b"<" + message + b">"
+
+    flusher = Flusher(frame)
+    first, second = Peer(), Peer()
+    a, b = connection(peer=first, flusher=flusher), connection(peer=second, flusher=flusher)
+    shared = b"both"
+    for conn in (a, b):
+        conn.send(b"one")
+        conn.send(shared)
+    assert first.writes == [] and second.writes == []  # nothing before the turn ends
     await asyncio.sleep(0)
+    assert first.writes == [b"<one><both>"] and second.writes == [b"<one><both>"]
+    assert framed == [b"one", shared] and a.queued_bytes == 0 == b.queued_bytes
+    a.send(b"three")
+    a.close_soon(1000, "bye")
     await asyncio.sleep(0)
-    conn.close_soon(1000, "bye")
-    await asyncio.wait_for(writer, 5)
-    assert peer.sent == [b"one", b"two"] and peer.closed == (1000, "bye")
+    assert first.writes == [b"<one><both>"] and a.closing == (1000, "bye") and a.stopped.is_set()
 
 
-async def test_updates_waiting_one_after_another_go_out_as_one_merged_frame() -> None:
-    """A receiver that fell behind gets its waiting document updates in one frame, merged
-    in order, and frames of other kinds keep their place between them."""
+async def test_a_link_that_fails_is_closed_without_holding_up_the_others() -> None:
+    class Broken(Peer):
+        def write(self, data: bytes) -> None:
+            raise OSError("gone")
+
+    flusher = Flusher()
+    broken, fine = connection(peer=Broken(), flusher=flusher), connection(flusher=flusher)
+    broken.send(b"x")
+    fine.send(b"y")
+    await asyncio.sleep(0)
+    assert broken.closing is not None and broken.closing[0] == 1011
+    assert fine.peer.writes == [b"y"]  # type: ignore[attr-defined]
+
+
+def test_updates_that_waited_for_a_full_link_go_out_as_one_merged_update() -> None:
+    """A receiver that fell behind gets its waiting document updates in one message, merged
+    in order, and messages of other kinds keep their place between them."""
     peer = Peer()
-    conn = Connection(peer, readonly=False, user="7", max_message_bytes=10, rate=1.0, burst=1.0,
-                      queue_size=10, queue_bytes=1 << 20)
+    marks = Marks()
+    conn = connection(peer=peer, flusher=marks)
     updates = [an_update("a", 1), an_update("b", 2), an_update("a", 3)]
     hello = protocol.awareness(presence(9))
+    peer.full = True
     conn.send(protocol.sync_update(updates[0]), updates[0])
     conn.send(protocol.sync_update(updates[1]), updates[1])
+    marks.flush()
+    assert peer.writes == [] and len(conn.queue) == 2  # the link is full: it waits
     conn.send(hello)
     conn.send(protocol.sync_update(updates[2]), updates[2])
-    writer = asyncio.create_task(conn.run_writer())
-    for _ in range(5):
-        await asyncio.sleep(0)
-    conn.close_soon(1000, "")
-    await asyncio.wait_for(writer, 5)
-    assert len(peer.sent) == 3 and peer.sent[1] == hello and conn.queued_bytes == 0
-    merged, _ = (protocol.parse(peer.sent[0]), protocol.parse(peer.sent[2]))
+    assert len(marks.marks) == 2  # marked again by the first send after the flush
+    marks.flush()
+    peer.full = False
+    conn.resume()
+    assert len(marks.marks) == 3
+    marks.flush()
+    assert len(peer.writes) == 1 and conn.queued_bytes == 0
+    sent = split(peer.writes[0])
+    assert len(sent) == 3 and sent[1] == hello
+    merged, _ = (protocol.parse(sent[0]), protocol.parse(sent[2]))
     assert merged.kind == protocol.MSG_SYNC and merged.subtype == protocol.SYNC_UPDATE
     got: Doc[Any] = Doc()
-    for frame in (peer.sent[0], peer.sent[2]):
+    for frame in (sent[0], sent[2]):
         got.apply_update(protocol.parse(frame).payload)
     want: Doc[Any] = Doc()
     for update in updates:
