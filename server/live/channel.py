@@ -22,6 +22,12 @@ from typing import Any
 from starlette.websockets import WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
+from websockets.protocol import State
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # websockets built without its C extension
+    from websockets.utils import apply_mask
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +128,24 @@ class Channel:
 
 
 class ColabelWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol with a `Channel` in every socket's scope."""
+    """uvicorn's sans-I/O WebSocket protocol with a `Channel` in every socket's scope.
+
+    Once the handshake is done it also cuts the client's byte stream into frames itself
+    (RFC 6455 5.2 headers only). A whole, unfragmented, masked binary frame without
+    extension bits, on a socket whose channel listens, is unmasked (websockets' C
+    `apply_mask`) and delivered straight away: that is nearly every frame a live document
+    receives, and websockets' generator-based parser costs several times more per frame.
+    Every other frame (pings, pongs, close, text, fragments, compressed ones) is handed to
+    websockets whole, one at a time, so its parser always stands at a frame boundary and
+    keeps every rule it enforces; a frame over the size limit is handed over from its
+    header, websockets closes with 1009, and the stream stays with it from there.
+    """
 
     channel: Channel | None = None
+    # True while this protocol cuts the stream into frames (see the class docstring).
+    _framing = False
+    # The start of a frame whose end has not arrived yet.
+    _partial: bytearray | None = None
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -134,6 +155,70 @@ class ColabelWebSocketProtocol(WebSocketsSansIOProtocol):
             self.channel = Channel(self)
             extensions: dict[str, Any] = self.scope["extensions"]  # type: ignore[assignment]
             extensions[EXTENSION] = {"channel": self.channel}
+
+    def data_received(self, data: bytes) -> None:
+        if not self._framing:
+            if not self._may_frame():
+                super().data_received(data)
+                return
+            self._framing = True
+        if self._partial:
+            self._partial += data
+            buf: bytes | bytearray = self._partial
+        else:
+            buf = data
+        end = len(buf)
+        pos = 0
+        while pos < end and self._framing and not self.transport.is_closing():
+            stop = self._next_frame(buf, pos, end)
+            if stop < 0:
+                break  # its end has not arrived
+            pos = stop
+        if pos < end and self._framing and not self.transport.is_closing():
+            self._partial = bytearray(buf[pos:])
+        else:
+            self._partial = None
+
+    def _may_frame(self) -> bool:
+        """Whether to start framing: the handshake is done and websockets holds no byte of
+        a frame (every byte after the handshake reaches this protocol first)."""
+        return (self.channel is not None and self.handshake_complete
+                and self.initial_response is None and self.conn.state is State.OPEN
+                and not self.conn.reader.buffer)
+
+    def _next_frame(self, buf: bytes | bytearray, pos: int, end: int) -> int:
+        """Deliver or hand over the frame at `pos`; return where the next one starts, or -1
+        when this one is not complete yet."""
+        if end - pos < 2:
+            return -1
+        head1, head2 = buf[pos], buf[pos + 1]
+        length, at = head2 & 0x7F, pos + 2
+        if length == 126:
+            if end - at < 2:
+                return -1
+            length, at = int.from_bytes(buf[at:at + 2], "big"), at + 2
+        elif length == 127:
+            if end - at < 8:
+                return -1
+            length, at = int.from_bytes(buf[at:at + 8], "big"), at + 8
+        max_size = self.conn.max_message_size
+        if max_size is not None and length > max_size:
+            # websockets refuses it from its header; the stream is its own from here.
+            self._framing = False
+            super().data_received(bytes(buf[pos:end]))
+            return end
+        masked = head2 & 0x80
+        stop = at + length + (4 if masked else 0)
+        if stop > end:
+            return -1
+        channel = self.channel
+        if (head1 == 0x82 and masked and channel is not None and channel.listening
+                and not self.close_sent and self.conn.state is State.OPEN
+                and not self.conn.expect_continuation_frame):
+            channel.deliver(apply_mask(buf[at + 4:stop], buf[at:at + 4]), False)
+        else:
+            super().data_received(bytes(buf[pos:stop]))
+        return stop
 
     def send_receive_event_to_app(self) -> None:
         channel = self.channel
