@@ -299,7 +299,7 @@ class Room:
                 self._unflushed += 1
                 self.flushed.clear()
                 self.sink.persist(self, update)
-            if not remote:
+            if not remote and self._remote_peers:
                 self.sink.publish(self.name, KIND_UPDATE, update)
         return len(captured)
 
