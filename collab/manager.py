@@ -28,7 +28,7 @@ from .errors import RoomUnavailable
 from .fanout import KIND_HELLO, KIND_UPDATE, Fanout
 from .outgoing import Flusher, unframed
 from .room import EMPTY_UPDATE, Connection, Peer, Room
-from .store import DocumentStore
+from .store import DocumentStore, Held
 from .tasks import stop_task
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class RoomManager:
             if not batch:
                 continue
             try:
-                await self.store.append([(room.name, update) for room, update in batch])
+                written = await self.store.append([(room.name, update) for room, update in batch])
             except Exception as exc:  # noqa: BLE001 - keep everything and retry
                 log.warning("storing %d document updates failed (%s); retrying in %.1fs",
                             len(batch), exc, backoff)
@@ -201,23 +201,46 @@ class RoomManager:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
+            self._note_appended(batch, written)
             for room, _ in batch:
                 room.written()
                 if room.logged >= self.limits.compact_after:
                     self._compact.add(room.name)
             await self._compact_due()
 
+    def _note_appended(self, batch: list[tuple[Room, bytes]], written: list[tuple[str, int]]) -> None:
+        """Remember which rows each room appended from its own document (see store.py)."""
+        by_name: dict[str, Room | None] = {}
+        for room, _ in batch:
+            # Two rooms of one name in a batch (unloaded and loaded again): credit neither.
+            by_name[room.name] = room if by_name.get(room.name, room) is room else None
+        for name, seq in written:
+            room = by_name.get(name)
+            if room is not None:
+                room.appended.add(seq)
+        for room in by_name.values():
+            # Compaction held off for long (another node holds the room's lock): forget
+            # rather than grow; compaction then folds from the stored rows.
+            if room is not None and len(room.appended) > 4 * self.limits.compact_after:
+                room.appended.clear()
+
     async def _compact_due(self) -> None:
         due, self._compact = self._compact, set()
         for name in due:
+            room = self.rooms.get(name)
+            held = None
+            if room is not None and room.appended:
+                held = Held(room.doc.get_update(), frozenset(room.appended))
             try:
-                folded = await self.store.compact(name)
+                folded = await self.store.compact(name, held)
             except Exception as exc:  # noqa: BLE001 - compaction is an optimisation; retry later
                 log.warning("compacting %s failed: %s", name, exc)
                 continue
-            room = self.rooms.get(name)
             if room is not None and folded:
                 room.compacted(folded)
+                if held is not None:
+                    # Every row appended before the compaction began was folded.
+                    room.appended -= held.seqs
 
     async def _flush_all(self) -> None:
         self._wake.set()

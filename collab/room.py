@@ -193,6 +193,8 @@ class Room:
         self.flushed = asyncio.Event()
         self.flushed.set()
         self._logged = 0
+        # Seqs of the log rows this process appended from this document (see store.py).
+        self.appended: set[int] = set()
         # Whether another node may hold this room. Assumed at load; a publish that reaches
         # no other subscriber clears it, and any message from another node sets it again.
         self._remote_peers = True

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from PIL import Image
 from pycrdt import Doc, Map
 
-from collab.store import DocumentStore
+from collab.store import DocumentStore, Held
+from migrations.runner import migrate
 from server.embedded import EmbeddedPostgres
 from tests.conftest import PASSWORD, bind_folder
 from tests.infra import ROOT, Api, run_server, server_env, unique
@@ -156,6 +157,7 @@ def test_postgres_outage_loses_no_acknowledged_edit(tmp_path: Path, redis_url: s
 
 
 async def test_compaction_folds_the_log_without_losing_concurrent_appends(database_url: str) -> None:
+    await migrate(database_url)  # run alone, no server has migrated it yet
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
     store = DocumentStore(pool)
     room = f"compaction/{uuid.uuid4().hex}"
@@ -187,4 +189,47 @@ async def test_compaction_folds_the_log_without_losing_concurrent_appends(databa
     assert got["late"] == "x" and got["k49"] == 599 and len(got) == 51
     assert await store.compact(room) in (0, 1)
     del sub, late_sub
+    await pool.close()
+
+
+def _updates_of(doc: Doc, change: Callable[[Map], None]) -> list[bytes]:
+    out: list[bytes] = []
+    sub = doc.observe(lambda ev: out.append(ev.update))
+    change(doc.get("m", type=Map))
+    del sub
+    return out
+
+
+async def test_compaction_from_memory_keeps_the_old_snapshot_and_never_folds_others_rows(
+        database_url: str) -> None:
+    """A room's own rows fold from its memory, merged with the stored snapshot (which may
+    hold what another node folded); a row another node appended makes it fold from the
+    stored rows instead, so neither is lost although memory lacks both."""
+    await migrate(database_url)
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    store = DocumentStore(pool)
+    room = f"compaction/{uuid.uuid4().hex}"
+    other: Doc = Doc()
+    await store.append([(room, u) for u in _updates_of(other, lambda m: m.__setitem__("old", 1))])
+    assert await store.compact(room) == 1  # a snapshot this process never held in memory
+
+    mine: Doc = Doc()
+    own = await store.append([(room, u) for u in _updates_of(
+        mine, lambda m: [m.__setitem__(f"k{i}", i) for i in range(5)])])
+    held = Held(mine.get_update(), frozenset(seq for _, seq in own))
+    assert await store.compact(room, held) == 5
+    folded: Doc = Doc()
+    for u in await store.load(room):
+        folded.apply_update(u)
+    assert folded.get("m", type=Map).to_py() == {"old": 1, **{f"k{i}": i for i in range(5)}}
+
+    own = await store.append([(room, u) for u in _updates_of(mine, lambda m: m.__setitem__("k9", 9))])
+    await store.append([(room, u) for u in _updates_of(other, lambda m: m.__setitem__("theirs", 2))])
+    held = Held(mine.get_update(), frozenset(seq for _, seq in own))
+    assert await store.compact(room, held) == 2  # from the rows: one is not ours
+    check: Doc = Doc()
+    for u in await store.load(room):
+        check.apply_update(u)
+    assert check.get("m", type=Map).to_py() == {
+        "old": 1, "theirs": 2, "k9": 9, **{f"k{i}": i for i in range(5)}}
     await pool.close()
