@@ -1,10 +1,12 @@
-"""What the connections of one process send, written once per loop turn.
+"""What the connections of one process send: at most two writes per connection per loop
+turn, and each message framed once for all its receivers.
 
-A message that a room broadcasts is queued on each receiving connection (see
-`Connection.send`). At the end of the loop turn the flusher writes each connection's queue
-in one write (one system call however many messages it holds), and frames every message
-once for all its receivers: a busy room's broadcast costs one encoding plus one cheap
-write per receiver, with no task or await per message.
+The first message a connection is sent in a loop turn is written at once (see
+`Connection.send`), which is what a live document mostly does: one update, a handful of
+receivers. Further messages to it in the same turn wait in its queue, and the flusher
+writes the queue in one write (one system call however many messages it holds) when the
+turn ends. A broadcast thus costs one encoding plus one cheap write per receiver, with no
+task or await per message.
 """
 
 from __future__ import annotations
@@ -25,26 +27,34 @@ def unframed(message: bytes) -> bytes:
 
 
 class Flusher:
-    """Flushes marked connections at the end of the current loop turn.
+    """Counts loop turns, and flushes marked connections at the end of the current one.
 
     `frame` turns a message into what goes on the wire (a WebSocket frame in the server);
-    within one flush each distinct message object is framed once.
+    within one loop turn each distinct message object is framed once.
     """
 
     def __init__(self, frame: Callable[[bytes], bytes] = unframed) -> None:
         self._frame = frame
         self._marked: list[Connection] = []
         self._scheduled = False
-        # id(message) -> (message, its frame) during one flush; the message is kept so that
-        # its id cannot be reused by another object before the flush ends.
+        # Which loop turn this is, as far as connections are concerned: it changes when a
+        # turn in which something was written or marked ends.
+        self.turn = 0
+        # id(message) -> (message, its frame) during one turn; the message is kept so that
+        # its id cannot be reused by another object before the turn ends.
         self._framed: dict[int, tuple[bytes, bytes]] = {}
+
+    def opened(self) -> int:
+        """The current turn, making sure it ends (call before writing in it)."""
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        return self.turn
 
     def mark(self, conn: Connection) -> None:
         """Flush `conn` at the end of this loop turn (the caller marks each connection once)."""
         self._marked.append(conn)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        self.opened()
 
     def framed(self, message: bytes) -> bytes:
         known = self._framed.get(id(message))
@@ -55,8 +65,10 @@ class Flusher:
         return frame
 
     def flush(self) -> None:
+        """End the turn: write every marked connection's queue."""
         marked, self._marked = self._marked, []
         self._scheduled = False
+        self.turn += 1
         try:
             for conn in marked:
                 try:

@@ -67,8 +67,10 @@ MERGE_AT_MOST = 64
 class Connection:
     """One client in a room: its outgoing queue, its limits and its closing reason.
 
-    What the room sends it is queued and written at the end of the loop turn by the
-    flusher (outgoing.py), in order, while its link takes more. While the link is full
+    What the room sends it is written at once when it is the first message of this loop
+    turn, and otherwise queued and written in one write at the end of the turn by the
+    flusher (outgoing.py); always in order, and only while its link takes more. While the
+    link is full
     (the client reads more slowly than the room speaks) the queue grows, bounded in
     messages and in bytes; a client whose backlog passes either bound is closed with 1013
     and its backlog dropped at once (it resyncs when it reconnects). `closing` holds the
@@ -96,6 +98,8 @@ class Connection:
         self._queue_bytes = queue_bytes
         self._flusher = flusher
         self._marked = False
+        # The flusher's turn in which this connection last wrote at once (see send).
+        self._turn = -1
         # Set while the link was full: what waited meanwhile is merged when it drains.
         self._behind = False
         self.closing: tuple[int, str] | None = None
@@ -107,10 +111,20 @@ class Connection:
         self.told_readonly = False
 
     def send(self, message: bytes, update: bytes | None = None) -> None:
-        """Queue a message (`update`: the document update a sync-update message carries, so
-        it can be merged with the next ones); a client too slow to keep up is closed (it
+        """Send a message (`update`: the document update a sync-update message carries, so
+        it can be merged with the next ones): written at once if it is the first this loop
+        turn and nothing waits, else queued; a client too slow to keep up is closed (it
         will resync)."""
         if self.closing is not None:
+            return
+        flusher = self._flusher
+        if not self.queue and self._turn != flusher.turn and self.peer.writable():
+            self._turn = flusher.opened()
+            try:
+                self.peer.write(flusher.framed(message))
+            except Exception:  # a broken link closes this client, not the one being read
+                log.exception("writing to a client failed; closing it")
+                self.close_soon(1011, "internal error")
             return
         if self.queued_bytes >= self._queue_bytes or len(self.queue) >= self._queue_size:
             self.close_soon(CLOSE_TRY_AGAIN, "too slow to keep up; reconnect")
@@ -153,12 +167,16 @@ class Connection:
         if not self.peer.writable():
             self._behind = True
             return
+        queue = self.queue
+        self.queued_bytes = 0
+        if len(queue) == 1 and not self._behind:  # what a busy room mostly sends: one message
+            self.peer.write(framed(queue.popleft()[0]))
+            return
         merge, self._behind = self._behind, False
         frames = []
-        while self.queue:
+        while queue:
             frames.append(framed(self._next_message(merge)))
-        self.queued_bytes = 0
-        self.peer.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        self.peer.write(b"".join(frames))
 
     def _next_message(self, merge: bool) -> bytes:
         """The first queued message; when `merge`, merged with the updates right behind it."""

@@ -63,6 +63,7 @@ class Channel:
 
     def __init__(self, protocol: ColabelWebSocketProtocol) -> None:
         self._protocol = protocol
+        self._transport = protocol.transport
         self._on_message: OnMessage | None = None
         self._on_writable: Callable[[], None] | None = None
 
@@ -95,11 +96,11 @@ class Channel:
     def writable(self) -> bool:
         """Whether the socket takes frames now: open, and its write buffer not full."""
         p = self._protocol
-        return (p.writable.is_set() and not p.close_sent and not p.disconnected
-                and not p.transport.is_closing())
+        return (not p.close_sent and not p.disconnected and p.writable.is_set()
+                and not self._transport.is_closing())
 
     def write(self, data: bytes) -> None:
-        self._protocol.transport.write(data)
+        self._transport.write(data)
 
     def backlogged(self) -> bool:
         """Whether the socket's write buffer is full (the client reads too slowly)."""

@@ -48,11 +48,14 @@ class Peer:
 
 
 class Marks(Flusher):
-    """A flusher that flushes only when told (no event loop needed)."""
+    """A flusher whose turns end only when the test calls `flush` (no event loop needed)."""
 
     def __init__(self, frame: Callable[[bytes], bytes] = unframed) -> None:
         super().__init__(frame)
         self.marks: list[Connection] = []
+
+    def opened(self) -> int:
+        return self.turn
 
     def mark(self, conn: Connection) -> None:
         self.marks.append(conn)
@@ -92,10 +95,15 @@ def split(data: bytes) -> list[bytes]:
 
 
 def queued(conn: Connection) -> list[bytes]:
-    out = []
+    """The messages `conn` was sent since the last call: written, then still queued."""
+    peer = conn.peer
+    assert isinstance(peer, Peer)
+    out = [message for data in peer.writes for message in split(data)]
+    peer.writes.clear()
     while conn.queue:
         frame, _ = conn.queue.popleft()
         out.append(frame)
+    conn.queued_bytes = 0
     return out
 
 
@@ -240,7 +248,9 @@ def test_a_read_only_client_changes_nothing_and_is_told_once() -> None:
 
 
 def test_a_connection_closes_once_its_queue_holds_queue_size_frames() -> None:
-    conn = connection(queue_size=2)
+    peer = Peer()
+    peer.full = True  # the client stopped reading
+    conn = connection(queue_size=2, peer=peer)
     conn.send(b"a")
     conn.send(b"b")
     assert conn.closing is None
@@ -250,7 +260,9 @@ def test_a_connection_closes_once_its_queue_holds_queue_size_frames() -> None:
 
 
 def test_a_connection_closes_once_its_backlog_reaches_queue_bytes() -> None:
-    conn = connection(queue_bytes=10)
+    peer = Peer()
+    peer.full = True
+    conn = connection(queue_bytes=10, peer=peer)
     conn.send(b"x" * 6)
     conn.send(b"x" * 6)
     assert conn.closing is None and conn.queued_bytes == 12
@@ -265,9 +277,9 @@ def test_a_connection_allows_burst_then_rate() -> None:
     assert all(refilling.allow() for _ in range(50))
 
 
-async def test_what_one_loop_turn_queues_goes_out_in_order_in_one_write_framed_once() -> None:
-    """Each receiver gets one write per loop turn, and a message broadcast to several
-    receivers is framed once."""
+async def test_the_first_message_of_a_turn_goes_at_once_the_rest_in_one_write_framed_once() -> None:
+    """Per receiver and loop turn: the first message is written at once, the others in
+    one write when the turn ends; a message broadcast to several receivers is framed once."""
     framed: list[bytes] = []
 
     def frame(message: bytes) -> bytes:
@@ -277,18 +289,20 @@ async def test_what_one_loop_turn_queues_goes_out_in_order_in_one_write_framed_o
     flusher = Flusher(frame)
     first, second = Peer(), Peer()
     a, b = connection(peer=first, flusher=flusher), connection(peer=second, flusher=flusher)
-    shared = b"both"
-    for conn in (a, b):
-        conn.send(b"one")
-        conn.send(shared)
-    assert first.writes == [] and second.writes == []  # nothing before the turn ends
+    messages = [b"one", b"two", b"three"]
+    for message in messages:
+        for conn in (a, b):
+            conn.send(message)
+    assert first.writes == [b"<one>"] == second.writes  # the rest waits for the turn's end
     await asyncio.sleep(0)
-    assert first.writes == [b"<one><both>"] and second.writes == [b"<one><both>"]
-    assert framed == [b"one", shared] and a.queued_bytes == 0 == b.queued_bytes
-    a.send(b"three")
+    assert first.writes == [b"<one>", b"<two><three>"] == second.writes
+    assert framed == messages and a.queued_bytes == 0 == b.queued_bytes
+    a.send(b"four")  # a new turn: at once again
+    assert first.writes[-1] == b"<four>"
+    a.send(b"five")
     a.close_soon(1000, "bye")
     await asyncio.sleep(0)
-    assert first.writes == [b"<one><both>"] and a.closing == (1000, "bye") and a.stopped.is_set()
+    assert first.writes[-1] == b"<four>" and a.closing == (1000, "bye") and a.stopped.is_set()
 
 
 async def test_a_link_that_fails_is_closed_without_holding_up_the_others() -> None:
