@@ -215,14 +215,14 @@ class RoomManager:
             # Two rooms of one name in a batch (unloaded and loaded again): credit neither.
             by_name[room.name] = room if by_name.get(room.name, room) is room else None
         for name, seq in written:
-            room = by_name.get(name)
-            if room is not None:
-                room.appended.add(seq)
-        for room in by_name.values():
+            owner = by_name.get(name)
+            if owner is not None:
+                owner.appended.add(seq)
+        for owner in by_name.values():
             # Compaction held off for long (another node holds the room's lock): forget
             # rather than grow; compaction then folds from the stored rows.
-            if room is not None and len(room.appended) > 4 * self.limits.compact_after:
-                room.appended.clear()
+            if owner is not None and len(owner.appended) > 4 * self.limits.compact_after:
+                owner.appended.clear()
 
     async def _compact_due(self) -> None:
         due, self._compact = self._compact, set()

@@ -80,7 +80,8 @@ class Channel:
         for event in waiting:
             if event["type"] == "websocket.receive":
                 text = event.get("text")
-                self.deliver(event["bytes"] if text is None else text.encode(), text is not None)
+                data = text.encode() if text is not None else event.get("bytes") or b""
+                self.deliver(data, text is not None)
             else:
                 protocol.queue.put_nowait(event)
         self.resume_reading()
@@ -154,7 +155,7 @@ class ColabelWebSocketProtocol(WebSocketsSansIOProtocol):
         # extension. A refused handshake (no 101) never reaches the app.
         if self.response.status_code == 101:
             self.channel = Channel(self)
-            extensions: dict[str, Any] = self.scope["extensions"]  # type: ignore[assignment]
+            extensions: dict[str, Any] = self.scope["extensions"]
             extensions[EXTENSION] = {"channel": self.channel}
 
     def data_received(self, data: bytes) -> None:

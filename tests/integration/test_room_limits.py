@@ -4,6 +4,7 @@ and compaction (real Postgres and Redis), and the configured rate on a real serv
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 import pytest
 import websockets
 from PIL import Image
-from pycrdt import Map
+from pycrdt import Doc, Map
 
+from collab import protocol
 from collab.fanout import Fanout
 from collab.manager import CollabLimits, RoomManager
 from collab.room import CLOSE_TRY_AGAIN
@@ -122,3 +124,58 @@ async def test_the_configured_rate_reaches_the_socket(
     strict = {**env, "COLABEL_COLLAB_MESSAGES_PER_S": "1", "COLABEL_COLLAB_BURST": "5"}
     with run_server(strict, [], tmp_path / "strict.log") as (base, _proc, _took):
         assert await ten_queries_then_sync(base) == 1008
+
+
+@pytest.mark.slow
+async def test_a_client_that_stops_reading_is_cut_off_while_the_room_goes_on(
+        env: dict[str, str], server: str, make_project: Callable[..., tuple[Api, dict[str, Any]]],
+        data_dir: Path, tmp_path: Path) -> None:
+    """A socket that takes nothing holds at most the configured backlog: once more waits
+    for it, the server drops it, and the writer in the same room goes on undisturbed."""
+    owner, project = make_project()
+    pid = project["id"]
+    folder = data_dir / "datasets" / unique("stalled")
+    folder.mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(folder / "0.png")
+    assert bind_folder(owner, pid, folder).status_code == 200
+    item = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
+    token = owner.post("/api/v1/tokens", {"name": "ws"}).json()["token"]
+    path = f"/collab/{pid}/{item}/final?token={token}"
+    small = {**env, "COLABEL_COLLAB_QUEUE_BYTES": str(256 * 1024)}
+    with run_server(small, [], tmp_path / "stalled.log") as (base, _proc, _took):
+        port = int(base.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room in the kernel
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).startswith(b"HTTP/1.1 101")
+        # From here on the stalled client reads nothing.
+        doc: Doc = Doc()
+        big = doc.get("m", type=Map)
+        updates: list[bytes] = []
+        sub = doc.observe(lambda ev: updates.append(ev.update))
+        async with websockets.connect(base.replace("http://", "ws://") + path,
+                                      max_size=None) as author:
+            for i in range(120):  # ~7.5 MB for a backlog bound of 256 KiB
+                big["blob"] = f"{i:04d}" + "x" * 65_536
+                await author.send(protocol.sync_update(updates[-1]))
+            cut_off = False
+            try:
+                # Drain what the kernel holds: then the end of the stream, not more data.
+                while await asyncio.wait_for(reader.read(1 << 20), 20):
+                    pass
+                cut_off = True
+            except (ConnectionResetError, BrokenPipeError):
+                cut_off = True
+            assert cut_off
+            await author.send(protocol.sync_step1(b"\x00"))  # the author is still served
+            while (await asyncio.wait_for(author.recv(), 10))[:2] != b"\x00\x01":
+                pass
+        writer.close()
+        del sub
+        log = (tmp_path / "stalled.log").read_text()
+        assert "Traceback" not in log
