@@ -92,10 +92,9 @@ async def test_the_write_window_and_compaction_follow_the_limits(
     assert stored == {"a": 1, "b": 1, "c": 1}
 
 
-@pytest.mark.slow
-async def test_the_configured_rate_reaches_the_socket(
-        env: dict[str, str], server: str, make_project: Callable[..., tuple[Api, dict[str, Any]]],
-        data_dir: Path, tmp_path: Path) -> None:
+def one_item_project(make_project: Callable[..., tuple[Api, dict[str, Any]]],
+                     data_dir: Path) -> tuple[int, int, str]:
+    """A project with one image: its id, the item's id and an API token of its owner."""
     owner, project = make_project()
     pid = project["id"]
     folder = data_dir / "datasets" / unique("limits")
@@ -103,7 +102,14 @@ async def test_the_configured_rate_reaches_the_socket(
     Image.new("RGB", (4, 4)).save(folder / "0.png")
     assert bind_folder(owner, pid, folder).status_code == 200
     item = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
-    token = owner.post("/api/v1/tokens", {"name": "ws"}).json()["token"]
+    return pid, item, owner.post("/api/v1/tokens", {"name": "ws"}).json()["token"]
+
+
+@pytest.mark.slow
+async def test_the_configured_rate_reaches_the_socket(
+        env: dict[str, str], server: str, make_project: Callable[..., tuple[Api, dict[str, Any]]],
+        data_dir: Path, tmp_path: Path) -> None:
+    pid, item, token = one_item_project(make_project, data_dir)
     query, step1 = b"\x03", b"\x00\x00\x01\x00"
 
     async def ten_queries_then_sync(base: str) -> int | None:
@@ -132,14 +138,7 @@ async def test_a_client_that_stops_reading_is_cut_off_while_the_room_goes_on(
         data_dir: Path, tmp_path: Path) -> None:
     """A socket that takes nothing holds at most the configured backlog: once more waits
     for it, the server drops it, and the writer in the same room goes on undisturbed."""
-    owner, project = make_project()
-    pid = project["id"]
-    folder = data_dir / "datasets" / unique("stalled")
-    folder.mkdir(parents=True)
-    Image.new("RGB", (4, 4)).save(folder / "0.png")
-    assert bind_folder(owner, pid, folder).status_code == 200
-    item = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
-    token = owner.post("/api/v1/tokens", {"name": "ws"}).json()["token"]
+    pid, item, token = one_item_project(make_project, data_dir)
     path = f"/collab/{pid}/{item}/final?token={token}"
     small = {**env, "COLABEL_COLLAB_QUEUE_BYTES": str(256 * 1024)}
     with run_server(small, [], tmp_path / "stalled.log") as (base, _proc, _took):
