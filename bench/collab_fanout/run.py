@@ -1,10 +1,10 @@
 """Collaboration fan-out benchmark: Colabel's /collab WebSocket server against y-websocket.
 
-    .venv/bin/python bench/collab_fanout/run.py [--quick] [--rate 1000] [--find-max]
+    .venv/bin/python bench/collab_fanout/run.py [--quick] [--rate 1000] [--find-max] [--rounds N]
                                                 [--servers both|reference|colabel]
 
-For each server in turn (the reference first) it starts the server pinned to core 0, then runs
-`driver.mjs` (every Yjs client in one Node process, pinned to core 1) once per scenario, sampling
+It starts both servers pinned to core 0, then runs `driver.mjs` (every Yjs client in one Node
+process, pinned to core 1) once per scenario and server, the two servers back to back, sampling
 the server's CPU time and RSS from /proc while the driver measures. It then prints one JSON line
 per scenario on stdout with both servers' figures and colabel/reference ratios; progress goes to
 stderr. See README.md next to this file for what each figure means.
@@ -490,39 +490,69 @@ def ratio(a: Any, b: Any) -> float | None:
     return None
 
 
-def bench_server(kind: str, args: argparse.Namespace, scenarios: list[Scenario],
-                 workdir: Path) -> dict[str, Any]:
-    """Every measurement for one server: {"memory": ..., scenario name: ..., "max": ...}."""
-    rooms_needed = 1 + args.memory_rooms + sum(s.rooms for s in scenarios)
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round whose CPU per update is the median of the rounds that ran (the first
+    failure if none did), with every round's CPU per update alongside."""
+    ok = sorted((r for r in rounds if r.get("ok")), key=lambda r: r["cpu_us_per_update"] or 0)
+    chosen = dict(ok[(len(ok) - 1) // 2] if ok else rounds[0])
+    chosen["rounds_cpu_us_per_update"] = [r.get("cpu_us_per_update") for r in rounds]
+    return chosen
+
+
+def bench_servers(kinds: tuple[str, ...], args: argparse.Namespace, scenarios: list[Scenario],
+                  workdirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Every measurement of every server: {kind: {"memory": ..., scenario name: ..., "max": ...}}.
+
+    Both servers run at once (only the one under load is busy), and each scenario runs on
+    one right after the other, `--rounds` times, alternating which goes first: the two
+    figures of a scenario are taken within a minute of each other, on the same machine
+    speed (this machine's drifts by up to a quarter within the hour).
+    """
+    rooms_needed = 1 + args.memory_rooms + args.rounds * sum(s.rooms for s in scenarios)
     if args.find_max:
         rooms_needed += 20 * len(args.max_steps)
-    starter = reference_server if kind == "reference" else colabel_server
-    out: dict[str, Any] = {}
-    log(f"{kind}: starting server")
-    try:
-        with starter(rooms_needed, workdir) as server:
+    results: dict[str, dict[str, Any]] = {k: {} for k in kinds}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Server] = {}
+        for kind in kinds:
+            starter = reference_server if kind == "reference" else colabel_server
+            log(f"{kind}: starting server")
+            try:
+                servers[kind] = stack.enter_context(starter(rooms_needed, workdirs[kind]))
+            except BenchError as exc:
+                log(f"{kind}: {exc}")
+                results[kind] = {"error": str(exc)}
+            except (OSError, ValueError, RuntimeError) as exc:
+                log(f"{kind}: {type(exc).__name__}: {exc}")
+                results[kind] = {"error": f"{type(exc).__name__}: {exc}"}
+        for kind, server in list(servers.items()):
             log(f"{kind}: rooms_memory ({args.memory_rooms} rooms)")
-            out["memory"] = rooms_memory(server, args.memory_rooms)
-            if not out["memory"]["ok"]:
-                error = out["memory"]["error"]
+            results[kind]["memory"] = rooms_memory(server, args.memory_rooms)
+            if not results[kind]["memory"]["ok"]:
+                error = results[kind]["memory"]["error"]
                 if kind == "colabel":
                     error = f"Colabel's /collab WebSocket did not accept the clients ({server.url}): {error}"
                 log(f"{kind}: {error}; skipping its other scenarios")
-                return {"error": error}
+                results[kind] = {"error": error}
+                del servers[kind]
+        rounds: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k in servers}
+        for r in range(args.rounds):
+            order = list(servers) if r % 2 == 0 else list(servers)[::-1]
             for s in scenarios:
-                log(f"{kind}: scenario {s.name} at {args.rate:g} updates/s")
-                out[s.name] = fanout(server, s, args.rate, args.duration, args.warmup)
-                if not out[s.name]["ok"]:
-                    log(f"{kind}: {s.name} failed: {out[s.name]['error']}")
-            if args.find_max:
-                out["max"] = find_max(server, args.max_steps, args.max_duration, args.warmup)
-    except BenchError as exc:
-        log(f"{kind}: {exc}")
-        return {"error": str(exc)}
-    except (OSError, ValueError, RuntimeError) as exc:
-        log(f"{kind}: {type(exc).__name__}: {exc}")
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    return out
+                for kind in order:
+                    log(f"{kind}: scenario {s.name} at {args.rate:g} updates/s"
+                        + (f" (round {r + 1} of {args.rounds})" if args.rounds > 1 else ""))
+                    got = fanout(servers[kind], s, args.rate, args.duration, args.warmup)
+                    if not got["ok"]:
+                        log(f"{kind}: {s.name} failed: {got['error']}")
+                    rounds[kind].setdefault(s.name, []).append(got)
+        for kind, by_scenario in rounds.items():
+            for name, runs in by_scenario.items():
+                results[kind][name] = _median_round(runs)
+        if args.find_max:
+            for kind, server in servers.items():
+                results[kind]["max"] = find_max(server, args.max_steps, args.max_duration, args.warmup)
+    return results
 
 
 def side(results: dict[str, Any], key: str) -> dict[str, Any]:
@@ -542,6 +572,8 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], results: dict[st
             "awareness": s.awareness, "offered_per_s": args.rate, "duration_s": args.duration,
             "colabel": col, "reference": ref,
             "ratio_cpu": ratio(col.get("cpu_us_per_update"), ref.get("cpu_us_per_update")),
+            "ratio_cpu_by_round": [ratio(c, r) for c, r in zip(
+                col.get("rounds_cpu_us_per_update") or [], ref.get("rounds_cpu_us_per_update") or [])],
             "ratio_p50": ratio(col.get("p50_ms"), ref.get("p50_ms")),
             "ratio_p99": ratio(col.get("p99_ms"), ref.get("p99_ms")),
             "ratio_rss": ratio(col.get("rss_mb"), ref.get("rss_mb")),
@@ -573,8 +605,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-steps", default=",".join(map(str, MAX_RATE_STEPS)),
                    help="offered rates (updates/s) tried by --find-max, ascending")
     p.add_argument("--servers", choices=("both", "reference", "colabel"), default="both")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run each scenario this many times per server, back to back with the "
+                        "other server; the median round (by CPU per update) is reported")
     p.add_argument("--scenarios", help="comma-separated subset of " + ",".join(s.name for s in SCENARIOS))
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds: at least 1")
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.max_duration = 3.0 if args.quick else 5.0
@@ -619,20 +656,19 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {
         k: {"error": "not run (--servers)"} for k in ("reference", "colabel")}
     started = time.monotonic()
+    workdirs = {k: Path(tempfile.mkdtemp(prefix=f"colabel-bench-{k}-")) for k in kinds}
     try:
         _check_tools()
-        for kind in kinds:
-            workdir = Path(tempfile.mkdtemp(prefix=f"colabel-bench-{kind}-"))
-            try:
-                results[kind] = bench_server(kind, args, scenarios, workdir)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+        results.update(bench_servers(kinds, args, scenarios, workdirs))
     except BenchError as exc:
         log(str(exc))
         return 2
     except KeyboardInterrupt:
         log("interrupted; servers stopped and temporary data removed")
         return 130
+    finally:
+        for workdir in workdirs.values():
+            shutil.rmtree(workdir, ignore_errors=True)
     report(args, scenarios, results)
     log(f"done in {time.monotonic() - started:.0f} s")
     failed = [k for k in kinds if "error" in results[k]
