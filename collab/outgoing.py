@@ -30,7 +30,7 @@ class Flusher:
     """Counts loop turns, and flushes marked connections at the end of the current one.
 
     `frame` turns a message into what goes on the wire (a WebSocket frame in the server);
-    within one loop turn each distinct message object is framed once.
+    a message sent to several connections one after another is framed once.
     """
 
     def __init__(self, frame: Callable[[bytes], bytes] = unframed) -> None:
@@ -40,9 +40,10 @@ class Flusher:
         # Which loop turn this is, as far as connections are concerned: it changes when a
         # turn in which something was written or marked ends.
         self.turn = 0
-        # id(message) -> (message, its frame) during one turn; the message is kept so that
-        # its id cannot be reused by another object before the turn ends.
-        self._framed: dict[int, tuple[bytes, bytes]] = {}
+        # The last message framed and its frame: a broadcast frames its message for its
+        # first receiver and reuses the frame for the others. Dropped when the turn ends.
+        self._last: bytes | None = None
+        self._last_frame = b""
 
     def opened(self) -> int:
         """The current turn, making sure it ends (call before writing in it)."""
@@ -57,12 +58,9 @@ class Flusher:
         self.opened()
 
     def framed(self, message: bytes) -> bytes:
-        known = self._framed.get(id(message))
-        if known is not None:
-            return known[1]
-        frame = self._frame(message)
-        self._framed[id(message)] = (message, frame)
-        return frame
+        if message is not self._last:
+            self._last, self._last_frame = message, self._frame(message)
+        return self._last_frame
 
     def flush(self) -> None:
         """End the turn: write every marked connection's queue."""
@@ -77,4 +75,4 @@ class Flusher:
                     log.exception("writing to a client failed; closing it")
                     conn.close_soon(1011, "internal error")
         finally:
-            self._framed.clear()
+            self._last = None

@@ -64,16 +64,21 @@ class Channel:
     def __init__(self, protocol: ColabelWebSocketProtocol) -> None:
         self._protocol = protocol
         self._transport = protocol.transport
-        self._on_message: OnMessage | None = None
+        # Where messages go once the endpoint listens (None until then).
+        self.on_message: OnMessage | None = None
         self._on_writable: Callable[[], None] | None = None
+        self._on_lost: Callable[[], None] | None = None
 
-    def listen(self, on_message: OnMessage, on_writable: Callable[[], None]) -> None:
+    def listen(self, on_message: OnMessage, on_writable: Callable[[], None],
+               on_lost: Callable[[], None]) -> None:
         """From now on hand every message to `on_message` as soon as it is read, those
         that arrived before and were not yet received first; `on_writable` is called when
-        a full socket takes more again. A disconnect still arrives through ASGI."""
+        a full socket takes more again, and `on_lost` once the connection is gone (at
+        once if it already is)."""
         protocol = self._protocol
-        self._on_message = on_message
+        self.on_message = on_message
         self._on_writable = on_writable
+        self._on_lost = on_lost
         waiting = []
         while not protocol.queue.empty():
             waiting.append(protocol.queue.get_nowait())
@@ -85,14 +90,16 @@ class Channel:
             else:
                 protocol.queue.put_nowait(event)
         self.resume_reading()
+        if protocol.disconnected:
+            on_lost()
 
-    @property
-    def listening(self) -> bool:
-        return self._on_message is not None
+    def lost(self) -> None:
+        if self._on_lost is not None:
+            self._on_lost()
 
     def deliver(self, message: bytes, text: bool) -> None:
-        assert self._on_message is not None
-        self._on_message(message, text)
+        assert self.on_message is not None
+        self.on_message(message, text)
 
     def writable(self) -> bool:
         """Whether the socket takes frames now: open, and its write buffer not full."""
@@ -171,15 +178,40 @@ class ColabelWebSocketProtocol(WebSocketsSansIOProtocol):
             buf = data
         end = len(buf)
         pos = 0
-        while pos < end and self._framing and not self.transport.is_closing():
-            stop = self._next_frame(buf, pos, end)
-            if stop < 0:
+        deliver = self._direct()
+        max_size = self.conn.max_message_size
+        while pos < end:
+            # The frame header (RFC 6455 5.2): FIN, RSV and opcode; MASK and length.
+            if end - pos < 2:
+                break
+            head1, head2 = buf[pos], buf[pos + 1]
+            length, at = head2 & 0x7F, pos + 2
+            if length >= 126:
+                size = 2 if length == 126 else 8
+                if end - at < size:
+                    break
+                length, at = int.from_bytes(buf[at:at + size], "big"), at + size
+            if max_size is not None and length > max_size:
+                # websockets refuses it from its header; the stream is its own from here.
+                self._framing = False
+                super().data_received(bytes(buf[pos:]))
+                pos = end
+                break
+            masked = head2 & 0x80
+            stop = at + length + (4 if masked else 0)
+            if stop > end:
                 break  # its end has not arrived
+            if head1 == 0x82 and masked and deliver is not None:
+                deliver(apply_mask(buf[at + 4:stop], buf[at:at + 4]), False)
+            else:
+                # Whole, so websockets stays at a frame boundary; it may change the state.
+                super().data_received(bytes(buf[pos:stop]))
+                if self.transport.is_closing():
+                    pos = end  # what follows a close is never read
+                    break
+                deliver = self._direct()
             pos = stop
-        if pos < end and self._framing and not self.transport.is_closing():
-            self._partial = bytearray(buf[pos:])
-        else:
-            self._partial = None
+        self._partial = bytearray(buf[pos:]) if pos < end and self._framing else None
 
     def _may_frame(self) -> bool:
         """Whether to start framing: the handshake is done and websockets holds no byte of
@@ -188,43 +220,17 @@ class ColabelWebSocketProtocol(WebSocketsSansIOProtocol):
                 and self.initial_response is None and self.conn.state is State.OPEN
                 and not self.conn.reader.buffer)
 
-    def _next_frame(self, buf: bytes | bytearray, pos: int, end: int) -> int:
-        """Deliver or hand over the frame at `pos`; return where the next one starts, or -1
-        when this one is not complete yet."""
-        if end - pos < 2:
-            return -1
-        head1, head2 = buf[pos], buf[pos + 1]
-        length, at = head2 & 0x7F, pos + 2
-        if length == 126:
-            if end - at < 2:
-                return -1
-            length, at = int.from_bytes(buf[at:at + 2], "big"), at + 2
-        elif length == 127:
-            if end - at < 8:
-                return -1
-            length, at = int.from_bytes(buf[at:at + 8], "big"), at + 8
-        max_size = self.conn.max_message_size
-        if max_size is not None and length > max_size:
-            # websockets refuses it from its header; the stream is its own from here.
-            self._framing = False
-            super().data_received(bytes(buf[pos:end]))
-            return end
-        masked = head2 & 0x80
-        stop = at + length + (4 if masked else 0)
-        if stop > end:
-            return -1
+    def _direct(self) -> OnMessage | None:
+        """Where plain binary frames go straight to, while they may (else None)."""
         channel = self.channel
-        if (head1 == 0x82 and masked and channel is not None and channel.listening
-                and not self.close_sent and self.conn.state is State.OPEN
-                and not self.conn.expect_continuation_frame):
-            channel.deliver(apply_mask(buf[at + 4:stop], buf[at:at + 4]), False)
-        else:
-            super().data_received(bytes(buf[pos:stop]))
-        return stop
+        if (channel is None or channel.on_message is None or self.close_sent
+                or self.conn.state is not State.OPEN or self.conn.expect_continuation_frame):
+            return None
+        return channel.on_message
 
     def send_receive_event_to_app(self) -> None:
         channel = self.channel
-        if channel is None or not channel.listening:
+        if channel is None or channel.on_message is None:
             super().send_receive_event_to_app()
             return
         data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
@@ -237,6 +243,11 @@ class ColabelWebSocketProtocol(WebSocketsSansIOProtocol):
         super().resume_writing()
         if self.channel is not None:
             self.channel.resumed()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.channel is not None:
+            self.channel.lost()
 
 
 def channel_of(ws: WebSocket) -> Channel | None:

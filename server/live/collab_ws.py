@@ -163,8 +163,10 @@ async def collab_endpoint(ws: WebSocket) -> None:
     reader = _Reader(room, conn, ticket, channel)
     try:
         with watch.watching(ticket):
-            channel.listen(reader.on_message, conn.resume)
-            await _serve_until_stopped(ws, conn)
+            # Until the client leaves (its connection is lost) or the room closes it (too
+            # slow, see Connection; even while its socket neither reads nor writes).
+            channel.listen(reader.on_message, conn.resume, lambda: conn.close_soon(1000, ""))
+            await conn.stopped.wait()
     finally:
         for task in (keeper, reader.releasing):
             if task is not None:
@@ -229,26 +231,6 @@ class _Reader:
             except Exception:  # it runs inside the socket's read: never let it escape there
                 log.exception("closing %s after an unexpected error", self.room.name)
                 conn.close_soon(CLOSE_INTERNAL, "internal error")
-
-
-async def _until_disconnect(ws: WebSocket) -> None:
-    # The channel takes every message: through ASGI only the disconnect still comes.
-    while (await ws.receive())["type"] != "websocket.disconnect":
-        pass
-
-
-async def _serve_until_stopped(ws: WebSocket, conn: Connection) -> None:
-    """Wait until the client leaves or the room closes it. The room may close it (too
-    slow, see Connection) while it sends nothing: waiting on its disconnect alone would
-    keep a client that neither reads nor writes in the room for ever."""
-    left = asyncio.create_task(_until_disconnect(ws))
-    stopped = asyncio.create_task(conn.stopped.wait())
-    try:
-        await asyncio.wait({left, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (left, stopped):
-            task.cancel()
-        await asyncio.gather(left, stopped, return_exceptions=True)
 
 
 async def _close(ws: WebSocket, channel: Channel, code: int, reason: str) -> None:

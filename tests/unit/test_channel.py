@@ -64,7 +64,7 @@ async def accepted() -> tuple[ColabelWebSocketProtocol, Transport, list[tuple[by
     transport.written.clear()
     delivered: list[tuple[bytes, bool]] = []
     assert protocol.channel is not None
-    protocol.channel.listen(lambda data, text: delivered.append((data, text)), lambda: None)
+    protocol.channel.listen(lambda data, text: delivered.append((data, text)), lambda: None, lambda: None)
     return protocol, transport, delivered
 
 
@@ -124,3 +124,14 @@ async def test_the_clients_close_is_answered_and_nothing_after_it_is_delivered()
                            + client(Opcode.BINARY, b"after"))
     assert delivered == [] and transport.closing
     assert close_code(transport.written) == 1000
+
+
+async def test_the_endpoint_hears_of_a_lost_connection_even_if_it_was_lost_before_listening() -> None:
+    protocol, _transport, _delivered = await accepted()
+    lost: list[str] = []
+    assert protocol.channel is not None
+    protocol.channel.listen(lambda data, text: None, lambda: None, lambda: lost.append("now"))
+    protocol.connection_lost(None)
+    assert lost == ["now"]
+    protocol.channel.listen(lambda data, text: None, lambda: None, lambda: lost.append("late"))
+    assert lost == ["now", "late"]
