@@ -18,6 +18,7 @@ from server.database import Database
 from server.live.access_watch import AccessWatch
 from server.live.channel import binary_frame
 from server.live.keys import LiveKeys
+from server.live.lease_keeper import LeaseKeeper
 from server.settings import Settings
 from server.work.queue import Dispatcher
 from server.work.service import WorkService
@@ -57,6 +58,8 @@ class Services:
     access: AccessWatch
     dispatcher: Dispatcher
     work: WorkService
+    # Leases kept alive by labelers' open documents (one loop for all of them).
+    keeper: LeaseKeeper
     # The model service's client (inference.client.ModelService) when this process runs
     # ML assistance; set at start-up, so importing this module loads neither torch nor Ray.
     models: Any = None
@@ -87,8 +90,9 @@ class Services:
         access = AccessWatch(db, client, LiveKeys(prefix).access_changes, settings.access_check_s)
         dispatcher = Dispatcher(client, prefix, settings.lease_ttl_s)
         work = WorkService(db, client, prefix, dispatcher, rooms)
+        keeper = LeaseKeeper(dispatcher, db, max(settings.lease_ttl_s / 3, 1.0))
         return cls(settings=settings, db=db, redis=client, rooms=rooms, access=access,
-                   dispatcher=dispatcher, work=work)
+                   dispatcher=dispatcher, work=work, keeper=keeper)
 
     async def start(self) -> None:
         """Start the rooms' writer and fan-out, and the access watch."""
@@ -97,6 +101,7 @@ class Services:
         self._started = True
 
     async def close(self) -> None:
+        await self.keeper.stop()
         if self._started:
             await self.access.stop()
             await self.rooms.stop()

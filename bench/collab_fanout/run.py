@@ -573,7 +573,8 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], results: dict[st
             "colabel": col, "reference": ref,
             "ratio_cpu": ratio(col.get("cpu_us_per_update"), ref.get("cpu_us_per_update")),
             "ratio_cpu_by_round": [ratio(c, r) for c, r in zip(
-                col.get("rounds_cpu_us_per_update") or [], ref.get("rounds_cpu_us_per_update") or [])],
+                col.get("rounds_cpu_us_per_update") or [], ref.get("rounds_cpu_us_per_update") or [],
+                strict=False)],
             "ratio_p50": ratio(col.get("p50_ms"), ref.get("p50_ms")),
             "ratio_p99": ratio(col.get("p99_ms"), ref.get("p99_ms")),
             "ratio_rss": ratio(col.get("rss_mb"), ref.get("rss_mb")),

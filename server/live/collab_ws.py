@@ -33,7 +33,6 @@ from server.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.live import access_watch
 from server.live.channel import PROTOCOL, Channel, channel_of
 from server.projects import projects
-from server.work.leases import keep_alive
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -127,7 +126,6 @@ async def deny(ws: WebSocket, exc: ApiError) -> None:
 async def collab_endpoint(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     manager = services.rooms
-    settings = services.settings
     pid, iid = ws.path_params["pid"], ws.path_params["iid"]
     annotator: str = ws.path_params["annotator"]
     channel = channel_of(ws)
@@ -153,26 +151,23 @@ async def collab_endpoint(ws: WebSocket) -> None:
     ticket = access_watch.Ticket(
         grant.identity, pid, _rule(grant, annotator, conn), conn.close_soon,
         users=frozenset(() if annotator == FINAL else {int(annotator)}))
-    keeper = None
-    if annotator == str(grant.user_id):
-        # An open document counts as activity: the labeler's lease on the item stays alive.
-        keeper = asyncio.create_task(keep_alive(
-            services.dispatcher, services.db, pid, iid, grant.user_id,
-            max(settings.lease_ttl_s / 3, 1.0)))
+    # An open document of the labeler's own counts as activity: their lease on the item
+    # stays alive (see lease_keeper.py).
+    keeping = (services.keeper.holding(pid, iid, grant.user_id)
+               if annotator == str(grant.user_id) else contextlib.nullcontext())
     room.join(conn)
     reader = _Reader(room, conn, ticket, channel)
     try:
-        with watch.watching(ticket):
+        with watch.watching(ticket), keeping:
             # Until the client leaves (its connection is lost) or the room closes it (too
             # slow, see Connection; even while its socket neither reads nor writes).
             channel.listen(reader.on_message, conn.resume, lambda: conn.close_soon(1000, ""))
             await conn.stopped.wait()
     finally:
-        for task in (keeper, reader.releasing):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        if reader.releasing is not None:
+            reader.releasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader.releasing
         room.leave(conn)
         conn.close_soon(1000, "")
         await _close(ws, channel, *(conn.closing or (1000, "")))

@@ -7,9 +7,7 @@ The Redis queue (queue.py) picks the items; this module records the leases in Po
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from redis.exceptions import RedisError
 
 from server.accounts.roles import Role
 from server.accounts.users import User
-from server.database import Database, DatabaseUnavailable
+from server.database import Database
 from server.errors import ApiError
 from server.projects import projects
 from server.work.errors import WorkError
@@ -28,8 +26,6 @@ from server.work.group_commit import GroupCommit, retrying
 from server.work.plan import CLOSED, consensus_plan
 from server.work.queue import Dispatcher, Lease, Transition
 from server.work.queue_state import with_queue
-
-log = logging.getLogger(__name__)
 
 # One statement, so one round trip and its own transaction: the function (migration 0009)
 # locks the items the batch starts in item order, expires the labelers' stale leases on them
@@ -277,17 +273,12 @@ async def extend(dispatcher: Dispatcher, db: Database, project_id: int, lease_id
     return None if status.endswith(" 0") else expires
 
 
-async def keep_alive(dispatcher: Dispatcher, db: Database, project_id: int, item_id: int,
-                     user_id: int, period_s: float) -> None:
-    """While a labeler has their document open, keep their lease on the item alive."""
-    while True:
-        try:
-            lease_id = await db.fetchval(_LIVE_LEASE, item_id, user_id)
-            if lease_id is not None:
-                await extend(dispatcher, db, project_id, lease_id)
-        except DatabaseUnavailable as exc:  # the lease outlasts a few missed periods
-            log.warning("lease of user %s on item %s not extended: %s", user_id, item_id, exc)
-        await asyncio.sleep(period_s)
+async def keep_alive_once(dispatcher: Dispatcher, db: Database, project_id: int, item_id: int,
+                          user_id: int) -> None:
+    """Extend the user's live lease on the item, if they hold one (see live/lease_keeper.py)."""
+    lease_id = await db.fetchval(_LIVE_LEASE, item_id, user_id)
+    if lease_id is not None:
+        await extend(dispatcher, db, project_id, lease_id)
 
 
 # A lease of the caller's with their access to its project (labeler role), or why not.
