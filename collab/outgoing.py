@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def unframed(message: bytes) -> bytes:
     """The framing of a transport that takes messages as they are (tests' recording peers)."""
     return message

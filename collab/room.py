@@ -70,12 +70,11 @@ class Connection:
     What the room sends it is written at once when it is the first message of this loop
     turn, and otherwise queued and written in one write at the end of the turn by the
     flusher (outgoing.py); always in order, and only while its link takes more. While the
-    link is full
-    (the client reads more slowly than the room speaks) the queue grows, bounded in
-    messages and in bytes; a client whose backlog passes either bound is closed with 1013
-    and its backlog dropped at once (it resyncs when it reconnects). `closing` holds the
-    code and reason its endpoint closes it with, and `stopped` tells the endpoint to do
-    so even while its socket neither reads nor writes.
+    link is full (the client reads more slowly than the room speaks) the queue grows,
+    bounded in messages and in bytes; a client whose backlog passes either bound is closed
+    with 1013 and its backlog dropped at once (it resyncs when it reconnects). `closing`
+    holds the code and reason its endpoint closes it with, and `stopped` tells the
+    endpoint to do so even while its socket neither reads nor writes.
 
     Document updates that waited for the link one after another go out merged into one
     update (Yjs merges updates losslessly, and a client applies the merge as it would the
