@@ -170,8 +170,10 @@ async def collab_endpoint(ws: WebSocket) -> None:
                 await reader.releasing
         room.leave(conn)
         conn.close_soon(1000, "")
-        await _close(ws, channel, *(conn.closing or (1000, "")))
-        await manager.release(room)
+        try:
+            await _close(ws, channel, *(conn.closing or (1000, "")))
+        finally:
+            await manager.release(room)
 
 
 class _Reader:
