@@ -14,7 +14,6 @@ pings, the closing handshake, and every other route and socket.
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,6 @@ try:
 except ImportError:  # websockets built without its C extension
     from websockets.utils import apply_mask
 
-log = logging.getLogger(__name__)
 
 # The ASGI scope extension under which an accepted socket offers its channel.
 EXTENSION = "colabel.channel"
@@ -116,7 +114,7 @@ class Channel:
 
     def abort(self) -> None:
         """Drop the connection at once, with whatever it has not taken."""
-        self._protocol.transport.abort()
+        self._transport.abort()
 
     def resumed(self) -> None:
         if self._on_writable is not None:
