@@ -33,6 +33,7 @@ from server.errors import ApiError, Forbidden, NotFound, ServiceUnavailable
 from server.live import access_watch
 from server.live.channel import PROTOCOL, Channel, channel_of
 from server.projects import projects
+from server.work.plan import CLOSED
 
 if TYPE_CHECKING:
     from server.services import Services
@@ -44,7 +45,7 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_UNAVAILABLE = 1013
-_ITEM = "SELECT 1 FROM items WHERE project_id = $1 AND id = $2"
+_ITEM_STATUS = "SELECT status FROM items WHERE project_id = $1 AND id = $2"
 _MEMBER = "SELECT role FROM memberships WHERE project_id = $1 AND user_id = $2"
 
 
@@ -92,12 +93,17 @@ async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annot
         raise NotFound(f"no document {annotator!r} for item {iid}; documents are named "
                        f"{pid}/{iid}/<user id> or {pid}/{iid}/final")
     pa = await projects.access(services.db, identity.user, pid, Role.LABELER)
-    if await services.db.fetchval(_ITEM, pid, iid) is None:
+    status = await services.db.fetchval(_ITEM_STATUS, pid, iid)
+    if status is None:
         raise NotFound(f"item {iid} not found in project {pid}")
     member = annotator != FINAL and await services.db.fetchval(
         _MEMBER, pid, int(annotator)) is not None
     writable = rights(pa.role, bool(pa.setting("consensus").get("enabled")), identity.user.id,
                       annotator, member)
+    # Once an item is decided (or waits for review), what its labelers submitted is what
+    # counted: their documents are read-only, to them too, until it is re-opened.
+    if annotator != FINAL and status in CLOSED:
+        writable = False
     return Grant(identity, readonly=not writable)
 
 

@@ -33,8 +33,15 @@ const SHORTCUTS: [string, string][] = [
   ["?", "this sheet"],
 ];
 
-export function ClassifyView({ project, tree, leases: page, onDone }: {
-  project: Project; tree: LabelNode[]; leases: Lease[]; onDone: () => void;
+/** Going back to a submitted item: correct it (`resubmit`), or only look at it (`readonly`,
+ * once it is decided). */
+export interface Revisit {
+  readonly: boolean;
+  resubmit: (stateVector: string, durationMs: number) => Promise<unknown>;
+}
+
+export function ClassifyView({ project, tree, leases: page, onDone, revisit }: {
+  project: Project; tree: LabelNode[]; leases: Lease[]; onDone: () => void; revisit?: Revisit;
 }) {
   const me = session.user!;
   const author = String(me.id);
@@ -75,6 +82,7 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
   const targets = () => (selected.size ? [...selected] : [focus]).filter((i) => i < docs.length);
 
   const apply = (label: number) => {
+    if (revisit?.readonly) return;
     for (const i of targets()) {
       const d = docs[i];
       if (single) setSingleClass(d.doc, label, author);
@@ -93,7 +101,8 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
     try {
       // The page's time is shared by its images.
       const duration_ms = Math.round(elapsed() / Math.max(1, leases.length));
-      await submitPage(leases.map((l, i) => ({ lease_id: l.lease_id, state_vector: docs[i].stateVector(), duration_ms })));
+      if (revisit) await revisit.resubmit(docs[0].stateVector(), duration_ms);
+      else await submitPage(leases.map((l, i) => ({ lease_id: l.lease_id, state_vector: docs[i].stateVector(), duration_ms })));
       setError(null);
       onDone();
     } catch (e) {
@@ -154,7 +163,7 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
     const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
     if (hot != null) return apply(hot);
     if (e.key === "?") return setHelp(true);
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) return void submit();
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !revisit?.readonly) return void submit();
     if (e.key.toLowerCase() === "a" && !e.ctrlKey && !e.metaKey) setSelected(new Set(leases.map((_, i) => i)));
   });
 
@@ -211,8 +220,10 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
       <aside class="side">
         <div class="card">
           <div class="row">
-            <button class="primary" disabled={busy} onClick={submit} data-testid="submit">Submit {n > 1 ? "page" : ""}</button>
-            <button disabled={busy} onClick={skip} data-testid="skip">Skip {selected.size < n ? "selected" : ""}</button>
+            {!revisit && <button class="primary" disabled={busy} onClick={submit} data-testid="submit">Submit {n > 1 ? "page" : ""}</button>}
+            {!revisit && <button disabled={busy} onClick={skip} data-testid="skip">Skip {selected.size < n ? "selected" : ""}</button>}
+            {revisit && !revisit.readonly && (
+              <button class="primary" disabled={busy} onClick={submit} data-testid="resubmit">Resubmit</button>)}
           </div>
           <ErrorBox error={error} />
           <ClosedNotice docs={docs} />

@@ -58,9 +58,11 @@ export interface Action {
   checks?: boolean;
 }
 
-export function DrawView({ project, tree, room, item, actions, beneath = [], side }: {
+export function DrawView({ project, tree, room, item, actions, beneath = [], side, readonly = false }: {
   project: Project; tree: LabelNode[]; room: string; item: Item; actions: Action[]; beneath?: Beneath[];
   side?: ComponentChildren;
+  /** Shown, not edited (a labeler's own document once its item is decided). */
+  readonly?: boolean;
 }) {
   const task = project.task_type;
   const me = session.user!;
@@ -97,13 +99,13 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
   const selected = picked && shapes.some((s) => s.id === picked) ? picked : null;
   const tools = useShapeTools({
     doc: live?.doc ?? null, shapes, tool: tool === "brush" || tool === "eraser" ? "pan" : tool, label, author, size,
-    selected, setSelected, color, labelName: name,
+    selected, setSelected, color, labelName: name, readonly,
   });
   const brush = useBrush({ doc: live?.doc ?? null, size, radius, label, erase: tool === "eraser", author,
-    active: tool === "brush" || tool === "eraser", history });
+    active: !readonly && (tool === "brush" || tool === "eraser"), history });
 
   const relabel = (id: number) => {
-    if (selected && live) updateShape(live.doc, selected, { label: id }, author);
+    if (selected && live && !readonly) updateShape(live.doc, selected, { label: id }, author);
   };
   // A click in the picker is explicit: it chooses the label and relabels the selected shape.
   const pick = (id: number) => {
@@ -136,7 +138,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
 
   useKeys((e: KeyboardEvent) => {
     if (isTyping(e)) return;
-    if (onHistoryKey(history, e)) return;
+    if (!readonly && onHistoryKey(history, e)) return;
     const digit = digitOf(e);
     const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
     if (hot != null) return e.shiftKey ? relabel(hot) : chooseLabel(hot);
@@ -147,7 +149,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
       tools.cancelDraft();
       return setSelected(null);
     }
-    if ((e.key === "Delete" || e.key === "Backspace") && selected && live) {
+    if ((e.key === "Delete" || e.key === "Backspace") && selected && live && !readonly) {
       deleteShapes(live.doc, [selected], author);
       return setSelected(null);
     }
@@ -258,7 +260,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
         {task !== "semantic" && (
           <div class="card">
             <h3 style="margin-top:0">Shapes ({shapes.length})</h3>
-            {models.length > 0 && live && (
+            {models.length > 0 && live && !readonly && (
               <div class="row" style="margin-bottom:6px">
                 <button onClick={() => acceptShapes(live.doc, models.map((m) => m.id), author)}>Accept all suggestions</button>
                 <button class="danger" onClick={() => deleteShapes(live.doc, models.map((m) => m.id), author)}>Reject all</button>
@@ -274,8 +276,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
                   }} style={{ fontWeight: s.id === selected ? 700 : 400 }}>{name(s.label)}</a>
                   {s.source === "model" && <span class="muted">{s.confidence != null ? `${Math.round(s.confidence * 100)}%` : "suggested"}</span>}
                   <span class="spacer" />
-                  {s.source === "model" && live && <button onClick={() => acceptShapes(live.doc, [s.id], author)}>Accept</button>}
-                  {live && <button class="danger" onClick={() => deleteShapes(live.doc, [s.id], author)}>✕</button>}
+                  {s.source === "model" && live && !readonly && <button onClick={() => acceptShapes(live.doc, [s.id], author)}>Accept</button>}
+                  {live && !readonly && <button class="danger" onClick={() => deleteShapes(live.doc, [s.id], author)}>✕</button>}
                 </div>
               ))}
             </div>

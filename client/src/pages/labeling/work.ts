@@ -23,7 +23,10 @@ function preload(pid: number, leases: Lease[]): void {
   }
 }
 
-export function useWork(pid: number, count: number) {
+/** `leaveGrace`: when the hook goes away, how long (seconds) its leases are kept before they
+ * go back: 0 (the default) gives them back at once; going back to a submitted item keeps them
+ * a while, so the labeler returns to the same page. */
+export function useWork(pid: number, count: number, leaveGrace?: { current: number }) {
   const [current, setCurrent] = useState<Lease[]>([]);
   const [state, setState] = useState<WorkState>("loading");
   const [error, setError] = useState<unknown>(null);
@@ -119,8 +122,9 @@ export function useWork(pid: number, count: number) {
       removeEventListener("pagehide", hide);
       removeEventListener("pageshow", back);
       window.clearInterval(keep);
-      // Leaving the label page or changing the grid size: everything goes back.
-      void release(held(), true);
+      // Leaving the label page or changing the grid size: everything goes back (going back
+      // to a submitted item: unless the labeler returns within the grace).
+      void release(held(), true, leaveGrace?.current ?? 0);
       shown.current = [];
       ahead.current = [];
     };
