@@ -55,11 +55,6 @@ class Conflict(ApiError):
     code = "conflict"
 
 
-class Gone(ApiError):
-    status = 410
-    code = "gone"
-
-
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"

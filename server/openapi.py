@@ -13,7 +13,7 @@ from server.validation import INT64_MAX
 _PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
 _STATUS_TEXT = {
     200: "OK", 201: "Created", 204: "No content", 400: "Bad request",
-    401: "Not signed in", 403: "Forbidden", 404: "Not found", 409: "Conflict", 410: "Gone",
+    401: "Not signed in", 403: "Forbidden", 404: "Not found", 409: "Conflict",
     413: "Payload too large", 415: "Unsupported media type", 422: "Invalid request",
     429: "Too many requests",
     503: "Unavailable",

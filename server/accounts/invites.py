@@ -19,7 +19,7 @@ import asyncpg
 
 from server.accounts.passwords import hash_password
 from server.accounts.users import User
-from server.errors import Conflict, Forbidden, Gone, NotFound
+from server.errors import Conflict, Forbidden, NotFound
 
 # Stored in place of a password hash until the invitation is accepted: argon2 cannot
 # parse it, so no password matches it.
@@ -106,19 +106,20 @@ async def invite(conn: asyncpg.Connection, *, email: str, name: str, is_admin: b
 
 
 def _check(row: asyncpg.Record | None) -> asyncpg.Record:
-    """The link's row if it can still be used; otherwise why not, in words to act on."""
+    """The link's row if it can still be used; otherwise why not, in words to act on (409
+    with a code of its own: used, replaced or expired)."""
     if row is None:
         raise NotFound("this link is not valid: check that it was copied whole, or ask your "
                        "administrator for a new one", code="invite_not_found")
     if row["used_at"] is not None:
-        raise Gone("this link has already been used: sign in with your password, or ask "
+        raise Conflict("this link has already been used: sign in with your password, or ask "
                    "your administrator for a new link", code="invite_used")
     if row["revoked_at"] is not None:
-        raise Gone("this link was replaced by a newer one: use the newest link your "
+        raise Conflict("this link was replaced by a newer one: use the newest link your "
                    "administrator gave you", code="invite_replaced")
     if row["expires_at"] <= datetime.now(UTC):
         when = row["expires_at"].strftime("%Y-%m-%d %H:%M UTC")
-        raise Gone(f"this link expired on {when}: ask your administrator for a new one",
+        raise Conflict(f"this link expired on {when}: ask your administrator for a new one",
                    code="invite_expired", details={"expired_at": row["expires_at"].isoformat()})
     if not row["is_active"]:
         raise Forbidden("this account is deactivated: ask your administrator",

@@ -108,8 +108,8 @@ ENDPOINTS = [
              errors=(401, 403, 404, 409, 422)),
     Endpoint("POST", "/api/v1/invites/check", check,
              "What a one-time link is for, if it still works", access=Access.PUBLIC,
-             body=LinkCheck, tag="users", errors=(403, 404, 410, 422)),
+             body=LinkCheck, tag="users", errors=(403, 404, 409, 422)),
     Endpoint("POST", "/api/v1/invites/accept", accept,
              "Use a one-time link: set a password and sign in", access=Access.PUBLIC,
-             body=LinkAccept, tag="users", errors=(403, 404, 410, 422)),
+             body=LinkAccept, tag="users", errors=(403, 404, 409, 422)),
 ]

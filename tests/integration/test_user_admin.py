@@ -57,8 +57,8 @@ def test_an_invitee_sets_a_password_through_the_link_once(admin: Api, anon: Api,
     Api(server).login(user["email"], NEW_PASSWORD)
 
     again = anon.post("/api/v1/invites/accept", {"token": link["token"], "password": "another one!"})
-    assert again.status_code == 410 and again.json()["error"]["code"] == "invite_used"
-    assert anon.post("/api/v1/invites/check", {"token": link["token"]}).status_code == 410
+    assert again.status_code == 409 and again.json()["error"]["code"] == "invite_used"
+    assert anon.post("/api/v1/invites/check", {"token": link["token"]}).status_code == 409
     listed = {u["id"]: u for u in admin.get("/api/v1/users?limit=1000").json()["users"]}
     assert listed[user["id"]]["state"] == "active" and listed[user["id"]]["open_link"] is None
 
@@ -70,7 +70,7 @@ def test_expired_unknown_and_replaced_links_say_why(admin: Api, anon: Api,
     _sql(database_url, "UPDATE invites SET expires_at = now() - interval '1 hour' "
                        "WHERE user_id = $1", made["user"]["id"])
     r = anon.post("/api/v1/invites/accept", {"token": token, "password": NEW_PASSWORD})
-    assert r.status_code == 410 and r.json()["error"]["code"] == "invite_expired"
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invite_expired"
     assert "ask your administrator" in r.json()["error"]["message"]
 
     r = anon.post("/api/v1/invites/check", {"token": "x" * 43})
@@ -84,7 +84,7 @@ def test_expired_unknown_and_replaced_links_say_why(admin: Api, anon: Api,
                         {"expires_in_hours": 2}).json()["invite"]
     assert first["kind"] == second["kind"] == "invite"
     r = anon.post("/api/v1/invites/check", {"token": first["token"]})
-    assert r.status_code == 410 and r.json()["error"]["code"] == "invite_replaced"
+    assert r.status_code == 409 and r.json()["error"]["code"] == "invite_replaced"
     assert anon.post("/api/v1/invites/check", {"token": second["token"]}).status_code == 200
 
 

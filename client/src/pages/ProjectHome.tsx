@@ -99,7 +99,7 @@ export function ProjectHome({ pid }: { pid: number }) {
             <li>{consensusText(project.consensus)}</li>
             {project.task_type !== "semantic" && <li>{mlText(project.ml_assist)}</li>}
           </ul>
-          {locked.length > 0 && <p class="muted">Fixed since labeling started: {fieldsText(locked)}.</p>}
+          {locked.length > 0 && <p class="muted" data-testid="fixed-settings">Fixed since labeling started: {fieldsText(locked)}.</p>}
           {project.instructions.html && (
             <details><summary>Instructions</summary>
               <div class="instructions" dangerouslySetInnerHTML={{ __html: project.instructions.html }} />

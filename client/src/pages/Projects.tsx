@@ -32,7 +32,10 @@ export function Projects() {
       <p><a class="button primary" href="#/new" data-testid="new-project">New project</a></p>
       <ErrorBox error={error} />
       {!data && !error && <Spinner />}
-      {data && data.projects.length === 0 && <p class="muted">No projects yet. Create one to start labeling.</p>}
+      {data && data.projects.length === 0 && (
+        <p class="muted">{archived?.projects.length ? "No projects in use; the archived ones are below."
+          : "No projects yet. Create one to start labeling."}</p>
+      )}
       {data && data.projects.length > 0 && <ProjectTable projects={data.projects} testid="projects" />}
       {archived && archived.projects.length > 0 && (
         <section style="margin-top:24px">

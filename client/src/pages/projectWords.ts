@@ -71,7 +71,7 @@ export const ITEM_STATUS_TEXT: Record<string, string> = {
 };
 
 const FIELD_TEXT: Record<string, string> = {
-  media_type: "the kind of images",
+  media_type: "", // images are the only kind: not worth a word
   task_type: "what labelers do",
   consensus: "how many people label each item",
   dataset: "where the images come from",
@@ -84,7 +84,7 @@ const FIELD_TEXT: Record<string, string> = {
 
 /** Settings, named in words: "what labelers do, how many people label each item". */
 export function fieldsText(fields: string[]): string {
-  const named = [...new Set(fields.map((f) => FIELD_TEXT[f] ?? f.replace(/_/g, " ")))];
+  const named = [...new Set(fields.map((f) => FIELD_TEXT[f] ?? f.replace(/_/g, " ")))].filter(Boolean);
   return named.join(", ");
 }
 
