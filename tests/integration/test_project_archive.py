@@ -11,6 +11,8 @@ from PIL import Image
 
 from tests.conftest import bind_folder, project_body
 from tests.infra import Api, unique
+from tests.integration.test_collab import person, project_with_items
+from tests.yclient import node_client, result
 
 Make = Callable[..., tuple[Api, dict[str, Any]]]
 
@@ -89,3 +91,18 @@ def test_a_deleted_name_stays_taken(make_project: Make) -> None:
     assert project["id"] not in _listed(owner, archived=True)
     r = owner.post("/api/v1/projects", project_body(name=project["name"]))
     assert r.status_code == 409 and r.json()["error"]["code"] == "name_taken"
+
+
+async def test_archived_documents_open_read_only(server: str, make_user: Callable[..., Api],
+                                                 data_dir: Path) -> None:
+    owner, alice = person(make_user, "owner"), person(make_user, "alice")
+    pid, items = project_with_items(owner.api, data_dir, False, [(alice, "labeler")])
+    room = f"{pid}/{items[0]}/{alice.id}"
+    assert result(node_client(server, room, alice.token, key="before", value=1,
+                              expect=["before"], hold_ms=100))["ok"]
+    assert owner.api.post(f"/api/v1/projects/{pid}/archive").status_code == 200
+    after = result(node_client(server, room, alice.token, key="after", value=1,
+                               expect=["before", "after"], timeout_ms=3000, hold_ms=500))
+    assert after["permissionDenied"] is True and "before" in after["map"]
+    check = result(node_client(server, room, alice.token, expect=["before"], hold_ms=300))
+    assert "after" not in check["map"]
