@@ -6,7 +6,7 @@ from dataclasses import replace
 from types import ModuleType
 
 from server import meta_api
-from server.accounts import auth_api, tokens_api, users_api
+from server.accounts import auth_api, invites_api, tokens_api, users_api
 from server.data import binding_api, items_api, label_imports_api, table_import_api, uploads_api
 from server.exports import exports_api
 from server.ml import ml_api
@@ -22,6 +22,7 @@ RESOURCES: list[tuple[str, ModuleType]] = [
     ("meta", meta_api),
     ("auth", auth_api),
     ("users", users_api),
+    ("invites", invites_api),
     ("tokens", tokens_api),
     ("projects", projects_api),
     ("members", members_api),

@@ -11,6 +11,8 @@ import { Label } from "./pages/Label";
 import { Review } from "./pages/Review";
 import { Monitor } from "./pages/Monitor";
 import { Export } from "./pages/Export";
+import { AdminUsers } from "./pages/AdminUsers";
+import { Invite } from "./pages/Invite";
 import { releasesSettled } from "./pages/labeling/leases";
 import "./styles.css";
 
@@ -35,6 +37,8 @@ function App() {
   if (!ready) return <Spinner />;
   const path = hash.replace(/^#/, "").split("?")[0];
   if (path === "/logout") return <SignOut />;
+  const invite = path.match(/^\/invite\/([\w-]+)$/);
+  if (invite) return <Invite token={invite[1]} />;
   if (!user || path === "/login") return <Login onDone={() => navigate("#/")} />;
   const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?$/);
   if (m) {
@@ -48,6 +52,7 @@ function App() {
     }
   }
   if (path === "/new") return <Wizard />;
+  if (path === "/admin/users") return <AdminUsers />;
   return <Projects />;
 }
 

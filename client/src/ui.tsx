@@ -94,6 +94,7 @@ export function Page({ title, project, children, wide }: {
         <a class="brand" href="#/">Colabel</a>
         {project && <ProjectNav project={project} />}
         <span class="spacer" />
+        {session.user?.is_admin && <a href="#/admin/users" data-testid="admin-users">Users</a>}
         {session.user && <span class="who" data-testid="who">{session.user.name || session.user.email}</span>}
         {session.user && <a href="#/logout">Sign out</a>}
       </header>

@@ -21,6 +21,21 @@ _COLUMNS = "id, email, name, is_admin, is_active, created_at"
 SELECT_BY_ID = f"SELECT {_COLUMNS} FROM users WHERE id = $1"
 SELECT_BY_EMAIL = f"SELECT {_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
 SELECT_ALL = f"SELECT {_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2"
+# The admin's list: each account with its live projects (and role in each), whether it
+# has a password yet, and its newest link that is still open.
+SELECT_OVERVIEW = f"""
+SELECT {_COLUMNS}, u.has_password,
+  coalesce((SELECT jsonb_agg(jsonb_build_object(
+                'id', p.id, 'name', p.name, 'role', m.role,
+                'archived', p.archived_at IS NOT NULL) ORDER BY lower(p.name))
+            FROM memberships m JOIN projects p ON p.id = m.project_id AND p.deleted_at IS NULL
+            WHERE m.user_id = u.id), '[]'::jsonb) AS projects,
+  (SELECT jsonb_build_object('kind', i.kind, 'expires_at', i.expires_at,
+                             'expired', i.expires_at <= now())
+   FROM invites i WHERE i.user_id = u.id AND i.used_at IS NULL AND i.revoked_at IS NULL
+   ORDER BY i.id DESC LIMIT 1) AS open_link
+FROM users u ORDER BY u.id LIMIT $1 OFFSET $2
+"""
 INSERT = f"""
 INSERT INTO users (email, name, password_hash, is_admin) VALUES ($1, $2, $3, $4)
 RETURNING {_COLUMNS}
@@ -121,6 +136,21 @@ async def row_by_email(db: asyncpg.Pool | asyncpg.Connection, email: str) -> asy
 async def list_users(db: asyncpg.Pool | asyncpg.Connection, limit: int, offset: int) -> list[User]:
     """One page of every account, oldest first."""
     return [User.from_row(r) for r in await db.fetch(SELECT_ALL, limit, offset)]
+
+
+def account_state(row: asyncpg.Record) -> str:
+    """`deactivated`, `invited` (no password set yet) or `active`."""
+    if not row["is_active"]:
+        return "deactivated"
+    return "active" if row["has_password"] else "invited"
+
+
+async def overview(db: asyncpg.Pool | asyncpg.Connection, limit: int, offset: int,
+                   ) -> list[dict[str, Any]]:
+    """One page of every account for the admin's list, oldest first."""
+    return [{**User.from_row(r).to_json(), "state": account_state(r), "projects": r["projects"],
+             "open_link": r["open_link"]}
+            for r in await db.fetch(SELECT_OVERVIEW, limit, offset)]
 
 
 async def update_user(

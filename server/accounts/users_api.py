@@ -43,7 +43,7 @@ async def create(call: Call) -> dict[str, Any]:
 
 async def list_users(call: Call) -> dict[str, Any]:
     limit, offset = call.page()
-    return {"users": [u.to_json() for u in await users.list_users(call.services.db, limit, offset)]}
+    return {"users": await users.overview(call.services.db, limit, offset)}
 
 
 async def _update(call: Call, user_id: int, name: str | None, is_admin: bool | None,
@@ -87,7 +87,8 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/users", create, "Create a user (instance admins)",
              access=Access.ADMIN, body=UserCreate, status=201, tag="users",
              errors=(401, 403, 409, 422)),
-    Endpoint("GET", "/api/v1/users", list_users, "List users (instance admins)",
+    Endpoint("GET", "/api/v1/users", list_users,
+             "List users with their projects and open links (instance admins)",
              access=Access.ADMIN, tag="users", errors=(401, 403)),
     Endpoint("GET", "/api/v1/users/{uid:int}", get_one, "One user (instance admins)",
              access=Access.ADMIN, tag="users", errors=(401, 403, 404)),

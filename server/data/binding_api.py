@@ -21,6 +21,7 @@ async def put_dataset(call: Call) -> dict[str, Any]:
     async with call.services.db.bulk() as conn, conn.transaction():
         await conn.execute(projects.LOCK, pid)
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
+        projects.refuse_archived(pa)
         old = pa.row["dataset"]
         # Who may bind what is settled before the path or URL is looked at, so a refusal
         # says nothing about which folders exist.
@@ -43,6 +44,7 @@ async def refresh(call: Call) -> dict[str, Any]:
     settings = call.services.settings
     async with call.services.db.bulk() as conn, conn.transaction():
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
+        projects.refuse_archived(pa)
         binding = pa.row["dataset"]
         if binding is None:
             raise Conflict("bind a dataset before refreshing it", code="no_dataset")

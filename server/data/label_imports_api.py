@@ -49,6 +49,7 @@ async def import_labels(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     settings = call.services.settings
     pa = await projects.access(call.services.db, call.me, pid, Role.OWNER)
+    projects.refuse_archived(pa)
     task_type = pa.row["task_type"]
     batch = await uploads.receive_one_file(call.request, settings, "COCO or JSON Lines file")
     try:

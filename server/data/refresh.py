@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DUE_WHERE = """
-deleted_at IS NULL AND dataset IS NOT NULL AND status IN ('running', 'paused')
+deleted_at IS NULL AND archived_at IS NULL AND dataset IS NOT NULL
+  AND status IN ('running', 'paused')
   AND (refresh ->> 'enabled')::boolean
   AND (last_refresh_at IS NULL
        OR last_refresh_at + make_interval(secs => (refresh ->> 'interval_s')::int) <= now())

@@ -65,6 +65,7 @@ async def import_table(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     settings = call.services.settings
     pa = await projects.access(call.services.db, call.me, pid, Role.OWNER)
+    projects.refuse_archived(pa)
     binding = pa.row["dataset"]
     if binding is None:
         raise Conflict("bind a dataset first: imported rows name files in it", code="no_dataset")

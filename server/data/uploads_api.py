@@ -31,6 +31,7 @@ async def upload(call: Call) -> dict[str, Any]:
         async with call.services.db.bulk() as conn, conn.transaction():
             await conn.execute(projects.LOCK, pid)
             pa = await projects.access(conn, call.me, pid, Role.OWNER)
+            projects.refuse_archived(pa)
             result = await uploads.store(conn, pid, batch.files, root.root,
                                          bound=pa.row["dataset"] is not None, started=pa.started,
                                          max_items=settings.max_items_per_project)

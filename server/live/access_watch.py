@@ -51,7 +51,8 @@ SELECT
         WHERE t.id = ANY($2::bigint[]) AND u.is_active) AS tokens,
   ARRAY(SELECT id FROM users WHERE id = ANY($3::bigint[]) AND is_admin AND is_active) AS admins,
   (SELECT coalesce(jsonb_agg(jsonb_build_array(
-            id, coalesce((consensus ->> 'enabled')::boolean, false))), '[]'::jsonb)
+            id, coalesce((consensus ->> 'enabled')::boolean, false),
+            archived_at IS NOT NULL)), '[]'::jsonb)
    FROM projects WHERE id = ANY($4::bigint[]) AND deleted_at IS NULL) AS projects,
   (SELECT coalesce(jsonb_agg(jsonb_build_array(project_id, user_id, role)), '[]'::jsonb)
    FROM memberships WHERE project_id = ANY($4::bigint[]) AND user_id = ANY($3::bigint[])) AS members
@@ -67,6 +68,8 @@ class ProjectFacts:
     consensus: bool
     members: Mapping[int, Role]
     admins: frozenset[int]
+    # Archived projects are read-only: their documents open, but nobody writes to them.
+    archived: bool = False
 
     def require(self, user_id: int, need: Role) -> Role:
         """The user's effective role; NotFound/Forbidden exactly as `projects.access`."""
@@ -139,8 +142,10 @@ async def load_facts(db: asyncpg.Pool, tickets: Iterable[Ticket]) -> Facts:
     members: dict[int, dict[int, Role]] = {pid: {} for pid in pids}
     for pid, uid, role in row["members"]:
         members[pid][uid] = Role.parse(role)
-    live = {pid: consensus for pid, consensus in row["projects"]}
-    projects = {pid: ProjectFacts(pid, pid in live, live.get(pid, False), members[pid], admins)
+    live = {pid: consensus for pid, consensus, _ in row["projects"]}
+    archived = {pid for pid, _, is_archived in row["projects"] if is_archived}
+    projects = {pid: ProjectFacts(pid, pid in live, live.get(pid, False), members[pid], admins,
+                                  pid in archived)
                 for pid in pids}
     return Facts(frozenset(row["sessions"]), frozenset(row["tokens"]), projects)
 

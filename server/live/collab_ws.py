@@ -104,7 +104,7 @@ async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annot
     # counted: their documents are read-only, to them too, until it is re-opened.
     if annotator != FINAL and status in CLOSED:
         writable = False
-    return Grant(identity, readonly=not writable)
+    return Grant(identity, readonly=not writable or pa.archived)
 
 
 def _rule(grant: Grant, annotator: str, conn: Connection) -> access_watch.Rule:
@@ -115,8 +115,8 @@ def _rule(grant: Grant, annotator: str, conn: Connection) -> access_watch.Rule:
         member = annotator != FINAL and project.is_member(int(annotator))
         # Rights never grow on an open socket; with today's rules they only ever shrink to
         # a refusal, and a narrower grant would take effect here without a reconnect.
-        conn.readonly = conn.readonly or not rights(role, project.consensus, grant.user_id,
-                                                    annotator, member)
+        conn.readonly = conn.readonly or project.archived or not rights(
+            role, project.consensus, grant.user_id, annotator, member)
 
     return recheck
 

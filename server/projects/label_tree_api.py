@@ -33,7 +33,7 @@ async def patch_labels(call: Call) -> dict[str, Any]:
     flat = flatten(body.labels)
     async with call.services.db.acquire() as conn, conn.transaction():
         await projects.lock(conn, pid)
-        await projects.access(conn, call.me, pid, Role.OWNER)
+        projects.refuse_archived(await projects.access(conn, call.me, pid, Role.OWNER))
         await labels.apply_tree(conn, pid, flat)
         return {"labels": await labels.read_tree(conn, pid)}
 

@@ -129,6 +129,7 @@ async def change_settings(conn: asyncpg.Connection, pa: ProjectAccess, body: Pro
 
     Returns whether consensus changed, which changes who may write the final document.
     """
+    projects.refuse_archived(pa)
     row = pa.row
     new = _merged(pa, body)
     _refuse_frozen_changes(pa, body, new)
@@ -149,6 +150,8 @@ async def transition(conn: asyncpg.Connection, pa: ProjectAccess, action: str) -
     """Start, pause or resume the project (an action of TRANSITIONS); call inside a
     transaction holding the project lock."""
     allowed_from, target = TRANSITIONS[action]
+    if action != "pause":
+        projects.refuse_archived(pa)
     status = pa.row["status"]
     if status not in allowed_from:
         raise Conflict(

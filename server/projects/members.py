@@ -15,18 +15,39 @@ INSERT INTO memberships (project_id, user_id, role) VALUES ($1, $2, $3)
 ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role
 """
 LIST = """
-SELECT u.id, u.name, u.email, m.role, m.created_at FROM memberships m
+SELECT u.id, u.name, u.email, u.is_active, m.role, m.created_at FROM memberships m
 JOIN users u ON u.id = m.user_id WHERE m.project_id = $1 ORDER BY m.created_at, u.id
 """
 ROLE_OF = "SELECT role FROM memberships WHERE project_id = $1 AND user_id = $2"
 OWNERS = "SELECT count(*) FROM memberships WHERE project_id = $1 AND role = 'owner'"
 REMOVE = "DELETE FROM memberships WHERE project_id = $1 AND user_id = $2"
+# People an owner may pick when adding members to project $1, matching $3 (a LIKE pattern
+# on name or email): active accounts not in the project yet that the caller ($2) can
+# already see — an instance admin ($4) everyone; anyone else the members of the projects
+# whose member list they can read (reviewer or owner there) — plus whoever has exactly the
+# email typed ($5), which the caller knows already. Exact matches first.
+CANDIDATES = """
+SELECT u.id, u.name, u.email FROM users u
+WHERE u.is_active
+  AND NOT EXISTS (SELECT 1 FROM memberships x WHERE x.project_id = $1 AND x.user_id = u.id)
+  AND (lower(u.email) = lower($5) OR (
+       (lower(u.email) LIKE $3 OR lower(u.name) LIKE $3)
+       AND ($4 OR EXISTS (
+           SELECT 1 FROM memberships mine
+           JOIN projects p ON p.id = mine.project_id AND p.deleted_at IS NULL
+           JOIN memberships theirs ON theirs.project_id = mine.project_id
+           WHERE mine.user_id = $2 AND mine.role IN ('owner', 'reviewer')
+             AND theirs.user_id = u.id))))
+ORDER BY lower(u.email) = lower($5) DESC, lower(u.name), u.id
+LIMIT $6
+"""
 
 
 def member_json(row: asyncpg.Record) -> dict[str, Any]:
     """A member as other members see them: who, in which role, since when."""
     return {
-        "user": {"id": row["id"], "name": row["name"], "email": row["email"]},
+        "user": {"id": row["id"], "name": row["name"], "email": row["email"],
+                 "is_active": row["is_active"]},
         "role": row["role"],
         "added_at": row["created_at"].isoformat(),
     }
@@ -35,6 +56,20 @@ def member_json(row: asyncpg.Record) -> dict[str, Any]:
 async def list_members(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> list[dict[str, Any]]:
     """Every member with their role, in the order they joined."""
     return [member_json(r) for r in await db.fetch(LIST, project_id)]
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its wildcards taken literally."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def candidates(db: asyncpg.Pool | asyncpg.Connection, me: User, project_id: int,
+                     query: str, limit: int = 10) -> list[dict[str, Any]]:
+    """Who an owner may add to the project, matching what they typed (see CANDIDATES)."""
+    rows = await db.fetch(CANDIDATES, project_id, me.id, _like(query), me.is_admin,
+                          query.strip(), limit)
+    return [{"id": r["id"], "name": r["name"], "email": r["email"]} for r in rows]
 
 
 async def add_member(conn: asyncpg.Connection, project_id: int, user_id: int, role: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from server.accounts.roles import Role
+from server.errors import field_error
 from server.live.access_watch import announce
 from server.projects import members, projects
 from server.routing import Call, Endpoint
@@ -37,6 +38,16 @@ async def list_members(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
     await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
     return {"members": await members.list_members(call.services.db, pid)}
+
+
+async def candidates(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    query = call.request.query_params.get("q", "").strip()
+    if len(query) > 254:
+        raise field_error("q", "must be at most 254 characters")
+    await projects.access(call.services.db, call.me, pid, Role.OWNER)
+    limit = call.query_int("limit", 10, 1, 50)
+    return {"users": await members.candidates(call.services.db, call.me, pid, query, limit)}
 
 
 async def put_member(call: Call) -> dict[str, Any]:
@@ -70,6 +81,11 @@ _P = "/api/v1/projects/{pid:int}/members"
 ENDPOINTS = [
     Endpoint("GET", _P, list_members, "Members and their roles (reviewers and owners)",
              tag="members", errors=(401, 403, 404)),
+    Endpoint("GET", _P + "/candidates", candidates,
+             "People an owner may add, matching `q` on name or email: everyone for instance "
+             "admins; for others the members of projects whose member list they can read, "
+             "plus an exact email match (owners)",
+             tag="members", errors=(401, 403, 404, 422)),
     Endpoint("PUT", _P, put_member, "Add a member or change a role (owners)", body=MemberPut,
              tag="members", errors=(401, 403, 404, 409, 422)),
     Endpoint("DELETE", _P + "/{uid:int}", remove_member, "Remove a member (owners)",

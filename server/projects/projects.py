@@ -10,12 +10,13 @@ import asyncpg
 from server.accounts.roles import Role
 from server.accounts.users import User
 from server.data import binding as dataset_binding
-from server.errors import Forbidden, NotFound
+from server.errors import Conflict, Forbidden, NotFound
 
 _COLUMNS = """
 p.id, p.name, p.media_type, p.task_type, p.status, p.instructions_text,
 p.instructions_html, p.instructions_url, p.consensus, p.ml_assist, p.dataset, p.refresh,
-p.last_refresh_at, p.ingest, p.created_by, p.created_at, p.updated_at, p.started_at
+p.last_refresh_at, p.ingest, p.created_by, p.created_at, p.updated_at, p.started_at,
+p.archived_at
 """
 # A project (`p`) as the caller sees it: with their membership's role (`m`, joined on
 # their id) and its number of labels. The rows `access` and `granted` judge.
@@ -27,12 +28,15 @@ FROM projects p
 LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $2
 WHERE p.id = $1 AND p.deleted_at IS NULL
 """
-# Admins see every project; everyone else sees the projects they are members of.
+# Admins see every project; everyone else sees the projects they are members of. Archived
+# projects ($5 true) are listed apart, and only to their owners (and admins).
 SELECT_VISIBLE = f"""
 SELECT {ACCESS_COLUMNS}
 FROM projects p
 LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1
-WHERE p.deleted_at IS NULL AND (m.role IS NOT NULL OR $2)
+WHERE p.deleted_at IS NULL AND CASE WHEN $5::boolean
+    THEN p.archived_at IS NOT NULL AND (m.role = 'owner' OR $2)
+    ELSE p.archived_at IS NULL AND (m.role IS NOT NULL OR $2) END
 ORDER BY p.id DESC
 LIMIT $3 OFFSET $4
 """
@@ -54,6 +58,14 @@ TOUCH = "UPDATE projects SET updated_at = now() WHERE id = $1"
 NAME = "SELECT name FROM projects WHERE id = $1"
 ITEM_COUNTS = "SELECT status, count(*) AS n FROM items WHERE project_id = $1 GROUP BY status"
 SOFT_DELETE = "UPDATE projects SET deleted_at = now(), updated_at = now() WHERE id = $1"
+# Archiving stops the handing out of work (a running project is paused) and hides the
+# project; unarchiving leaves it paused, for its owner to resume.
+ARCHIVE = """
+UPDATE projects SET archived_at = now(), updated_at = now(),
+       status = CASE WHEN status = 'running' THEN 'paused' ELSE status END
+WHERE id = $1
+"""
+UNARCHIVE = "UPDATE projects SET archived_at = NULL, updated_at = now() WHERE id = $1"
 SET_STATUS = """
 UPDATE projects SET status = $2, updated_at = now(),
        started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) ELSE started_at END
@@ -76,6 +88,10 @@ class ProjectAccess:
     def id(self) -> int:
         value: int = self.row["id"]
         return value
+
+    @property
+    def archived(self) -> bool:
+        return self.row["archived_at"] is not None
 
     @property
     def started(self) -> bool:
@@ -109,11 +125,20 @@ def granted(row: asyncpg.Record | None, user: User, project_id: int, need: Role)
     return ProjectAccess(row, role, is_member=row["role"] is not None)
 
 
+def refuse_archived(pa: ProjectAccess) -> None:
+    """An archived project is read-only: a 409 for anything that would change it."""
+    if pa.archived:
+        raise Conflict("this project is archived and read-only; an owner can unarchive it "
+                       "from the project page", code="project_archived")
+
+
 async def visible(
-    db: asyncpg.Pool | asyncpg.Connection, user: User, limit: int, offset: int
+    db: asyncpg.Pool | asyncpg.Connection, user: User, limit: int, offset: int,
+    archived: bool = False,
 ) -> list[ProjectAccess]:
-    """One page of the projects `user` may see, newest first."""
-    rows = await db.fetch(SELECT_VISIBLE, user.id, user.is_admin, limit, offset)
+    """One page of the projects `user` may see, newest first: the everyday ones, or the
+    archived ones they own (`archived`)."""
+    rows = await db.fetch(SELECT_VISIBLE, user.id, user.is_admin, limit, offset, archived)
     out = []
     for row in rows:
         # No membership row means an admin who sees it as an owner would.
@@ -143,16 +168,27 @@ async def soft_delete(conn: asyncpg.Connection, project_id: int) -> None:
     await conn.execute(SOFT_DELETE, project_id)
 
 
+async def archive(conn: asyncpg.Connection, project_id: int) -> None:
+    """Archive the project (pausing it if it runs); call holding the project lock."""
+    await conn.execute(ARCHIVE, project_id)
+
+
+async def unarchive(conn: asyncpg.Connection, project_id: int) -> None:
+    """Bring an archived project back to the everyday lists; call holding the project lock."""
+    await conn.execute(UNARCHIVE, project_id)
+
+
 async def touch(conn: asyncpg.Connection, project_id: int) -> None:
     """Record that something of the project changed now."""
     await conn.execute(TOUCH, project_id)
 
 
-def editable(status: str) -> dict[str, bool]:
-    """Which settings the owner may still change, for the settings screen."""
+def editable(status: str, archived: bool = False) -> dict[str, bool]:
+    """Which settings the owner may still change, for the settings screen (none while the
+    project is archived)."""
     started = status != "initializing"
     fields = ("name", "labels", "instructions", "ml_assist", "refresh", *FROZEN_AFTER_START)
-    return {f: not (started and f in FROZEN_AFTER_START) for f in fields}
+    return {f: not archived and not (started and f in FROZEN_AFTER_START) for f in fields}
 
 
 def to_json(pa: ProjectAccess) -> dict[str, Any]:
@@ -179,7 +215,9 @@ def to_json(pa: ProjectAccess) -> dict[str, Any]:
         },
         "ingest": row["ingest"],
         "label_count": row["label_count"],
-        "editable": editable(row["status"]),
+        "editable": editable(row["status"], pa.archived),
+        "archived": pa.archived,
+        "archived_at": row["archived_at"].isoformat() if row["archived_at"] else None,
         "created_by": row["created_by"],
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),

@@ -7,11 +7,13 @@ from typing import Any
 import asyncpg
 
 from server.accounts.roles import Role
+from server.errors import Conflict
 from server.live.access_watch import announce
 from server.projects import label_store as labels
 from server.projects import lifecycle, projects
 from server.projects.project_settings import ProjectCreate, ProjectPatch
 from server.routing import Call, Endpoint
+from server.validation import form_flag
 
 
 async def _reply(conn: asyncpg.Connection | asyncpg.Pool, call: Call, pid: int) -> dict[str, Any]:
@@ -31,7 +33,8 @@ async def create(call: Call) -> dict[str, Any]:
 
 async def list_projects(call: Call) -> dict[str, Any]:
     limit, offset = call.page()
-    visible = await projects.visible(call.services.db, call.me, limit, offset)
+    archived = form_flag(call.request.query_params.get("archived", ""))
+    visible = await projects.visible(call.services.db, call.me, limit, offset, archived)
     return {"projects": [projects.to_json(pa) for pa in visible]}
 
 
@@ -61,6 +64,31 @@ async def delete(call: Call) -> None:
     await announce(call.request, project=pid)
 
 
+async def archive(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    async with call.services.db.acquire() as conn, conn.transaction():
+        await projects.lock(conn, pid)
+        pa = await projects.access(conn, call.me, pid, Role.OWNER)
+        if pa.archived:
+            raise Conflict("this project is already archived", code="already_archived")
+        await projects.archive(conn, pid)
+        reply = await _reply(conn, call, pid)
+    # Labelers' live documents follow the project's read-only state.
+    await announce(call.request, project=pid)
+    return reply
+
+
+async def unarchive(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    async with call.services.db.acquire() as conn, conn.transaction():
+        await projects.lock(conn, pid)
+        pa = await projects.access(conn, call.me, pid, Role.OWNER)
+        if not pa.archived:
+            raise Conflict("this project is not archived", code="not_archived")
+        await projects.unarchive(conn, pid)
+        return await _reply(conn, call, pid)
+
+
 async def _transition(call: Call, action: str) -> dict[str, Any]:
     pid = call.path_int("pid")
     async with call.services.db.acquire() as conn, conn.transaction():
@@ -84,8 +112,9 @@ async def resume(call: Call) -> dict[str, Any]:
 
 _P = "/api/v1/projects/{pid:int}"
 ENDPOINTS = [
-    Endpoint("GET", "/api/v1/projects", list_projects, "Projects I can see", tag="projects",
-             errors=(401,)),
+    Endpoint("GET", "/api/v1/projects", list_projects,
+             "Projects I can see (`archived=true`: the archived ones I own)", tag="projects",
+             errors=(401, 422)),
     Endpoint("POST", "/api/v1/projects", create, "Create a project with all its settings",
              body=ProjectCreate, status=201, tag="projects", errors=(401, 403, 409, 422)),
     Endpoint("GET", _P, get_one, "A project, its settings and label tree", tag="projects",
@@ -94,6 +123,11 @@ ENDPOINTS = [
              tag="projects", errors=(401, 403, 404, 409, 422)),
     Endpoint("DELETE", _P, delete, "Delete a project; its name stays taken (owners)",
              status=204, tag="projects", errors=(401, 403, 404)),
+    Endpoint("POST", _P + "/archive", archive,
+             "Archive: pause, hide from everyday lists, make read-only (owners)",
+             tag="projects", errors=(401, 403, 404, 409)),
+    Endpoint("POST", _P + "/unarchive", unarchive, "Undo an archive; the project stays paused "
+             "(owners)", tag="projects", errors=(401, 403, 404, 409)),
     Endpoint("POST", _P + "/start", start, "Start labeling (owners)", tag="projects",
              errors=(401, 403, 404, 409)),
     Endpoint("POST", _P + "/pause", pause, "Pause labeling (owners)", tag="projects",

@@ -28,12 +28,14 @@ async def review_queue(call: Call) -> dict[str, Any]:
 async def decide(call: Call) -> dict[str, Any]:
     body: DecideBody = call.body
     pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.REVIEWER)
+    projects.refuse_archived(pa)
     seen = body.seen()
     return await call.services.work.decide(pa, call.path_int("iid"), body.annotation, seen, call.me.id)
 
 
 async def reopen(call: Call) -> dict[str, Any]:
     pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.OWNER)
+    projects.refuse_archived(pa)
     return await call.services.work.reopen(pa, call.path_int("iid"), call.me.id)
 
 

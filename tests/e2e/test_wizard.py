@@ -51,7 +51,7 @@ def test_wizard_creates_a_project_from_uploaded_images(make_user: MakeUser, serv
     expect(page.locator("[data-testid=wizard-item-count]")).to_contain_text("3")
     pid = int(done.get_attribute("data-project-id") or 0)
     page.click("[data-testid=wizard-start]")
-    expect(page.locator("[data-testid=project-status]")).to_have_text("running")
+    expect(page.locator("[data-testid=project-status]")).to_have_attribute("data-status", "running")
     shot(page, "project-home")
 
     project = owner.get(f"/api/v1/projects/{pid}").json()

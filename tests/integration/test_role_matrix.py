@@ -93,6 +93,14 @@ def label_import_body(w: World) -> Multipart:
     return Multipart([("file", ("labels.json", coco.encode(), "application/json"))], {})
 
 
+def fresh_link(w: World) -> str:
+    """The token of a new invitation, made by the instance admin."""
+    r = w.people["admin"].post("/api/v1/invites", {"email": f"{unique('inv')}@colabel.test"})
+    assert r.status_code == 201, r.text
+    token: str = r.json()["invite"]["token"]
+    return token
+
+
 Body = Callable[[World], Any]
 CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/healthz"): (EVERYONE, None, ""),
@@ -109,6 +117,13 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/api/v1/users"): (ADMIN_ONLY, None, ""),
     ("GET", "/api/v1/users/{uid}"): (ADMIN_ONLY, None, ""),
     ("PATCH", "/api/v1/users/{uid}"): (ADMIN_ONLY, lambda w: {"name": "Lab"}, ""),
+    ("POST", "/api/v1/invites"): (
+        with_status(ADMIN_ONLY, 201), lambda w: {"email": f"{unique('i')}@colabel.test"}, ""),
+    ("POST", "/api/v1/users/{uid}/invite"): (with_status(ADMIN_ONLY, 201), lambda w: {}, ""),
+    # A link is all it takes: whoever holds it may look at it and use it.
+    ("POST", "/api/v1/invites/check"): (EVERYONE, lambda w: {"token": fresh_link(w)}, ""),
+    ("POST", "/api/v1/invites/accept"): (
+        EVERYONE, lambda w: {"token": fresh_link(w), "password": PASSWORD}, ""),
     ("POST", "/api/v1/tokens"): (with_status(SIGNED_IN, 201), lambda w: {"name": "t"}, ""),
     ("GET", "/api/v1/tokens"): (SIGNED_IN, None, ""),
     ("DELETE", "/api/v1/tokens/{tid}"): (with_status(SIGNED_IN, 204), None, "own-token"),
@@ -120,6 +135,9 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("POST", "/api/v1/projects/{pid}/start"): (OWNERS, None, "bound"),
     ("POST", "/api/v1/projects/{pid}/pause"): (OWNERS, None, "running"),
     ("POST", "/api/v1/projects/{pid}/resume"): (OWNERS, None, "paused"),
+    ("POST", "/api/v1/projects/{pid}/archive"): (OWNERS, None, ""),
+    ("POST", "/api/v1/projects/{pid}/unarchive"): (OWNERS, None, "archived"),
+    ("GET", "/api/v1/projects/{pid}/members/candidates"): (OWNERS, None, ""),
     ("GET", "/api/v1/projects/{pid}/members"): (REVIEWERS, None, ""),
     ("PUT", "/api/v1/projects/{pid}/members"): (
         OWNERS, lambda w: {"email": w.extra_user, "role": "labeler"}, ""),
@@ -200,6 +218,8 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
         leased = holder.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"]
         world.lid = leased[0]["lease_id"]
         world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
+    if setup == "archived":
+        assert owner.post(f"/api/v1/projects/{pid}/archive").status_code == 200
     if setup == "ml":
         r = owner.patch(f"/api/v1/projects/{pid}", {"ml_assist": {"enabled": True, "min_labeled": 1000}})
         assert r.status_code == 200, r.text
@@ -235,7 +255,7 @@ def test_route_as_role(
     method, path = route
     if caller == "anonymous":
         client = Api(server)
-    elif path.startswith("/api/v1/auth/"):
+    elif path.startswith(("/api/v1/auth/", "/api/v1/invites/accept")):
         # Signing in or out replaces or ends the session: use a fresh one for these.
         assert cast[caller].user is not None
         client = Api(server).login(cast[caller].user["email"], PASSWORD)

@@ -1,79 +1,14 @@
 // A project's home: status and its controls, items, members and roles, data and settings.
 import { useState } from "preact/hooks";
-import { del, get, post, put, type LabelNode, type Project } from "../api";
-import { ErrorBox, Page, Spinner, useLoad, useProject } from "../ui";
+import { post, type LabelNode } from "../api";
+import { ErrorBox, Page, Spinner, useProject } from "../ui";
 import { LabelsCard } from "./LabelsCard";
+import { Members } from "./Members";
+import { ProjectLifecycle } from "./ProjectLifecycle";
 import { ProjectSettings } from "./ProjectSettings";
-
-interface Member {
-  user: { id: number; name: string; email: string };
-  role: string;
-}
-
-function Members({ project }: { project: Project }) {
-  const owner = project.role === "owner";
-  const [data, error, reload] = useLoad(
-    () => get<{ members: Member[] }>(`/api/v1/projects/${project.id}/members`), [project.id]);
-  const [email, setEmail] = useState("");
-  const [role, setRole] = useState("labeler");
-  const [actionError, setActionError] = useState<unknown>(null);
-  const act = async (fn: () => Promise<unknown>) => {
-    try {
-      await fn();
-      setActionError(null);
-      reload();
-    } catch (e) {
-      setActionError(e);
-    }
-  };
-  return (
-    <section>
-      <h2>Members</h2>
-      <ErrorBox error={error || actionError} />
-      {!data && !error && <Spinner />}
-      {data && (
-        <table class="list" data-testid="members">
-          <thead><tr><th>Name</th><th>Email</th><th>Role</th><th /></tr></thead>
-          <tbody>
-            {data.members.map((m) => (
-              <tr key={m.user.id}>
-                <td>{m.user.name}</td>
-                <td>{m.user.email}</td>
-                <td>
-                  {owner ? (
-                    <select value={m.role} onChange={(e) => act(() => put(`/api/v1/projects/${project.id}/members`,
-                      { user_id: m.user.id, role: e.currentTarget.value }))}>
-                      <option value="owner">owner</option>
-                      <option value="reviewer">reviewer</option>
-                      <option value="labeler">labeler</option>
-                    </select>
-                  ) : m.role}
-                </td>
-                <td>{owner && <button class="danger" onClick={() =>
-                  act(() => del(`/api/v1/projects/${project.id}/members/${m.user.id}`))}>Remove</button>}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      )}
-      {owner && (
-        <form class="row" style="margin-top:8px" onSubmit={(e) => {
-          e.preventDefault();
-          act(() => put(`/api/v1/projects/${project.id}/members`, { email, role })).then(() => setEmail(""));
-        }}>
-          <input type="email" placeholder="their@email" required value={email} name="member-email"
-            onInput={(e) => setEmail(e.currentTarget.value)} />
-          <select value={role} name="member-role" onChange={(e) => setRole(e.currentTarget.value)}>
-            <option value="labeler">labeler</option>
-            <option value="reviewer">reviewer</option>
-            <option value="owner">owner</option>
-          </select>
-          <button type="submit">Add member</button>
-        </form>
-      )}
-    </section>
-  );
-}
+import {
+  ITEM_STATUS_TEXT, consensusText, dataText, fieldsText, mlText, statusText, taskLong,
+} from "./projectWords";
 
 function Tree({ nodes }: { nodes: LabelNode[] }) {
   return (
@@ -84,6 +19,13 @@ function Tree({ nodes }: { nodes: LabelNode[] }) {
       ))}
     </ul>
   );
+}
+
+function everyText(seconds: number): string {
+  if (seconds % 86400 === 0) return seconds === 86400 ? "day" : `${seconds / 86400} days`;
+  if (seconds % 3600 === 0) return seconds === 3600 ? "hour" : `${seconds / 3600} hours`;
+  if (seconds % 60 === 0) return seconds === 60 ? "minute" : `${seconds / 60} minutes`;
+  return `${seconds} seconds`;
 }
 
 export function ProjectHome({ pid }: { pid: number }) {
@@ -106,18 +48,24 @@ export function ProjectHome({ pid }: { pid: number }) {
     }
   };
   const base = `/api/v1/projects/${pid}`;
-  const locked = Object.entries(project.editable).filter(([, ok]) => !ok).map(([k]) => k);
+  const archived = !!(project as any).archived;
+  const locked = archived ? [] : Object.entries(project.editable).filter(([, ok]) => !ok).map(([k]) => k);
   return (
     <Page title={project.name} project={project}>
+      {archived && <p class="notice warn" data-testid="archived-note">This project is archived: it is read-only
+        and labelers no longer see it.{owner && " Unarchive it below to work on it again."}</p>}
       <div class="row">
-        <span class={`badge ${project.status}`} data-testid="project-status">{project.status}</span>
-        <span class="muted">{project.task_type} · {items.total ?? 0} items</span>
+        <span class={`badge ${archived ? "archived" : project.status}`} data-testid="project-status"
+          data-status={project.status}>
+          {statusText(project as any)}</span>
+        <span class="muted" data-testid="project-summary">{taskLong(project.task_type)} ·{" "}
+          {(items.total ?? 0).toLocaleString("en-US")} {items.total === 1 ? "image" : "images"}</span>
         <span class="spacer" />
-        {owner && project.status === "initializing" &&
+        {owner && !archived && project.status === "initializing" &&
           <button class="primary" disabled={busy} onClick={() => act(`${base}/start`)}>Start labeling</button>}
         {owner && project.status === "running" &&
           <button disabled={busy} onClick={() => act(`${base}/pause`)}>Pause</button>}
-        {owner && project.status === "paused" &&
+        {owner && !archived && project.status === "paused" &&
           <button class="primary" disabled={busy} onClick={() => act(`${base}/resume`)}>Resume</button>}
         {project.status === "running" && <a class="button primary" href={`#/p/${pid}/label`}>Label</a>}
       </div>
@@ -128,29 +76,30 @@ export function ProjectHome({ pid }: { pid: number }) {
           <table class="list" data-testid="item-counts">
             <tbody>
               {["unlabeled", "in_progress", "labeled", "needs_review", "missing"].map((s) => (
-                <tr key={s}><td>{s.replace("_", " ")}</td><td>{items[s] ?? 0}</td></tr>
+                <tr key={s}><td>{ITEM_STATUS_TEXT[s]}</td><td>{(items[s] ?? 0).toLocaleString("en-US")}</td></tr>
               ))}
             </tbody>
           </table>
           <h3>Data</h3>
           {project.dataset ? (
-            <p class="muted">{project.dataset.datastore?.kind} · pattern {project.dataset.pattern}
-              {project.refresh.enabled && ` · refreshed every ${project.refresh.interval_s} s`}
-              {project.refresh.last_refresh_at && ` · last ${new Date(project.refresh.last_refresh_at).toLocaleString()}`}
+            <p class="muted" data-testid="data-summary">{dataText(project.dataset, items.total ?? 0)}
+              {project.refresh.enabled && ` · looks for new files every ${everyText(project.refresh.interval_s ?? 3600)}`}
+              {project.refresh.last_refresh_at && ` · last looked ${new Date(project.refresh.last_refresh_at).toLocaleString()}`}
             </p>
-          ) : <p class="muted">No data bound yet.</p>}
-          {owner && project.dataset &&
+          ) : <p class="muted">No images yet.</p>}
+          {owner && !archived && project.dataset &&
             <button disabled={busy} onClick={() => act(`${base}/refresh`)}>Refresh data now</button>}
         </section>
         <section class="card">
           <h3>Labels</h3>
           {labels && <Tree nodes={labels} />}
-          <h3>Settings</h3>
-          <p class="muted">
-            Consensus: {project.consensus.enabled ? `${project.consensus.min}–${project.consensus.max} labelers` : "off"} ·
-            ML assistance: {project.ml_assist.enabled ? "on" : "off"}
-          </p>
-          {locked.length > 0 && <p class="muted">Fixed since the start: {locked.join(", ")}.</p>}
+          <h3>How it works</h3>
+          <ul class="muted" data-testid="how-it-works">
+            <li>{taskLong(project.task_type)}</li>
+            <li>{consensusText(project.consensus)}</li>
+            {project.task_type !== "semantic" && <li>{mlText(project.ml_assist)}</li>}
+          </ul>
+          {locked.length > 0 && <p class="muted" data-testid="fixed-settings">Fixed since labeling started: {fieldsText(locked)}.</p>}
           {project.instructions.html && (
             <details><summary>Instructions</summary>
               <div class="instructions" dangerouslySetInnerHTML={{ __html: project.instructions.html }} />
@@ -158,13 +107,14 @@ export function ProjectHome({ pid }: { pid: number }) {
           )}
         </section>
       </div>
-      {owner && labels && (
+      {owner && labels && !archived && (
         <div class="grid2" style="margin-top:16px">
           <ProjectSettings project={project} onSaved={reload} />
           <LabelsCard project={project} tree={labels} onSaved={reload} />
         </div>
       )}
       {(owner || project.role === "reviewer") && <Members project={project} />}
+      {owner && <div style="margin-top:16px"><ProjectLifecycle project={project} onChanged={reload} /></div>}
     </Page>
   );
 }

@@ -3,6 +3,7 @@
 import { useState } from "preact/hooks";
 import { patch, type Project } from "../api";
 import { ErrorBox } from "../ui";
+import { taskLong } from "./projectWords";
 
 function Fixed({ when }: { when: boolean }) {
   return when ? <span class="muted"> (fixed since the project started)</span> : null;
@@ -44,21 +45,21 @@ export function ProjectSettings({ project, onSaved }: { project: Project; onSave
     <form class="card" onSubmit={save} data-testid="settings">
       <h3 style="margin-top:0">Settings</h3>
       <label>Name<input value={name} onInput={(e) => setName(e.currentTarget.value)} required maxLength={200} /></label>
-      <p class="muted">Task type: {project.task_type}<Fixed when={!can.task_type} /></p>
+      <p class="muted">What labelers do: {taskLong(project.task_type)}<Fixed when={!can.task_type} /></p>
       <label>Instructions (markdown)<textarea value={text} onInput={(e) => setText(e.currentTarget.value)} /></label>
       <label>Instructions link<input type="url" value={url} placeholder="https://…"
         onInput={(e) => setUrl(e.currentTarget.value)} /></label>
       {project.task_type !== "polygon" && (
         <fieldset disabled={!can.consensus}>
-          <legend>Consensus<Fixed when={!can.consensus} /></legend>
+          <legend>How many people label each item<Fixed when={!can.consensus} /></legend>
           <label class="inline"><input type="checkbox" checked={consensus.enabled}
             onChange={(e) => setConsensus({ ...consensus, enabled: e.currentTarget.checked })} />
             Several labelers per item until they agree</label>
           {consensus.enabled && (
             <div class="row">
-              <label class="inline">Min<input type="number" min={1} max={10} value={consensus.min}
+              <label class="inline">At least<input type="number" min={1} max={10} value={consensus.min}
                 onInput={(e) => setConsensus({ ...consensus, min: Number(e.currentTarget.value) })} /></label>
-              <label class="inline">Max<input type="number" min={1} max={10} value={consensus.max}
+              <label class="inline">at most<input type="number" min={1} max={10} value={consensus.max}
                 onInput={(e) => setConsensus({ ...consensus, max: Number(e.currentTarget.value) })} /></label>
             </div>
           )}
@@ -66,14 +67,14 @@ export function ProjectSettings({ project, onSaved }: { project: Project; onSave
       )}
       {project.task_type !== "semantic" && (
         <fieldset>
-          <legend>ML-assisted labeling</legend>
+          <legend>Model suggestions</legend>
           <label class="inline"><input type="checkbox" checked={mlOn} onChange={(e) => setMlOn(e.currentTarget.checked)} />
             Train on the team's labels and suggest prelabels</label>
           {mlOn && (
             <div class="row">
               <label class="inline">Start after<input type="number" min={1} value={minLabeled}
                 onInput={(e) => setMinLabeled(Number(e.currentTarget.value))} />decided items</label>
-              <label class="inline">Precision target<input type="number" min={0.01} max={1} step={0.01} value={precision}
+              <label class="inline">Suggest only when right at least this often (0–1)<input type="number" min={0.01} max={1} step={0.01} value={precision}
                 onInput={(e) => setPrecision(Number(e.currentTarget.value))} /></label>
             </div>
           )}
