@@ -228,11 +228,23 @@ class WorkService:
 
     # -- reviewers and owners ---------------------------------------------------------
 
-    async def review_page(self, pid: int, after: int, limit: int) -> dict[str, Any]:
+    async def review_page(self, pa: ProjectAccess, after: int, limit: int) -> dict[str, Any]:
+        pid = pa.row["id"]
         rows, by_item = await review.waiting(self.db, pid, after, limit)
-        items = [{**item_json(r), "agreement": r["agreement"], "annotations": by_item[r["id"]],
-                  "final_document": final_document(pid, r["id"])} for r in rows]
+        items = [self._in_review(pa, r, by_item[r["id"]]) for r in rows]
         return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
+
+    async def review_item(self, pa: ProjectAccess, iid: int) -> dict[str, Any]:
+        """One item (in review or not) as review shows it."""
+        row, annotations = await review.one(self.db, pa.row["id"], iid)
+        return self._in_review(pa, row, annotations)
+
+    @staticmethod
+    def _in_review(pa: ProjectAccess, row: asyncpg.Record, annotations: list[dict[str, Any]],
+                   ) -> dict[str, Any]:
+        return {**item_json(row), "agreement": row["agreement"], "annotations": annotations,
+                "reason": review.why(pa.row, annotations),
+                "final_document": final_document(pa.row["id"], row["id"])}
 
     async def decide(self, pa: ProjectAccess, iid: int, annotation: dict[str, Any] | None,
                      seen: dict[int, int] | None, user_id: int) -> dict[str, Any]:
