@@ -284,7 +284,8 @@ def bbox(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outc
     verdicts: list[str] = []
     for c, votes in zip(clusters, labels_in, strict=True):
         if len(c) >= need:
-            verdicts.append("object" if max(votes.values()) >= _needed(len(c), params.threshold) else "no_label")
+            labelled = max(votes.values()) >= _needed(len(c), params.threshold)
+            verdicts.append("object" if labelled else "no_label")
         else:
             verdicts.append("dropped" if n - len(c) >= need else "tied")
     labeler = [order[o] for o in owner]
