@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from collab.manager import RoomManager
 from collab.names import document_name, final_document
-from server.data.items import ITEM_COLUMNS, item_json
+from server.data.items import ITEM_COLUMNS, item_json, labelers
 from server.database import Database
 from server.errors import ApiError, Conflict, field_error
 from server.ml import prelabels
@@ -237,7 +237,8 @@ class WorkService:
     async def review_item(self, pa: ProjectAccess, iid: int) -> dict[str, Any]:
         """One item (in review or not) as review shows it."""
         row, annotations = await review.one(self.db, pa.row["id"], iid)
-        return self._in_review(pa, row, annotations)
+        # Whose live documents a reviewer can watch: labelers at work as well as those done.
+        return {**self._in_review(pa, row, annotations), "labelers": await labelers(self.db, iid)}
 
     @staticmethod
     def _in_review(pa: ProjectAccess, row: asyncpg.Record, annotations: list[dict[str, Any]],

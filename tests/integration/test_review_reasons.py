@@ -53,6 +53,7 @@ def test_review_item_access_and_unknown_items(make_user: MakeUser, data_dir: Pat
     # Not yet labeled: no annotation, nothing to compare.
     fresh = p.owner.get(f"/api/v1/projects/{p.pid}/review/{iid}").json()["item"]
     assert fresh["annotations"] == [] and fresh["reason"] is None
+    assert [(x["user"]["id"], x["state"]) for x in fresh["labelers"]] == [(a.id, "active")]
     submit(a, lease, {"classes": [p.labels["bird"]]})
     done = p.owner.get(f"/api/v1/projects/{p.pid}/review/{iid}").json()["item"]
     assert done["status"] == "labeled"
