@@ -38,7 +38,11 @@ export function Stage(props: StageProps) {
   const box = useRef<HTMLDivElement>(null);
   const [view, setView] = useState<View>({ scale: 1, tx: 0, ty: 0 });
   const [size, setSize] = useState<{ w: number; h: number } | null>(null);
-  const [loading, setLoading] = useState(true);
+  // Which image has loaded, rather than a "loading" flag set in an effect: an image already in
+  // the cache (several stages showing one image, as review's side by side does) can fire its
+  // load event before such an effect runs, and the spinner would then never go.
+  const [loaded, setLoaded] = useState<string | null>(null);
+  const loading = loaded !== props.src;
   const drag = useRef<{ id: number; x: number; y: number; tx: number; ty: number; tool: boolean } | null>(null);
   const pointers = useRef(new Map<number, Point>());
   const pinch = useRef<{ d: number; scale: number; cx: number; cy: number; tx: number; ty: number } | null>(null);
@@ -52,7 +56,6 @@ export function Stage(props: StageProps) {
     setView({ scale, tx: (r.width - w * scale) / 2, ty: (r.height - h * scale) / 2 });
   };
 
-  useEffect(() => setLoading(true), [props.src]);
   useLayoutEffect(() => {
     if (size) fit(size.w, size.h);
   }, [props.fitSignal]);
@@ -145,7 +148,7 @@ export function Stage(props: StageProps) {
             const img = e.currentTarget;
             const s = { w: img.naturalWidth, h: img.naturalHeight };
             setSize(s);
-            setLoading(false);
+            setLoaded(props.src);
             fit(s.w, s.h);
             props.onSize?.(s.w, s.h);
           }} />
