@@ -12,6 +12,7 @@ import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
 import { DrawView } from "./labeling/Draw";
 import { labelColors, labelNames, useLive } from "./labeling/parts";
 import { ClassReview } from "./review/ClassReview";
+import { Outcome } from "./review/Outcome";
 import { LabelersCard } from "./review/LabelersCard";
 import { SideBySide } from "./review/SideBySide";
 import { Why } from "./review/Why";
@@ -43,23 +44,6 @@ function useLabelers(pid: number, item: ReviewItem | null): Labeler[] {
     return () => opened.forEach((b) => b.doc.destroy());
   }, [item?.id, ids.join(",")]);
   return docs;
-}
-
-function Outcome({ pid, item }: { pid: number; item: ReviewItem }) {
-  return (
-    <div class="card" data-testid="outcome">
-      <h3 style="margin-top:0">
-        <a href={itemHref(pid, item.id)} data-testid="item-link" title="Open in the data manager">{item.key}</a>
-      </h3>
-      {item.status === "needs_review" ? (
-        <p>No agreement among {item.annotations.length} labelers. Take a labeler's annotation or shapes, adjust the
-          final label and decide it.</p>
-      ) : (
-        <p>{item.status.replace("_", " ")}{item.decided_by ? `, decided by ${item.decided_by}` : ""}
-          {" "}· {item.annotations.length} labeler(s) done; their documents update here live.</p>
-      )}
-    </div>
-  );
 }
 
 export function Review({ pid }: { pid: number }) {

@@ -14,6 +14,7 @@ import {
 import { digitOf, isTyping } from "../labeling/keys";
 import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "../labeling/undo";
 import { replaceClasses } from "./copy";
+import { Outcome } from "./Outcome";
 import { Why } from "./Why";
 import { ZoomButtons, zoomStage } from "./zoom";
 import { inkOn } from "./overlay";
@@ -97,6 +98,7 @@ export function ClassReview({ project, tree, item, labelers, people, onDecided }
         </div>
       </div>
       <aside class="side">
+        <Outcome pid={project.id} item={item} />
         <div class="card">
           <div class="row"><strong>Final</strong><span class="spacer" />{final && <SyncBadge state={final.state} />}
             {final && <People people={final.others()} />}</div>

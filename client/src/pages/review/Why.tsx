@@ -2,8 +2,35 @@
 // `reason`): for classification the votes per label, for boxes the places where no label won
 // or as many drew as did not (numbered as on the image), for masks the undecided share.
 import { inkOn } from "./overlay";
-import type { ReviewItem } from "./types";
+import type { Reason, ReviewItem } from "./types";
 import { disputed } from "./types";
+
+/** The reason in one sentence, with label names (the server's `detail` names label ids). */
+function headline(reason: Reason, name: (label: number) => string): string {
+  const names = (ids: (number | null)[]) => ids.map((l) => (l == null ? "no class" : name(l))).join(", ");
+  switch (reason.kind) {
+    case "votes": {
+      const top = reason.votes[0];
+      if (reason.agreed) return `${top.count} of ${reason.labelers} agree on ${names([top.label])}.`;
+      const tied = reason.votes.filter((v) => v.count === top.count);
+      return tied.length > 1
+        ? `Tie between ${names(tied.map((v) => v.label))}: ${top.count} of ${reason.labelers} each, ${reason.needed} needed.`
+        : `No class has a majority: ${names([top.label])} has ${top.count} of ${reason.labelers}, ${reason.needed} needed.`;
+    }
+    case "labels": {
+      const tied = reason.labels.filter((l) => l.verdict === "tied").map((l) => l.label);
+      return tied.length ? `Tied on ${names(tied)}: as many labelers chose ${tied.length > 1 ? "each" : "it"} as did not.`
+        : `Every label was decided by ${reason.labelers} labeler(s).`;
+    }
+    case "places": {
+      const open = disputed(reason).length;
+      return open ? `${open} place(s) to settle, outlined and numbered on the image.`
+        : `Every place was settled by ${reason.labelers} labeler(s).`;
+    }
+    default:
+      return `${reason.detail}.`;
+  }
+}
 
 const VERDICT: Record<string, string> = {
   present: "kept", absent: "left out", tied: "tied", object: "agreed", dropped: "dropped (minority)",
@@ -23,7 +50,7 @@ export function Why({ item, name, people }: {
     <div class="card why" data-testid="why">
       <h3 style="margin-top:0">{inReview ? "Why it is in review" : "Agreement"}</h3>
       {!reason && <p class="muted">No submitted annotations to compare yet.</p>}
-      {reason && <p data-testid="why-detail">{reason.agreed ? "Agreed: " : "No consensus: "}{reason.detail}.</p>}
+      {reason && reason.kind !== "pixels" && <p data-testid="why-detail">{headline(reason, name)}</p>}
       {reason?.kind === "votes" && (
         <table class="list" data-testid="why-votes">
           <tbody>{reason.votes.map((v) => (
