@@ -121,6 +121,11 @@ def test_bbox_review_overlay_side_by_side_accept_copy_decide(make_user: MakeUser
     left.locator(f"[data-testid=panel-accept-{a.id}]").click()
     expect(page.locator("[data-testid=shapes] .shape")).to_have_count(1)
     assert _final_shapes(page) == ["cat"]
+    # Taking it is one step of the reviewer's undo history.
+    page.keyboard.press("Control+z")
+    expect(page.locator("[data-testid=shapes] .shape")).to_have_count(0)
+    page.keyboard.press("Control+y")
+    expect(page.locator("[data-testid=shapes] .shape")).to_have_count(1)
     right.locator("[data-labeler-shape][data-label=car]").click()
     expect(page.locator("[data-testid=shapes] .shape")).to_have_count(2)
     assert sorted(_final_shapes(page)) == ["car", "cat"]

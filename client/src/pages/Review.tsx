@@ -136,7 +136,7 @@ function Queue({ project, queue, currentId, error, onPick, onNotice, onError }: 
       {queue?.map((i) => (
         <div class="queue-entry">
           <button class={currentId === i.id ? "active" : ""} data-testid={`review-item-${i.key}`}
-            onClick={() => onPick(i.id)} title={i.reason?.detail}>
+            onClick={() => onPick(i.id)}>
             <span>{i.key}</span><span class="muted">{i.annotations.length} labelers</span>
           </button>
           <a href={itemHref(pid, i.id)} title={`${i.key} in the data manager`} aria-label={`${i.key} in the data manager`}>↗</a>
