@@ -2,10 +2,12 @@
 boxes in their own colour with label tags, switches to side by side, reads why the item is in
 review, takes one labeler's whole annotation and copies a box from the other in one click each,
 adjusts, decides, and the item's final holds what was chosen. Classification: the queue item's
-votes per label, number keys, the label picker, one labeler's classes in one click, and zoom."""
+votes per label, number keys, the label picker, one labeler's classes in one click, and zoom.
+Masks: the undecided share and tiles, and one labeler's whole mask taken in one click."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from collab.schema import rle_encode
 from tests.e2e.conftest import shot, sign_in
 from tests.e2e.helpers import stage_ready
 from tests.export_setup import MakeUser, new_project
@@ -50,6 +53,9 @@ def _to_review(make_user: MakeUser, data_dir: Path, task_type: str,
 
 def _ids(annotation: dict[str, Any], labels: dict[str, int]) -> dict[str, Any]:
     """Label names in an annotation replaced by the project's label ids."""
+    if "mask" in annotation:  # one label painted over the first whole tile
+        painted = rle_encode([labels[annotation["mask"]]] * 256 * 256)
+        return {"mask": {"tile_size": 256, "tiles": {"0,0": base64.b64encode(painted).decode()}}}
     if "classes" in annotation:
         return {"classes": [labels[c] for c in annotation["classes"]]}
     return {"shapes": [{**s, "label": labels[s["label"]]} for s in annotation["shapes"]]}
@@ -214,3 +220,22 @@ def test_classification_review_keys_picker_and_zoom(make_user: MakeUser, data_di
     item = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]
     assert item["status"] == "labeled"
     assert sorted(item["final"]["classes"]) == sorted([labels["cat"], labels["car"]])
+
+
+def test_semantic_review_shows_undecided_tiles_and_takes_a_mask(make_user: MakeUser, data_dir: Path, server: str,
+                                                                new_context: Any) -> None:
+    owner, pid, iid, labels, (a, b), reviewer = _to_review(
+        make_user, data_dir, "semantic", [{"mask": "cat"}, {"mask": "dog"}])
+    page = sign_in(new_context(), server, reviewer, f"#/p/{pid}/review?item={iid}")
+    stage_ready(page)
+    expect(page.locator("[data-testid=why-pixels]")).to_contain_text("% of the painted area is undecided")
+    expect(page.locator("[data-testid=stage] [data-testid=undecided-tiles] rect")).to_have_count(1)
+    page.click("[data-testid=mode-side]")
+    expect(page.locator(f"[data-testid=panel-{a.id}] .mask canvas")).not_to_have_count(0)
+    page.click(f"[data-testid=panel-accept-{b.id}]")
+    expect(page.locator("[data-testid=painted-tiles]")).to_have_attribute("data-count", "1")
+    expect(page.locator("[data-testid=sync-state]")).to_have_attribute("data-state", "synced")
+    page.click("[data-testid=decide]")
+    expect(page.locator("[data-testid=review-notice]")).to_contain_text("decided")
+    final = owner.get(f"/api/v1/projects/{pid}/items/{iid}").json()["item"]["final"]
+    assert final == _ids({"mask": "dog"}, labels)
