@@ -222,8 +222,8 @@ def test_classification_review_keys_picker_and_zoom(make_user: MakeUser, data_di
     assert sorted(item["final"]["classes"]) == sorted([labels["cat"], labels["car"]])
 
 
-def test_semantic_review_shows_undecided_tiles_and_takes_a_mask(make_user: MakeUser, data_dir: Path, server: str,
-                                                                new_context: Any) -> None:
+def test_semantic_review_shows_undecided_tiles_and_takes_a_mask(make_user: MakeUser, data_dir: Path,
+                                                                server: str, new_context: Any) -> None:
     owner, pid, iid, labels, (a, b), reviewer = _to_review(
         make_user, data_dir, "semantic", [{"mask": "cat"}, {"mask": "dog"}])
     page = sign_in(new_context(), server, reviewer, f"#/p/{pid}/review?item={iid}")
