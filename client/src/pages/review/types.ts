@@ -33,7 +33,8 @@ export type Reason = { agreed: boolean; detail: string } & (
 export interface ReviewItem extends Item {
   agreement: number | null;
   annotations: { user: { id: number; name: string }; annotation: any; submitted_at: string }[];
-  reason: Reason | null;
+  /** Only when one item is asked for (`GET …/review/{iid}`). */
+  reason?: Reason | null;
   final_document: string;
   /** Labelers at work as well as done (only when one item is asked for). */
   labelers?: { user: { id: number; name: string }; state: string }[];
@@ -48,7 +49,7 @@ export interface Labeler {
 }
 
 /** The places a reviewer must settle: where no label won, or where as many drew as did not. */
-export function disputed(reason: Reason | null): Place[] {
+export function disputed(reason: Reason | null | undefined): Place[] {
   return reason?.kind === "places" ? reason.places.filter((p) => p.verdict === "tied" || p.verdict === "no_label") : [];
 }
 
