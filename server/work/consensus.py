@@ -46,6 +46,21 @@ the most voted choice); multilabel each label anyone chose (max(chose, did not) 
 1.0. With no units (no labels, no boxes, no tiles) it is 1.0. For bbox a cluster is a question with
 the answers "nothing here" (the labelers without a box in it) and each label drawn in it, so three
 labelers who put three different labels on one place agree 1/3, not fully.
+
+Reason (Outcome.reason, for the people who review an item): the decision units laid out as plain JSON,
+agreed or not, each with its verdict, so a reviewer sees which labels or places disagreed. Labelers are
+named by their position in the input list (the only place where input order shows; the reason takes no
+part in Outcome equality). Kinds:
+  votes   multiclass: {"labelers", "needed", "votes": [{"label" (None: no class), "count", "labelers"}]},
+          most votes first.
+  labels  multilabel: {"labelers", "needed", "labels": [{"label", "count", "labelers",
+          "verdict": present|absent|tied}]}, by label id.
+  places  bbox: {"labelers", "needed", "places": [{"x", "y", "w", "h" (the box around the cluster),
+          "drawn_by", "votes": [{"label", "count"}], "boxes": [{"labeler", "label", "x", "y", "w", "h"}],
+          "verdict": object|dropped|tied|no_label}]}, in the canonical cluster order.
+  pixels  semantic: {"undecided", "total", "share", "limit", "tile_size", "tiles": {"tx,ty": undecided
+          pixels}} (only tiles with undecided pixels).
+  single  polygon: {"labelers": 1}.
 """
 
 from __future__ import annotations
@@ -54,7 +69,7 @@ import base64
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -94,6 +109,9 @@ class Outcome:
     final: dict[str, Any] | None
     agreement: float
     detail: str
+    # Why, unit by unit (module docstring, "Reason"); names labelers by input position, so it is
+    # left out of equality: the verdict itself never depends on the order of the labelers.
+    reason: dict[str, Any] | None = field(default=None, compare=False)
 
 
 def _needed(n: int, threshold: float) -> int:
@@ -125,22 +143,28 @@ def multiclass(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -
     """One class (or none) backed by a majority of labelers, else no consensus."""
     n = _checked(annotations, "multiclass")
     votes: Counter[int | None] = Counter()
-    for annotation in annotations:
+    voters: dict[int | None, list[int]] = {}
+    for i, annotation in enumerate(annotations):
         classes = annotation.get("classes", [])
         if len(classes) > 1:
             raise ValueError("a multiclass annotation holds at most one class")
-        votes[int(classes[0]) if classes else None] += 1
+        choice = int(classes[0]) if classes else None
+        votes[choice] += 1
+        voters.setdefault(choice, []).append(i)
     # Sorting by (count desc, None first, id) keeps details independent of labeler order.
     ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0] is not None, kv[0] or 0))
     vote, count = ranked[0]
     agreement = count / n
-    if count >= _needed(n, params.threshold):
+    need = _needed(n, params.threshold)
+    reason = {"kind": "votes", "labelers": n, "needed": need,
+              "votes": [{"label": v, "count": c, "labelers": voters[v]} for v, c in ranked]}
+    if count >= need:
         final = {"classes": [] if vote is None else [vote]}
-        return Outcome(True, final, agreement, f"{count} of {n} agree on {_name(vote)}")
+        return Outcome(True, final, agreement, f"{count} of {n} agree on {_name(vote)}", reason)
     tied = [_name(v) for v, c in ranked if c == count]
     if len(tied) > 1:
-        return Outcome(False, None, agreement, f"tie between {', '.join(tied)} ({count} of {n} each)")
-    return Outcome(False, None, agreement, f"no majority: {_name(vote)} has {count} of {n}")
+        return Outcome(False, None, agreement, f"tie between {', '.join(tied)} ({count} of {n} each)", reason)
+    return Outcome(False, None, agreement, f"no majority: {_name(vote)} has {count} of {n}", reason)
 
 
 def multilabel(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outcome:
@@ -148,17 +172,25 @@ def multilabel(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -
     n = _checked(annotations, "multilabel")
     need = _needed(n, params.threshold)
     chosen: Counter[int] = Counter()
-    for annotation in annotations:
-        chosen.update({int(c) for c in annotation.get("classes", [])})
+    choosers: dict[int, list[int]] = {}
+    for i, annotation in enumerate(annotations):
+        mine = {int(c) for c in annotation.get("classes", [])}
+        chosen.update(mine)
+        for label in mine:
+            choosers.setdefault(label, []).append(i)
     labels = sorted(chosen)
     present = [label for label in labels if chosen[label] >= need]
     ties = [label for label in labels if chosen[label] < need and n - chosen[label] < need]
     agreement = _mean([max(chosen[label], n - chosen[label]) / n for label in labels])
+    verdicts = {label: "present" for label in present} | {label: "tied" for label in ties}
+    reason = {"kind": "labels", "labelers": n, "needed": need,
+              "labels": [{"label": label, "count": chosen[label], "labelers": choosers[label],
+                          "verdict": verdicts.get(label, "absent")} for label in labels]}
     if ties:
         names = ", ".join(map(str, ties))
-        return Outcome(False, None, agreement, f"tie on label{'s' if len(ties) > 1 else ''} {names}")
+        return Outcome(False, None, agreement, f"tie on label{'s' if len(ties) > 1 else ''} {names}", reason)
     detail = f"{len(labels)} label(s) decided by {n} labeler(s), {len(present)} present"
-    return Outcome(True, {"classes": present}, agreement, detail)
+    return Outcome(True, {"classes": present}, agreement, detail, reason)
 
 
 def _box_key(shape: dict[str, Any]) -> BoxKey:
@@ -219,13 +251,29 @@ def _where(cluster: list[int], keys: list[BoxKey]) -> str:
     return f"({x:.2f}, {y:.2f})"
 
 
+def _place(cluster: list[int], keys: list[BoxKey], labeler: list[int], verdict: str) -> dict[str, Any]:
+    """One cluster for the reason: the box around it, its votes, its boxes and what became of it."""
+    x0 = min(keys[i][1] for i in cluster)
+    y0 = min(keys[i][2] for i in cluster)
+    x1 = max(keys[i][1] + keys[i][3] for i in cluster)
+    y1 = max(keys[i][2] + keys[i][4] for i in cluster)
+    votes = sorted(Counter(keys[i][0] for i in cluster).items(), key=lambda kv: (-kv[1], kv[0]))
+    return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "drawn_by": len(cluster), "verdict": verdict,
+            "votes": [{"label": label, "count": count} for label, count in votes],
+            "boxes": [{"labeler": labeler[i], "label": keys[i][0], "x": keys[i][1], "y": keys[i][2],
+                       "w": keys[i][3], "h": keys[i][4]} for i in cluster]}
+
+
 def bbox(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outcome:
     """Cluster boxes across labelers by place; a majority cluster is an object whose label is
     its boxes' majority label (none: no consensus); a tied cluster blocks."""
     n = _checked(annotations, "bbox")
     need = _needed(n, params.threshold)
-    # Canonical labeler and box order: the result then cannot depend on the order labelers came in.
-    per_labeler = sorted(sorted(_box_key(s) for s in a.get("shapes", [])) for a in annotations)
+    # Canonical labeler and box order: the result then cannot depend on the order labelers came in
+    # (a stable sort keeps equal box lists in input order; being equal, they decide alike).
+    boxes_of = [sorted(_box_key(s) for s in a.get("shapes", [])) for a in annotations]
+    order = sorted(range(n), key=lambda i: boxes_of[i])
+    per_labeler = [boxes_of[i] for i in order]
     keys = [k for boxes in per_labeler for k in boxes]
     owner = [i for i, boxes in enumerate(per_labeler) for _ in boxes]
     iou = _iou_matrix(keys)
@@ -233,10 +281,20 @@ def bbox(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outc
     labels_in = [Counter(keys[i][0] for i in c) for c in clusters]
     agreement = _mean([max(n - len(c), *votes.values()) / n for c, votes in zip(clusters, labels_in,
                                                                                   strict=True)])
+    verdicts: list[str] = []
+    for c, votes in zip(clusters, labels_in, strict=True):
+        if len(c) >= need:
+            labelled = max(votes.values()) >= _needed(len(c), params.threshold)
+            verdicts.append("object" if labelled else "no_label")
+        else:
+            verdicts.append("dropped" if n - len(c) >= need else "tied")
+    labeler = [order[o] for o in owner]
+    reason = {"kind": "places", "labelers": n, "needed": need,
+              "places": [_place(c, keys, labeler, v) for c, v in zip(clusters, verdicts, strict=True)]}
     tied = [c for c in clusters if len(c) < need and n - len(c) < need]
     if tied:
         detail = f"tie on {len(tied)} box(es): {len(tied[0])} of {n} drew one at {_where(tied[0], keys)}"
-        return Outcome(False, None, agreement, detail)
+        return Outcome(False, None, agreement, detail, reason)
     objects = [(c, votes) for c, votes in zip(clusters, labels_in, strict=True) if len(c) >= need]
     kept: list[tuple[BoxKey, float]] = []
     for cluster, votes in objects:
@@ -246,14 +304,14 @@ def bbox(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outc
             drawn = ", ".join(f"{lab} ({k})" for lab, k in [(label, count), *others])
             detail = (f"{len(cluster)} of {n} drew a box at {_where(cluster, keys)} but no label has a "
                       f"majority: {drawn}")
-            return Outcome(False, None, agreement, detail)
+            return Outcome(False, None, agreement, detail, reason)
         agreeing = [i for i in cluster if keys[i][0] == label]
         kept.append((_merge(agreeing, keys, iou, params.merge), count / n))
     kept.sort()
     shapes = [{"id": f"consensus-{i}", "kind": "box", "label": k[0], "x": k[1], "y": k[2], "w": k[3],
                "h": k[4], "source": "human", "confidence": share} for i, (k, share) in enumerate(kept, 1)]
     detail = f"{len(kept)} box(es) agreed by {n} labeler(s), {len(clusters) - len(kept)} minority dropped"
-    return Outcome(True, {"shapes": shapes}, agreement, detail)
+    return Outcome(True, {"shapes": shapes}, agreement, detail, reason)
 
 
 def polygon(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> Outcome:
@@ -262,7 +320,7 @@ def polygon(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> O
     if n > 1:
         raise ValueError("consensus is not available for polygon projects (one labeler per item)")
     shapes = [dict(shape) for shape in annotations[0].get("shapes", [])]
-    return Outcome(True, {"shapes": shapes}, 1.0, "single labeler decides")
+    return Outcome(True, {"shapes": shapes}, 1.0, "single labeler decides", {"kind": "single", "labelers": 1})
 
 
 def _tile_order(key: str) -> tuple[int, int]:
@@ -284,6 +342,7 @@ def semantic(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> 
     keys = sorted({k for m in masks for k in m.get("tiles", {})}, key=_tile_order)
     tiles: dict[str, str] = {}
     undecided = backing = 0
+    undecided_in: dict[str, int] = {}
     for key in keys:
         stack = np.zeros((n, pixels), dtype=np.uint32)
         for row, mask in zip(stack, masks, strict=True):
@@ -298,7 +357,10 @@ def semantic(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> 
             run = np.where(stack[i] == stack[i - 1], run + 1, 1)
             np.maximum(best, run, out=best)
         decided = best >= need
-        undecided += pixels - int(np.count_nonzero(decided))
+        open_here = pixels - int(np.count_nonzero(decided))
+        undecided += open_here
+        if open_here:
+            undecided_in[key] = open_here
         backing += int(best.sum(dtype=np.int64))
         final = np.where(decided, stack[n // 2], 0).astype(np.uint32)
         if final.any():
@@ -307,9 +369,11 @@ def semantic(annotations: Sequence[dict[str, Any]], params: ConsensusParams) -> 
     share = undecided / total if total else 0.0
     agreement = backing / (total * n) if total else 1.0
     detail = f"{undecided} of {total} pixels undecided ({share:.2%}, limit {params.max_undecided:.2%})"
+    reason = {"kind": "pixels", "undecided": undecided, "total": total, "share": share,
+              "limit": params.max_undecided, "tile_size": size, "tiles": undecided_in}
     if share > params.max_undecided:
-        return Outcome(False, None, agreement, detail)
-    return Outcome(True, {"mask": {"tile_size": size, "tiles": tiles}}, agreement, detail)
+        return Outcome(False, None, agreement, detail, reason)
+    return Outcome(True, {"mask": {"tile_size": size, "tiles": tiles}}, agreement, detail, reason)
 
 
 _BY_TYPE: dict[str, Callable[[Sequence[dict[str, Any]], ConsensusParams], Outcome]] = {

@@ -11,7 +11,8 @@ import asyncpg
 from server.data.items import ITEM_COLUMNS
 from server.database import Database
 from server.errors import Conflict, NotFound
-from server.work.plan import CLOSED
+from server.work import consensus
+from server.work.plan import CLOSED, consensus_plan
 
 _REVIEW = f"""
 SELECT {ITEM_COLUMNS}, agreement FROM items
@@ -21,6 +22,7 @@ _ANNOTATIONS = """
 SELECT a.item_id, a.user_id, u.name, a.data, a.created_at FROM annotations a
 JOIN users u ON u.id = a.user_id WHERE a.item_id = ANY($1::bigint[]) ORDER BY a.id
 """
+_ONE = f"SELECT {ITEM_COLUMNS}, agreement FROM items WHERE project_id = $1 AND id = $2"
 _EXISTS = "SELECT 1 FROM items WHERE project_id = $1 AND id = $2"
 _ITEM = "SELECT id, status, shuffle_key, final FROM items WHERE project_id = $1 AND id = $2 FOR UPDATE"
 _DECIDE = """
@@ -42,13 +44,59 @@ UPDATE projects SET status = 'running', updated_at = now() WHERE id = $1 AND sta
 async def waiting(db: Database, project_id: int, after: int, limit: int,
                   ) -> tuple[list[asyncpg.Record], dict[int, list[dict[str, Any]]]]:
     """A page of items that need review, with every labeler's annotation of each."""
-    rows = await db.fetch(_REVIEW, project_id, after, limit)
+    return await _with_annotations(db, await db.fetch(_REVIEW, project_id, after, limit))
+
+
+async def _with_annotations(db: Database, rows: list[asyncpg.Record],
+                            ) -> tuple[list[asyncpg.Record], dict[int, list[dict[str, Any]]]]:
     by_item: dict[int, list[dict[str, Any]]] = {r["id"]: [] for r in rows}
     for a in await db.fetch(_ANNOTATIONS, list(by_item)):
         by_item[a["item_id"]].append({"user": {"id": a["user_id"], "name": a["name"]},
                                       "annotation": a["data"],
                                       "submitted_at": a["created_at"].isoformat()})
     return rows, by_item
+
+
+async def one(db: Database, project_id: int, item_id: int,
+              ) -> tuple[asyncpg.Record, list[dict[str, Any]]]:
+    """One item of any status, with every labeler's submitted annotation of it."""
+    row = await db.fetchrow(_ONE, project_id, item_id)
+    if row is None:
+        raise NotFound(f"item {item_id} not found in project {project_id}")
+    _, by_item = await _with_annotations(db, [row])
+    return row, by_item[item_id]
+
+
+def why(project: asyncpg.Record | dict[str, Any], annotations: list[dict[str, Any]],
+        ) -> dict[str, Any] | None:
+    """Why the item's annotations do (not) agree, unit by unit, from the same consensus rules
+    that sent it to review (consensus.py, "Reason"), with labelers named by user id. None
+    when there is nothing to compare (no annotation yet) or no consensus rule applies (several
+    polygon labelers, an annotation the schema refuses)."""
+    if not annotations:
+        return None
+    _, _, threshold = consensus_plan(project)
+    try:
+        outcome = consensus.decide(project["task_type"], [a["annotation"] for a in annotations],
+                                   consensus.ConsensusParams(threshold=threshold))
+    except ValueError:
+        return None
+    if outcome.reason is None:
+        return None
+    users = [a["user"]["id"] for a in annotations]
+    return {"agreed": outcome.agreed, "detail": outcome.detail, **_named(outcome.reason, users)}
+
+
+def _named(reason: dict[str, Any], users: list[int]) -> dict[str, Any]:
+    """The reason with every labeler position replaced by that labeler's user id."""
+    out = dict(reason)
+    for unit in ("votes", "labels"):
+        if unit in out:
+            out[unit] = [{**v, "labelers": [users[i] for i in v["labelers"]]} for v in out[unit]]
+    if "places" in out:
+        out["places"] = [{**p, "boxes": [{**b, "labeler": users[b["labeler"]]} for b in p["boxes"]]}
+                         for p in out["places"]]
+    return out
 
 
 async def require_item(db: Database, project_id: int, item_id: int) -> None:

@@ -18,11 +18,15 @@ class DecideBody(FromDocument):
 
 
 async def review_queue(call: Call) -> dict[str, Any]:
-    pid = call.path_int("pid")
-    await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
+    pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.REVIEWER)
     after = call.after()
     limit, _ = call.page(default=50, most=500)
-    return await call.services.work.review_page(pid, after, limit)
+    return await call.services.work.review_page(pa, after, limit)
+
+
+async def review_item(call: Call) -> dict[str, Any]:
+    pa = await projects.access(call.services.db, call.me, call.path_int("pid"), Role.REVIEWER)
+    return {"item": await call.services.work.review_item(pa, call.path_int("iid"))}
 
 
 async def decide(call: Call) -> dict[str, Any]:
@@ -44,6 +48,9 @@ ENDPOINTS = [
     Endpoint("GET", _P + "/review", review_queue,
              "Items that need review, with every labeler's annotation (reviewers, owners)",
              tag="review", errors=(401, 403, 404, 422)),
+    Endpoint("GET", _P + "/review/{iid:int}", review_item,
+             "One item as review shows it: every labeler's submitted annotation and why they do or "
+             "do not agree (reviewers, owners)", tag="review", errors=(401, 403, 404)),
     Endpoint("POST", _P + "/items/{iid:int}/decide", decide,
              "Decide an item's final label (reviewers, owners)", body=DecideBody, tag="review",
              errors=(401, 403, 404, 409, 422)),

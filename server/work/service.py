@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from collab.manager import RoomManager
 from collab.names import document_name, final_document
-from server.data.items import ITEM_COLUMNS, item_json
+from server.data.items import ITEM_COLUMNS, item_json, labelers
 from server.database import Database
 from server.errors import ApiError, Conflict, field_error
 from server.ml import prelabels
@@ -228,11 +228,28 @@ class WorkService:
 
     # -- reviewers and owners ---------------------------------------------------------
 
-    async def review_page(self, pid: int, after: int, limit: int) -> dict[str, Any]:
+    async def review_page(self, pa: ProjectAccess, after: int, limit: int) -> dict[str, Any]:
+        pid = pa.row["id"]
         rows, by_item = await review.waiting(self.db, pid, after, limit)
-        items = [{**item_json(r), "agreement": r["agreement"], "annotations": by_item[r["id"]],
-                  "final_document": final_document(pid, r["id"])} for r in rows]
+        items = [self._in_review(pa, r, by_item[r["id"]]) for r in rows]
         return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
+
+    async def review_item(self, pa: ProjectAccess, iid: int) -> dict[str, Any]:
+        """One item (in review or not) as review shows it."""
+        row, annotations = await review.one(self.db, pa.row["id"], iid)
+        # Why, for one item only: a mask's reason decodes every tile of every labeler (a quarter
+        # of a second for a 2048-pixel image), so it runs off the event loop, and the queue's
+        # pages (up to 500 items, refreshed while reviewers work) leave it out.
+        reason = await asyncio.to_thread(review.why, pa.row, annotations)
+        # Whose live documents a reviewer can watch: labelers at work as well as those done.
+        return {**self._in_review(pa, row, annotations), "reason": reason,
+                "labelers": await labelers(self.db, iid)}
+
+    @staticmethod
+    def _in_review(pa: ProjectAccess, row: asyncpg.Record, annotations: list[dict[str, Any]],
+                   ) -> dict[str, Any]:
+        return {**item_json(row), "agreement": row["agreement"], "annotations": annotations,
+                "final_document": final_document(pa.row["id"], row["id"])}
 
     async def decide(self, pa: ProjectAccess, iid: int, annotation: dict[str, Any] | None,
                      seen: dict[int, int] | None, user_id: int) -> dict[str, Any]:

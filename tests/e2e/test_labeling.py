@@ -31,7 +31,7 @@ def test_a_drawn_box_appears_live_for_a_watcher(make_user: MakeUser, data_dir: P
     watcher = sign_in(new_context(), server, owner, f"#/p/{pid}/review?item={iid}")
     stage_ready(watcher)
     expect(watcher.locator("[data-testid=outcome]")).to_contain_text("labeler")
-    assert watcher.locator("[data-testid=stage] svg rect").count() == 0
+    assert watcher.locator("[data-testid=stage] [data-labeler-shape]").count() == 0
 
     page.keyboard.press("2")  # the hotkey of "dog"
     stage = page.locator("[data-testid=stage]").bounding_box()
@@ -45,7 +45,8 @@ def test_a_drawn_box_appears_live_for_a_watcher(make_user: MakeUser, data_dir: P
     expect(page.locator("[data-testid=shapes] .shape")).to_have_count(1)
     expect(page.locator("[data-testid=shapes]")).to_contain_text("dog")
     # The watcher has the labeler's document open: the box appears there, live.
-    expect(watcher.locator("[data-testid=stage] svg rect")).to_have_count(1, timeout=10_000)
+    expect(watcher.locator("[data-testid=stage] [data-labeler-shape]")).to_have_count(1, timeout=10_000)
+    expect(watcher.locator("[data-testid=stage] [data-labeler-shape] .tag")).to_have_text("dog")
     shot(page, "labeling-boxes")
     shot(watcher, "review-watching")
 

@@ -38,7 +38,9 @@ export function Stage(props: StageProps) {
   const box = useRef<HTMLDivElement>(null);
   const [view, setView] = useState<View>({ scale: 1, tx: 0, ty: 0 });
   const [size, setSize] = useState<{ w: number; h: number } | null>(null);
-  // Which image has loaded: a cached image can load before an effect would mark it loading.
+  // Which image has loaded, rather than a "loading" flag set in an effect: an image already in
+  // the cache (several stages showing one image, as review's side by side does) can fire its
+  // load event before such an effect runs, and the spinner would then never go.
   const [loaded, setLoaded] = useState<string | null>(null);
   const loading = loaded !== props.src;
   const drag = useRef<{ id: number; x: number; y: number; tx: number; ty: number; tool: boolean } | null>(null);

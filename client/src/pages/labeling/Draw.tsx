@@ -6,7 +6,7 @@ import type { ComponentChildren } from "preact";
 import { mediaUrl, type Item, type LabelNode, type Project } from "../../api";
 import { useShapeTools, type ShapeTool } from "../../canvas/shapes";
 import { MaskLayer, maskIsEmpty, useBrush } from "../../canvas/mask";
-import { Stage } from "../../canvas/Stage";
+import { Stage, type View } from "../../canvas/Stage";
 import {
   acceptShapes, deleteShapes, paintedTiles, readShapes, updateShape,
 } from "../../doc/annotation";
@@ -58,9 +58,14 @@ export interface Action {
   checks?: boolean;
 }
 
-export function DrawView({ project, tree, room, item, actions, beneath = [], side, readonly = false }: {
+export function DrawView({ project, tree, room, item, actions, beneath = [], side, beneathOverlay, refit = 0,
+  readonly = false }: {
   project: Project; tree: LabelNode[]; room: string; item: Item; actions: Action[]; beneath?: Beneath[];
   side?: ComponentChildren;
+  /** Draws the documents beneath (review draws them its own way); by default thin outlines. */
+  beneathOverlay?: (view: View, size: { w: number; h: number }) => ComponentChildren;
+  /** Bump to fit the image again (its stage changed size). */
+  refit?: number;
   /** Shown, not edited (a labeler's own document once its item is decided). */
   readonly?: boolean;
 }) {
@@ -202,7 +207,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
         </div>
         <div style="flex:1;min-height:0">
           <Stage src={src} label={`Drawing canvas for ${item.key}`} brightness={brightness} contrast={contrast}
-            fitSignal={fit}
+            fitSignal={fit + refit}
             cursor={tool === "brush" || tool === "eraser" ? "crosshair" : tools.cursor}
             onSize={(w, h) => setSize({ w, h })}
             onPointer={(kind, p, e, view) => {
@@ -221,7 +226,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
               </>) : null}
             overlay={(view, s) => (
               <g>
-                {beneath.flatMap((b) => readShapes(b.doc.doc).map((sh) => (
+                {beneathOverlay ? beneathOverlay(view, s) : beneath.flatMap((b) => readShapes(b.doc.doc).map((sh) => (
                   <BeneathShape shape={sh} color={b.color} view={view} w={s.w} h={s.h} />)))}
                 {tools.overlay(view)}
                 {others.filter((o) => o.cursor).map((o) => (
