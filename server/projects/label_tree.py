@@ -1,8 +1,9 @@
 """The label tree: validation of an edited tree and its JSON form with paths and hotkeys.
 
 A tree is a list of nodes `{id?, name, children}`. Display order is pre-order (a parent
-before its children), and the first nine labels in that order get hotkeys 1-9. Any
-node, leaf or not, is a selectable label; its path joins names with "/".
+before its children). Any node, leaf or not, is a selectable label; its path joins names
+with "/". Hotkeys go to the leaves first (the labels people draw with), then to groups,
+each in display order, from HOTKEYS: 1-9, 0, then the letters no labeling screen uses.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from server.validation import Strict
 MAX_DEPTH = 6
 MAX_LABELS = 2000
 MAX_NAME = 100
-HOTKEYS = 9
+# Digits, then the top, home and bottom letter rows without the letters the labeling
+# screens already use (a select-all; b, e, f, h, p, r, v tools and fit). The browser reads
+# a key by its position, so these work on any layout; client/src/pages/labeling/hotkeys.ts
+# holds the same sequence.
+HOTKEYS = "1234567890qwtyuiosdgjklzxcnm"
 # Text that a browser would parse as markup; label names are plain text.
 _MARKUP = re.compile(r"<\s*[A-Za-z!/?]")
 
@@ -106,7 +111,7 @@ def tree_json(rows: Iterable[Any]) -> list[dict[str, Any]]:
     """Nested JSON from label rows (id, parent_id, name, depth, used_at) in display order."""
     nodes: dict[int, dict[str, Any]] = {}
     roots: list[dict[str, Any]] = []
-    for index, row in enumerate(rows):
+    for row in rows:
         parent = nodes.get(row["parent_id"]) if row["parent_id"] is not None else None
         path = f"{parent['path']}/{row['name']}" if parent else row["name"]
         node = {
@@ -114,12 +119,16 @@ def tree_json(rows: Iterable[Any]) -> list[dict[str, Any]]:
             "name": row["name"],
             "path": path,
             "depth": row["depth"],
-            "hotkey": str(index + 1) if index < HOTKEYS else None,
+            "hotkey": None,
             "used": row["used_at"] is not None,
             "children": [],
         }
         nodes[row["id"]] = node
         (parent["children"] if parent else roots).append(node)
+    ordered = list(nodes.values())
+    leaves_first = [n for n in ordered if not n["children"]] + [n for n in ordered if n["children"]]
+    for node, key in zip(leaves_first, HOTKEYS, strict=False):
+        node["hotkey"] = key
     return roots
 
 

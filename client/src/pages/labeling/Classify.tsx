@@ -17,11 +17,12 @@ import {
 import { useActiveTime } from "./activeTime";
 import { submitPage } from "./leases";
 import { columnsFor, moveTarget } from "./gridKeys";
-import { digitOf, isTyping } from "./keys";
+import { labelKeyOf } from "./hotkeys";
+import { isTyping } from "./keys";
 import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./undo";
 
 const SHORTCUTS: [string, string][] = [
-  ["1–9", "set (multi-label: toggle) a label on the selected images"],
+  ["label key (1–9, 0, then letters)", "set (multi-label: toggle) a label on the selected images"],
   ["arrow keys", "move to the next image (it becomes the selection)"],
   ["Shift+arrow", "extend the selection"],
   ["Ctrl+arrow", "move the focus only"],
@@ -150,8 +151,8 @@ export function ClassifyView({ project, tree, leases: page, onDone }: {
   useKeys((e: KeyboardEvent) => {
     if (isTyping(e)) return;
     if (onHistoryKey(history, e)) return;
-    const digit = digitOf(e);
-    const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
+    const key = labelKeyOf(e);
+    const hot = key != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, key) : null;
     if (hot != null) return apply(hot);
     if (e.key === "?") return setHelp(true);
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) return void submit();

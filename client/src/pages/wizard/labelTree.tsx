@@ -1,5 +1,6 @@
 // The label tree being edited: immutable operations, the server's naming rules, and the
-// nested body the API takes. Display order is pre-order; the first nine get hotkeys 1-9.
+// nested body the API takes. Display order is pre-order; hotkeys go to leaves, then groups.
+import { assignHotkeys } from "../labeling/hotkeys";
 
 export interface LabelDraft {
   key: string;
@@ -15,7 +16,6 @@ export interface LabelBody {
 export const MAX_DEPTH = 6;
 export const MAX_LABELS = 2000;
 export const MAX_NAME = 100;
-export const HOTKEYS = 9;
 
 const MARKUP = /<\s*[A-Za-z!/?]/;
 // Unicode categories Cc and Cf, which the server refuses in names.
@@ -44,11 +44,12 @@ export function flatten(tree: LabelDraft[]): FlatLabel[] {
   const walk = (nodes: LabelDraft[], depth: number, prefix: string) => {
     for (const node of nodes) {
       const path = prefix ? `${prefix}/${node.name.trim()}` : node.name.trim();
-      out.push({ node, depth, path, hotkey: out.length < HOTKEYS ? String(out.length + 1) : null });
+      out.push({ node, depth, path, hotkey: null });
       walk(node.children, depth + 1, path);
     }
   };
   walk(tree, 1, "");
+  assignHotkeys(out, (f) => f.node.children.length > 0).forEach((k, i) => (out[i].hotkey = k));
   return out;
 }
 

@@ -1,0 +1,32 @@
+// Which key picks which label. The server gives each label its key (server/projects/
+// label_tree.py, the same sequence as here): leaves first, since they are what people draw
+// and tag with, then groups, each in display order. The sequence is the digits, then the
+// letter rows without the letters the labeling screens use already (a: select all; b, p, v,
+// h, r, e: tools; f: fit), so 28 labels have a key of their own.
+
+export const HOTKEYS = "1234567890qwtyuiosdgjklzxcnm";
+
+/** The key of each node (null past the 28th): leaves, then groups, each in the given order. */
+export function assignHotkeys<T>(nodes: T[], isGroup: (node: T) => boolean): (string | null)[] {
+  const order = [...nodes.keys()].filter((i) => !isGroup(nodes[i]))
+    .concat([...nodes.keys()].filter((i) => isGroup(nodes[i])));
+  const keys: (string | null)[] = nodes.map(() => null);
+  order.forEach((at, n) => {
+    if (n < HOTKEYS.length) keys[at] = HOTKEYS[n];
+  });
+  return keys;
+}
+
+/** The label key a key event stands for: a digit or a letter, read by the key's position
+ * (Shift+2 is "@" and Shift+q is "Q", and a non-Latin layout types other letters), or null. */
+export function labelKeyOf(e: KeyboardEvent): string | null {
+  const m = /^(?:Digit|Numpad)([0-9])$/.exec(e.code) ?? /^Key([A-Z])$/.exec(e.code);
+  const k = m ? m[1].toLowerCase() : /^[0-9a-zA-Z]$/.test(e.key) ? e.key.toLowerCase() : null;
+  return k != null && HOTKEYS.includes(k) ? k : null;
+}
+
+/** How the shortcut sheet names the label keys of a tree with n labels. */
+export function hotkeyRange(n: number): string {
+  if (n <= 9) return n <= 1 ? "1" : `1–${n}`;
+  return n <= 10 ? "1–9, 0" : `1–9, 0, ${HOTKEYS.slice(10, Math.min(n, HOTKEYS.length)).toUpperCase().split("").join(" ")}`;
+}
