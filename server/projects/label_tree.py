@@ -2,8 +2,9 @@
 
 A tree is a list of nodes `{id?, name, children}`. Display order is pre-order (a parent
 before its children). Any node, leaf or not, is a selectable label; its path joins names
-with "/". Hotkeys go to the leaves first (the labels people draw with), then to groups,
-each in display order, from HOTKEYS: 1-9, 0, then the letters no labeling screen uses.
+with "/". A node may carry the hotkey its owner chose (one of HOTKEYS, unique in the tree);
+the other keys go to the remaining labels, leaves first (the labels people draw and tag
+with), then groups, each in display order: 1-9, 0, then the letters no labeling screen uses.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class LabelNode(Strict):
 
     id: int | None = None
     name: str = Field(min_length=1, max_length=MAX_NAME)
+    hotkey: str | None = Field(default=None, description="the key that picks this label, one of " + HOTKEYS)
     children: list[LabelNode] = Field(default_factory=list)
 
 
@@ -48,6 +50,7 @@ class FlatLabel:
     parent: int | None
     depth: int
     loc: tuple[Any, ...]
+    hotkey: str | None = None
 
 
 def _bad(loc: tuple[Any, ...], msg: str, code: str = "invalid_label") -> Unprocessable:
@@ -69,10 +72,23 @@ def check_name(name: str, loc: tuple[Any, ...]) -> None:
         raise _bad(loc, "label names are plain text; HTML tags are not allowed")
 
 
+def check_hotkey(key: str, loc: tuple[Any, ...], taken: dict[str, str], name: str) -> str:
+    """The key in its stored form (lowercase); refused when not allowed or already taken."""
+    k = key.strip().lower()
+    if len(k) != 1 or k not in HOTKEYS:
+        raise _bad(loc, f"hotkey {key!r} is not one of the allowed keys: 1-9, 0 and the letters "
+                        f"{' '.join(HOTKEYS[10:])} (the others are tool keys)", code="invalid_hotkey")
+    if k in taken:
+        raise _bad(loc, f"hotkey {k!r} is given to both '{taken[k]}' and '{name}'", code="duplicate_hotkey")
+    taken[k] = name
+    return k
+
+
 def flatten(tree: list[LabelNode], root_loc: tuple[Any, ...] = ("labels",)) -> list[FlatLabel]:
-    """Validate depth, names, sibling uniqueness and ids; return nodes in pre-order."""
+    """Validate depth, names, sibling uniqueness, ids and hotkeys; return nodes in pre-order."""
     out: list[FlatLabel] = []
     seen_ids: set[int] = set()
+    keys: dict[str, str] = {}
 
     def walk(nodes: list[LabelNode], parent: int | None, depth: int, loc: tuple[Any, ...]) -> None:
         siblings: dict[str, str] = {}
@@ -98,7 +114,8 @@ def flatten(tree: list[LabelNode], root_loc: tuple[Any, ...] = ("labels",)) -> l
                 if node.id in seen_ids:
                     raise _bad((*here, "id"), f"label id {node.id} appears twice")
                 seen_ids.add(node.id)
-            out.append(FlatLabel(node.id, node.name, parent, depth, here))
+            hotkey = check_hotkey(node.hotkey, (*here, "hotkey"), keys, node.name) if node.hotkey else None
+            out.append(FlatLabel(node.id, node.name, parent, depth, here, hotkey))
             if len(out) > MAX_LABELS:
                 raise _bad(root_loc, f"a project has at most {MAX_LABELS} labels")
             walk(node.children, len(out) - 1, depth + 1, (*here, "children"))
@@ -108,7 +125,8 @@ def flatten(tree: list[LabelNode], root_loc: tuple[Any, ...] = ("labels",)) -> l
 
 
 def tree_json(rows: Iterable[Any]) -> list[dict[str, Any]]:
-    """Nested JSON from label rows (id, parent_id, name, depth, used_at) in display order."""
+    """Nested JSON from label rows (id, parent_id, name, depth, used_at, hotkey) in display
+    order. `hotkey` is the key that picks the label, `assigned_hotkey` the owner's choice."""
     nodes: dict[int, dict[str, Any]] = {}
     roots: list[dict[str, Any]] = []
     for row in rows:
@@ -119,15 +137,17 @@ def tree_json(rows: Iterable[Any]) -> list[dict[str, Any]]:
             "name": row["name"],
             "path": path,
             "depth": row["depth"],
-            "hotkey": None,
+            "hotkey": row.get("hotkey"),
+            "assigned_hotkey": row.get("hotkey"),
             "used": row["used_at"] is not None,
             "children": [],
         }
         nodes[row["id"]] = node
         (parent["children"] if parent else roots).append(node)
-    ordered = list(nodes.values())
+    ordered = [n for n in nodes.values() if n["hotkey"] is None]
     leaves_first = [n for n in ordered if not n["children"]] + [n for n in ordered if n["children"]]
-    for node, key in zip(leaves_first, HOTKEYS, strict=False):
+    taken = {n["hotkey"] for n in nodes.values()}
+    for node, key in zip(leaves_first, (k for k in HOTKEYS if k not in taken), strict=False):
         node["hotkey"] = key
     return roots
 

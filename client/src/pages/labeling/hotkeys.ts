@@ -6,13 +6,16 @@
 
 export const HOTKEYS = "1234567890qwtyuiosdgjklzxcnm";
 
-/** The key of each node (null past the 28th): leaves, then groups, each in the given order. */
-export function assignHotkeys<T>(nodes: T[], isGroup: (node: T) => boolean): (string | null)[] {
-  const order = [...nodes.keys()].filter((i) => !isGroup(nodes[i]))
-    .concat([...nodes.keys()].filter((i) => isGroup(nodes[i])));
-  const keys: (string | null)[] = nodes.map(() => null);
+/** The key of each node: its own (`fixed`, the owner's choice) if it has one; the keys left
+ * go to the others, leaves then groups, each in the given order (null once they run out). */
+export function assignHotkeys<T>(nodes: T[], isGroup: (node: T) => boolean,
+  fixed: (node: T) => string | null | undefined = () => null): (string | null)[] {
+  const keys: (string | null)[] = nodes.map((n) => fixed(n) || null);
+  const free = [...HOTKEYS].filter((k) => !keys.includes(k));
+  const open = [...nodes.keys()].filter((i) => keys[i] == null);
+  const order = open.filter((i) => !isGroup(nodes[i])).concat(open.filter((i) => isGroup(nodes[i])));
   order.forEach((at, n) => {
-    if (n < HOTKEYS.length) keys[at] = HOTKEYS[n];
+    if (n < free.length) keys[at] = free[n];
   });
   return keys;
 }

@@ -6,11 +6,14 @@ export interface LabelDraft {
   key: string;
   name: string;
   children: LabelDraft[];
+  /** The hotkey the owner chose (a character of HOTKEYS); none: one is given automatically. */
+  hotkey?: string;
 }
 
 export interface LabelBody {
   name: string;
   children: LabelBody[];
+  hotkey?: string;
 }
 
 export const MAX_DEPTH = 6;
@@ -49,7 +52,8 @@ export function flatten(tree: LabelDraft[]): FlatLabel[] {
     }
   };
   walk(tree, 1, "");
-  assignHotkeys(out, (f) => f.node.children.length > 0).forEach((k, i) => (out[i].hotkey = k));
+  assignHotkeys(out, (f) => f.node.children.length > 0, (f) => f.node.hotkey)
+    .forEach((k, i) => (out[i].hotkey = k));
   return out;
 }
 
@@ -188,7 +192,12 @@ export function treeIssues(tree: LabelDraft[]): Record<string, string> {
 }
 
 export function toBody(tree: LabelDraft[]): LabelBody[] {
-  return tree.map((n) => ({ name: n.name.trim(), children: toBody(n.children) }));
+  return tree.map((n) => ({ name: n.name.trim(), ...(n.hotkey ? { hotkey: n.hotkey } : {}), children: toBody(n.children) }));
+}
+
+/** Give a label its own hotkey ("" gives it back to the automatic ones). */
+export function setHotkey(tree: LabelDraft[], key: string, hotkey: string): LabelDraft[] {
+  return withNode(tree, key, (n) => ({ ...n, hotkey: hotkey || undefined }));
 }
 
 /** The node a server error location such as ["labels", 0, "children", 2, "name"] points at. */
