@@ -341,6 +341,7 @@ def test_an_owner_chooses_a_labels_hotkey(make_user: MakeUser, data_dir: Path, s
     # A key one label has is not offered to another.
     assert row("animal/cat").locator("option[value='1']").is_disabled()
     expect(row("animal/cat").get_by_test_id("label-hotkey")).to_have_text("2")  # the keys left, leaves first
+    shot(page, "label-editor-hotkeys")
     page.get_by_test_id("labels-save").click()
     expect(page.get_by_test_id("labels-editor")).to_contain_text("Saved.")
     tree = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"]

@@ -194,6 +194,7 @@ function LabelRow({ node, depth, first, last, controls: c }: {
       <span class="wz-hotkey">{hotkey && <kbd data-testid="label-hotkey" title={`Hotkey ${hotkey}`}>{hotkey.toUpperCase()}</kbd>}</span>
       <select class="wz-hotkey-pick" data-testid="label-hotkey-pick" aria-label={`Hotkey of ${name}`}
         title="Hotkey: automatic, or one of your choice" value={node.hotkey ?? ""}
+        style={{ padding: "2px", fontSize: "12px", width: "52px" }}
         onChange={(e) => c.setHotkey(node.key, e.currentTarget.value)}>
         <option value="">auto</option>
         {[...HOTKEYS].map((k) => (
