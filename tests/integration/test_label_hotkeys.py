@@ -4,10 +4,13 @@ first. Bad keys are refused with a clear error and change nothing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import project_body
+from tests.export_setup import MakeUser, image_folder, import_labels, new_project
 from tests.infra import Api
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -79,3 +82,15 @@ def test_bad_keys_are_refused_and_change_nothing(make_project: MakeProject,
     assert r.status_code == 422 and r.json()["error"]["code"] == "duplicate_hotkey", r.text
     r = owner.post("/api/v1/projects", {**body, "labels": [{"name": "A", "hotkey": "x"}]})
     assert r.status_code == 201, r.text
+
+
+def test_labels_created_by_an_import_leave_chosen_keys_alone(make_user: MakeUser, data_dir: Path) -> None:
+    folder, _ = image_folder(data_dir, 1)
+    owner, pid, _ = new_project(make_user, folder, "bbox", [{"name": "cat", "hotkey": "z"}, {"name": "dog"}])
+    doc = {"images": [{"id": 1, "file_name": "img00.png", "width": 40, "height": 30}],
+           "categories": [{"id": 1, "name": "bird"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 10, 10]}]}
+    r = import_labels(owner, pid, "coco.json", json.dumps(doc).encode(), create_labels="true")
+    assert r.status_code == 200 and r.json()["created_labels"] == ["bird"], r.text
+    keys = _keys(owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"])
+    assert keys == {"cat": ("z", "z"), "dog": ("1", None), "bird": ("2", None)}
