@@ -1,14 +1,6 @@
 // Runs client/src/canvas/palette.ts as it is (compiled by the project's TypeScript) and
 // prints, as one JSON line, what tests/unit/test_palette.py asserts on.
-const fs = require("fs");
-const path = require("path");
-const root = path.resolve(__dirname, "..", "..");
-const ts = require(path.join(root, "client", "node_modules", "typescript"));
-const source = fs.readFileSync(path.join(root, "client", "src", "canvas", "palette.ts"), "utf8");
-const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2020 } }).outputText;
-const mod = { exports: {} };
-new Function("module", "exports", js)(mod, mod.exports);
-const p = mod.exports;
+const p = require("./ts_load.cjs")("canvas/palette.ts");
 const seq = p.palette();
 const minFor = {};
 for (const n of [2, 9, 10, 20, 30, 36, 40, 60]) minFor[n] = p.minDistance(seq.slice(0, n));

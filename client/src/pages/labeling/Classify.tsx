@@ -1,7 +1,7 @@
 // Classification: a grid of 1, 4, 6 or 9 images, each on its own live document, each shown
 // whole and the page fitting the window. Click selects an image, shift- or ctrl-click adds to
 // the selection; with the keyboard, arrow keys move between images (shift extends the
-// selection), Space adds or removes the focused one. Number keys 1–9 (or the picker) set the
+// selection), Space adds or removes the focused one. Label keys (or the picker) set the
 // label on every selected image (multi-label: toggle it).
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { mediaUrl, post, type LabelNode, type Lease, type Project } from "../../api";

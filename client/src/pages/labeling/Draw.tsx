@@ -279,7 +279,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
         <Instructions project={project} />
       </aside>
       {help && (
-        <ShortcutSheet keys={drawShortcuts(task, tool, flattenLabels(tree).length)}
+        <ShortcutSheet keys={drawShortcuts(task, tool, flattenLabels(tree).map((n) => n.hotkey))}
           title={`Keyboard shortcuts: ${TOOL_NAMES[tool]} tool`} onClose={() => setHelp(false)} />
       )}
     </div>

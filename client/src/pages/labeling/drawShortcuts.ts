@@ -14,8 +14,8 @@ export const TOOL_NAMES: Record<Tool, string> = {
 const SHAPE_TOOLS: Tool[] = ["box", "polygon", "select"];
 
 /** [keys, what they do] for the tool in hand, then the general keys. */
-export function drawShortcuts(task: TaskType, tool: Tool, labels: number): [string, string][] {
-  const keys = hotkeyRange(labels);
+export function drawShortcuts(task: TaskType, tool: Tool, hotkeys: (string | null)[]): [string, string][] {
+  const keys = hotkeyRange(hotkeys);
   const own: [string, string, Tool[]][] = [
     ["drag", "draw a box", ["box"]],
     ["click", "add a point", ["polygon"]],

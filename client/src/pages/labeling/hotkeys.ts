@@ -28,8 +28,11 @@ export function labelKeyOf(e: KeyboardEvent): string | null {
   return k != null && HOTKEYS.includes(k) ? k : null;
 }
 
-/** How the shortcut sheet names the label keys of a tree with n labels. */
-export function hotkeyRange(n: number): string {
-  if (n <= 9) return n <= 1 ? "1" : `1–${n}`;
-  return n <= 10 ? "1–9, 0" : `1–9, 0, ${HOTKEYS.slice(10, Math.min(n, HOTKEYS.length)).toUpperCase().split("").join(" ")}`;
+/** How the shortcut sheet names the keys in use: "1–9, 0, Q W", "1–3, Z". */
+export function hotkeyRange(keys: (string | null)[]): string {
+  const used = [...HOTKEYS].filter((k) => keys.includes(k));
+  let run = 0;
+  while (run < 9 && used[run] === String(run + 1)) run++;
+  const parts = run > 1 ? [`1–${run}`, ...used.slice(run)] : used;
+  return parts.map((k) => k.toUpperCase()).join(", ").replace(/(?<=[A-Z]), (?=[A-Z])/g, " ") || "none";
 }
