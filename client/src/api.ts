@@ -85,6 +85,8 @@ export interface LabelNode {
   path: string;
   depth: number;
   hotkey: string | null;
+  /** The key its owner chose, if any (`hotkey` is the key in effect, chosen or automatic). */
+  assigned_hotkey?: string | null;
   used: boolean;
   children: LabelNode[];
 }

@@ -179,6 +179,8 @@ def _node(n: dict[str, Any]) -> dict[str, Any]:
     out = {"name": n["name"], "children": [_node(c) for c in n["children"]]}
     if n.get("id") is not None:
         out["id"] = n["id"]
+    if n.get("assigned_hotkey"):
+        out["hotkey"] = n["assigned_hotkey"]  # an owner's key stays when labels are added
     return out
 
 

@@ -13,20 +13,22 @@ from server.projects import projects
 from server.projects.label_tree import FlatLabel, name_key, tree_json
 
 SELECT_TREE = """
-SELECT id, parent_id, name, depth, used_at FROM labels
+SELECT id, parent_id, name, depth, used_at, hotkey FROM labels
 WHERE project_id = $1 ORDER BY position
 """
 SELECT_FOR_EDIT = "SELECT id, name, used_at FROM labels WHERE project_id = $1 FOR UPDATE"
 INSERT = """
-INSERT INTO labels (project_id, parent_id, parent_key, name, name_key, position, depth)
-VALUES ($1, $2::bigint, coalesce($2::bigint, 0), $3, $4, $5, $6) RETURNING id
+INSERT INTO labels (project_id, parent_id, parent_key, name, name_key, position, depth, hotkey)
+VALUES ($1, $2::bigint, coalesce($2::bigint, 0), $3, $4, $5, $6, $7) RETURNING id
 """
 UPDATE = """
 UPDATE labels SET parent_id = $2::bigint, parent_key = coalesce($2::bigint, 0), name = $3, name_key = $4,
-                  position = $5, depth = $6
+                  position = $5, depth = $6, hotkey = $7
 WHERE id = $1
 """
 DELETE = "DELETE FROM labels WHERE id = ANY($1::bigint[])"
+# Keys are set again label by label: cleared first, two labels can swap theirs.
+CLEAR_HOTKEYS = "UPDATE labels SET hotkey = NULL WHERE project_id = $1 AND hotkey IS NOT NULL"
 
 
 async def label_ids(db: asyncpg.Pool | asyncpg.Connection, project_id: int) -> frozenset[int]:
@@ -91,11 +93,12 @@ async def apply_tree(conn: asyncpg.Connection, project_id: int, flat: list[FlatL
             details={"labels": sorted(used)},
         )
     ids: list[int] = []
+    await conn.execute(CLEAR_HOTKEYS, project_id)
     # Pre-order guarantees a parent has its id before any child needs it; removed
     # labels are deleted last so none of their kept children is cascaded away.
     for position, node in enumerate(flat):
         parent_id = ids[node.parent] if node.parent is not None else None
-        args = (parent_id, node.name, name_key(node.name), position, node.depth)
+        args = (parent_id, node.name, name_key(node.name), position, node.depth, node.hotkey)
         if node.id is None:
             ids.append(await conn.fetchval(INSERT, project_id, *args))
         else:

@@ -1,8 +1,10 @@
 """The label tree: validation of an edited tree and its JSON form with paths and hotkeys.
 
 A tree is a list of nodes `{id?, name, children}`. Display order is pre-order (a parent
-before its children), and the first nine labels in that order get hotkeys 1-9. Any
-node, leaf or not, is a selectable label; its path joins names with "/".
+before its children). Any node, leaf or not, is a selectable label; its path joins names
+with "/". A node may carry the hotkey its owner chose (one of HOTKEYS, unique in the tree);
+the other keys go to the remaining labels, leaves first (the labels people draw and tag
+with), then groups, each in display order: 1-9, 0, then the letters no labeling screen uses.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from server.validation import Strict
 MAX_DEPTH = 6
 MAX_LABELS = 2000
 MAX_NAME = 100
-HOTKEYS = 9
+# Digits, then the top, home and bottom letter rows without the letters the labeling
+# screens already use (a select-all; b, e, f, h, p, r, v tools and fit). The browser reads
+# a key by its position, so these work on any layout; client/src/pages/labeling/hotkeys.ts
+# holds the same sequence.
+HOTKEYS = "1234567890qwtyuiosdgjklzxcnm"
 # Text that a browser would parse as markup; label names are plain text.
 _MARKUP = re.compile(r"<\s*[A-Za-z!/?]")
 
@@ -31,6 +37,7 @@ class LabelNode(Strict):
 
     id: int | None = None
     name: str = Field(min_length=1, max_length=MAX_NAME)
+    hotkey: str | None = Field(default=None, description="the key that picks this label, one of " + HOTKEYS)
     children: list[LabelNode] = Field(default_factory=list)
 
 
@@ -43,6 +50,7 @@ class FlatLabel:
     parent: int | None
     depth: int
     loc: tuple[Any, ...]
+    hotkey: str | None = None
 
 
 def _bad(loc: tuple[Any, ...], msg: str, code: str = "invalid_label") -> Unprocessable:
@@ -64,10 +72,23 @@ def check_name(name: str, loc: tuple[Any, ...]) -> None:
         raise _bad(loc, "label names are plain text; HTML tags are not allowed")
 
 
+def check_hotkey(key: str, loc: tuple[Any, ...], taken: dict[str, str], name: str) -> str:
+    """The key in its stored form (lowercase); refused when not allowed or already taken."""
+    k = key.strip().lower()
+    if len(k) != 1 or k not in HOTKEYS:
+        raise _bad(loc, f"hotkey {key!r} is not one of the allowed keys: 1-9, 0 and the letters "
+                        f"{' '.join(HOTKEYS[10:])} (the others are tool keys)", code="invalid_hotkey")
+    if k in taken:
+        raise _bad(loc, f"hotkey {k!r} is given to both '{taken[k]}' and '{name}'", code="duplicate_hotkey")
+    taken[k] = name
+    return k
+
+
 def flatten(tree: list[LabelNode], root_loc: tuple[Any, ...] = ("labels",)) -> list[FlatLabel]:
-    """Validate depth, names, sibling uniqueness and ids; return nodes in pre-order."""
+    """Validate depth, names, sibling uniqueness, ids and hotkeys; return nodes in pre-order."""
     out: list[FlatLabel] = []
     seen_ids: set[int] = set()
+    keys: dict[str, str] = {}
 
     def walk(nodes: list[LabelNode], parent: int | None, depth: int, loc: tuple[Any, ...]) -> None:
         siblings: dict[str, str] = {}
@@ -93,7 +114,8 @@ def flatten(tree: list[LabelNode], root_loc: tuple[Any, ...] = ("labels",)) -> l
                 if node.id in seen_ids:
                     raise _bad((*here, "id"), f"label id {node.id} appears twice")
                 seen_ids.add(node.id)
-            out.append(FlatLabel(node.id, node.name, parent, depth, here))
+            hotkey = check_hotkey(node.hotkey, (*here, "hotkey"), keys, node.name) if node.hotkey else None
+            out.append(FlatLabel(node.id, node.name, parent, depth, here, hotkey))
             if len(out) > MAX_LABELS:
                 raise _bad(root_loc, f"a project has at most {MAX_LABELS} labels")
             walk(node.children, len(out) - 1, depth + 1, (*here, "children"))
@@ -103,10 +125,11 @@ def flatten(tree: list[LabelNode], root_loc: tuple[Any, ...] = ("labels",)) -> l
 
 
 def tree_json(rows: Iterable[Any]) -> list[dict[str, Any]]:
-    """Nested JSON from label rows (id, parent_id, name, depth, used_at) in display order."""
+    """Nested JSON from label rows (id, parent_id, name, depth, used_at, hotkey) in display
+    order. `hotkey` is the key that picks the label, `assigned_hotkey` the owner's choice."""
     nodes: dict[int, dict[str, Any]] = {}
     roots: list[dict[str, Any]] = []
-    for index, row in enumerate(rows):
+    for row in rows:
         parent = nodes.get(row["parent_id"]) if row["parent_id"] is not None else None
         path = f"{parent['path']}/{row['name']}" if parent else row["name"]
         node = {
@@ -114,12 +137,18 @@ def tree_json(rows: Iterable[Any]) -> list[dict[str, Any]]:
             "name": row["name"],
             "path": path,
             "depth": row["depth"],
-            "hotkey": str(index + 1) if index < HOTKEYS else None,
+            "hotkey": row.get("hotkey"),
+            "assigned_hotkey": row.get("hotkey"),
             "used": row["used_at"] is not None,
             "children": [],
         }
         nodes[row["id"]] = node
         (parent["children"] if parent else roots).append(node)
+    ordered = [n for n in nodes.values() if n["hotkey"] is None]
+    leaves_first = [n for n in ordered if not n["children"]] + [n for n in ordered if n["children"]]
+    taken = {n["hotkey"] for n in nodes.values()}
+    for node, key in zip(leaves_first, (k for k in HOTKEYS if k not in taken), strict=False):
+        node["hotkey"] = key
     return roots
 
 

@@ -13,7 +13,8 @@ from tests.e2e.conftest import sign_in
 from tests.e2e.helpers import center, drag, items_by_key, shape_labels, stage_ready
 from tests.export_setup import MakeUser, started_project
 
-# Display order: animal (1), animal/cat (2), animal/dog (3), car (4); the first leaf is cat.
+# Display order: animal, animal/cat, animal/dog, car; hotkeys go to leaves first: cat 1,
+# dog 2, car 3, then the group animal 4. The first leaf, cat, is chosen when the page opens.
 TREE = [{"name": "animal", "children": [{"name": "cat"}, {"name": "dog"}]}, {"name": "car"}]
 
 
@@ -53,7 +54,7 @@ def test_a_box_drawn_right_away_gets_the_default_label(make_user: MakeUser, data
 
     # The label chosen last in this project is where the next item (and the next visit) starts.
     stage_ready(page)
-    page.keyboard.press("4")
+    page.keyboard.press("3")
     _box(page, 0)
     assert shape_labels(page) == ["car"]
     _submitted_shapes(page, owner, pid)
@@ -69,18 +70,18 @@ def test_a_number_key_labels_the_next_shape_not_the_one_just_drawn(make_user: Ma
     owner, labeler, pid, labels = started_project(make_user, data_dir, "bbox", TREE, 2)
     page = sign_in(new_context(), server, labeler, f"#/p/{pid}/label")
     stage_ready(page)
-    page.keyboard.press("2")  # cat
+    page.keyboard.press("1")  # cat
     _box(page, -120)
-    page.keyboard.press("3")  # dog, for the next box: the cat box keeps its label
+    page.keyboard.press("2")  # dog, for the next box: the cat box keeps its label
     expect(page.locator("[data-testid='label-animal/dog']")).to_have_class("active")
     assert shape_labels(page) == ["animal/cat"]
     _box(page, 120)
     expect(page.locator("[data-testid=shapes] .shape")).to_have_count(2)
     assert sorted(shape_labels(page)) == ["animal/cat", "animal/dog"]
 
-    # Relabelling is explicit: select the cat box, Shift+4 makes it a car.
+    # Relabelling is explicit: select the cat box, Shift+3 makes it a car.
     page.locator("[data-testid=shapes] .shape a", has_text="animal/cat").click()
-    page.keyboard.press("Shift+4")
+    page.keyboard.press("Shift+3")
     expect(page.locator("[data-testid=shapes]")).to_contain_text("car")
     assert sorted(shape_labels(page)) == ["animal/dog", "car"]
     # ... and so is a click in the picker while a shape is selected.
@@ -91,7 +92,7 @@ def test_a_number_key_labels_the_next_shape_not_the_one_just_drawn(make_user: Ma
 
     page.keyboard.press("?")
     sheet = page.locator("[data-testid=shortcuts]")
-    expect(sheet).to_contain_text("Shift+1–9")
+    expect(sheet).to_contain_text("Shift+label key (1–4)")
     expect(sheet).to_contain_text("relabel the selected shape")
     page.keyboard.press("Escape")
     expect(sheet).to_have_count(0)

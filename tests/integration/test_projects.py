@@ -120,7 +120,7 @@ def test_sibling_names_unique(make_user: Callable[..., Api]) -> None:
     assert r.status_code == 422 and r.json()["error"]["code"] == "duplicate_label"
 
 
-def test_hotkeys_go_to_the_first_nine_in_display_order(make_project: MakeProject) -> None:
+def test_hotkeys_go_to_leaves_before_groups(make_project: MakeProject) -> None:
     labels = [{"name": f"Top{i}", "children": [{"name": "A"}, {"name": "B"}]} for i in range(4)]
     owner, p = make_project(labels=labels)
     tree = owner.get(f"/api/v1/projects/{p['id']}/labels").json()["labels"]
@@ -133,7 +133,9 @@ def test_hotkeys_go_to_the_first_nine_in_display_order(make_project: MakeProject
 
     walk(tree)
     assert [n["path"] for n in order[:4]] == ["Top0", "Top0/A", "Top0/B", "Top1"]
-    assert [n["hotkey"] for n in order] == [str(i) for i in range(1, 10)] + [None] * 3
+    # The eight leaves take 1-8 in display order, the four groups the keys after them.
+    assert [n["hotkey"] for n in order if n["children"]] == ["9", "0", "q", "w"]
+    assert [n["hotkey"] for n in order if not n["children"]] == [str(i) for i in range(1, 9)]
     ids = [n["id"] for n in order]
     assert len(set(ids)) == 12
 
@@ -156,7 +158,8 @@ def test_labels_keep_ids_when_renamed_moved_and_added_after_start(
     r = owner.patch(f"/api/v1/projects/{pid}/labels", {"labels": edited})
     assert r.status_code == 200, r.text
     new = r.json()["labels"]
-    assert new[0]["id"] == color["id"] and new[0]["path"] == "Colour" and new[0]["hotkey"] == "1"
+    assert new[0]["id"] == color["id"] and new[0]["path"] == "Colour"
+    assert new[0]["children"][0]["hotkey"] == "1"  # the first leaf
     kids = new[1]["children"]
     assert [k["name"] for k in kids] == ["Dog", "Kitten", "Bird"]
     assert kids[1]["id"] == cat["id"] and kids[1]["path"] == "Animal/Kitten"

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from server.errors import Unprocessable
-from server.projects.label_tree import LabelNode, flatten, tree_json
+from server.projects.label_tree import HOTKEYS, LabelNode, flatten, tree_json
 
 
 def chain(depth: int) -> list[LabelNode]:
@@ -53,12 +53,23 @@ def test_duplicate_ids_refused() -> None:
         flatten([LabelNode(id=3, name="a"), LabelNode(id=3, name="b")])
 
 
-def test_tree_json_paths_and_first_nine_hotkeys_in_display_order() -> None:
+def test_tree_json_paths_and_hotkeys_leaves_first() -> None:
     rows = [{"id": 1, "parent_id": None, "name": "Animal", "depth": 1, "used_at": None}]
     rows += [{"id": 1 + i, "parent_id": 1, "name": f"C{i}", "depth": 2, "used_at": None}
              for i in range(1, 11)]
     tree = tree_json(rows)
-    assert tree[0]["path"] == "Animal" and tree[0]["hotkey"] == "1"
     kids = tree[0]["children"]
-    assert kids[0]["path"] == "Animal/C1" and kids[0]["hotkey"] == "2"
-    assert [k["hotkey"] for k in kids] == ["2", "3", "4", "5", "6", "7", "8", "9", None, None]
+    assert kids[0]["path"] == "Animal/C1"
+    # The ten leaves take 1-9 and 0; the group comes after them.
+    assert [k["hotkey"] for k in kids] == ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0"]
+    assert tree[0]["path"] == "Animal" and tree[0]["hotkey"] == "q"
+
+
+def test_tree_json_hotkeys_run_out_after_the_letters() -> None:
+    rows = [{"id": i, "parent_id": None, "name": f"L{i}", "depth": 1, "used_at": None}
+            for i in range(1, 41)]
+    keys = [n["hotkey"] for n in tree_json(rows)]
+    assert keys[:len(HOTKEYS)] == list(HOTKEYS) and len(set(HOTKEYS)) == len(HOTKEYS) > 20
+    assert keys[len(HOTKEYS):] == [None] * (40 - len(HOTKEYS))
+    # None of them is a key the labeling screens use for something else.
+    assert not set(HOTKEYS) & set("abefhpvr")

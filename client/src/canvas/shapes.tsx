@@ -1,11 +1,14 @@
 // Box and polygon tools on the live document: draw, select, move, resize, change label,
 // delete; for polygons also drag, insert (double-click an edge) and delete (right-click)
-// vertices. Model prelabels are drawn dashed with their confidence.
+// vertices. Model prelabels are drawn dashed with their confidence. Each shape carries its
+// label as a filled tag (tag.tsx). Shapes the caller marks locked are drawn but cannot be
+// selected, moved or edited; shapes it hides it simply leaves out of `shapes`.
 import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
 import type * as Y from "yjs";
 import { addShape, updateShape, type Shape } from "../doc/annotation";
 import type { Point, PointerKind, View } from "./Stage";
+import { ShapeTag, tagAnchor } from "./tag";
 
 export type ShapeTool = "select" | "box" | "polygon" | "pan";
 
@@ -23,8 +26,11 @@ export function useShapeTools(opts: {
   doc: Y.Doc | null; shapes: Shape[]; tool: ShapeTool; label: number | null; author: string;
   size: { w: number; h: number } | null; selected: string | null; setSelected: (id: string | null) => void;
   color: (label: number) => string; labelName: (label: number) => string; readonly?: boolean;
+  /** Shapes that stay where they are: not selectable, movable or editable (default: none). */
+  locked?: (id: string) => boolean;
 }) {
   const { doc, shapes, tool, size, author } = opts;
+  const locked = opts.locked ?? (() => false);
   const [draft, setDraft] = useState<Point[] | null>(null); // box: [start, end]; polygon: points
   const [hover, setHover] = useState<Point | null>(null);
   const drag = useRef<Drag | null>(null);
@@ -44,7 +50,7 @@ export function useShapeTools(opts: {
   const hitHandle = (p: Point, view: View): Drag | null => {
     const tol = 8 / view.scale;
     const sel = shapes.find((s) => s.id === opts.selected);
-    if (!sel) return null;
+    if (!sel || locked(sel.id)) return null;
     if (sel.kind === "box") {
       const x0 = sel.x! * W, y0 = sel.y! * H, x1 = (sel.x! + sel.w!) * W, y1 = (sel.y! + sel.h!) * H;
       const corners: [Drag["mode"], number, number][] = [["nw", x0, y0], ["ne", x1, y0], ["sw", x0, y1], ["se", x1, y1]];
@@ -158,7 +164,7 @@ export function useShapeTools(opts: {
         drag.current = handle;
         return true;
       }
-      const hit = [...shapes].reverse().find((s) => inside(s, p));
+      const hit = [...shapes].reverse().find((s) => !locked(s.id) && inside(s, p));
       opts.setSelected(hit?.id ?? null);
       if (hit) {
         drag.current = { id: hit.id, mode: "move", start: p, orig: hit };
@@ -208,7 +214,7 @@ export function useShapeTools(opts: {
       finishPolygon(draft);
       return;
     }
-    const polygons = shapes.filter((s) => s.kind === "polygon");
+    const polygons = shapes.filter((s) => s.kind === "polygon" && !locked(s.id));
     const sel = polygons.find((s) => s.id === opts.selected);
     let target: [Shape, number] | null = sel ? [sel, nearestEdge(sel.points!, p)[0]] : null;
     if (!target) {
@@ -244,14 +250,17 @@ export function useShapeTools(opts: {
           const model = s.source === "model";
           const sel = s.id === opts.selected;
           const common = { stroke: color, "stroke-width": sel ? sw * 1.8 : sw, fill: color, "fill-opacity": sel ? 0.2 : 0.08,
-            "stroke-dasharray": model ? `${6 / view.scale} ${4 / view.scale}` : undefined, "data-shape": s.id };
-          const tag = `${opts.labelName(s.label)}${model && s.confidence != null ? ` ${(s.confidence * 100).toFixed(0)}%` : ""}`;
+            "stroke-dasharray": model ? `${6 / view.scale} ${4 / view.scale}` : undefined, "data-shape": s.id,
+            "data-locked": locked(s.id) ? "true" : undefined };
+          const text = `${opts.labelName(s.label)}${model && s.confidence != null ? ` ${(s.confidence * 100).toFixed(0)}%` : ""}`;
+          const at = tagAnchor(s, W, H);
+          const tag = <ShapeTag x={at.x} y={at.y} text={text} color={color} scale={view.scale} />;
           if (s.kind === "box") {
             const x = s.x! * W, y = s.y! * H, w = s.w! * W, h = s.h! * H;
             return (
               <g key={s.id}>
                 <rect x={x} y={y} width={w} height={h} {...common} />
-                <text x={x} y={y - 4 / view.scale} fill={color} font-size={12 / view.scale}>{tag}</text>
+                {tag}
                 {sel && [[x, y], [x + w, y], [x, y + h], [x + w, y + h]].map(([cx, cy]) => (
                   <rect x={cx - 4 / view.scale} y={cy - 4 / view.scale} width={8 / view.scale} height={8 / view.scale}
                     fill="#fff" stroke={color} stroke-width={sw / 2} />
@@ -264,7 +273,7 @@ export function useShapeTools(opts: {
           return (
             <g key={s.id}>
               <path d={d} {...common} />
-              <text x={pts[0] * W} y={pts[1] * H - 4 / view.scale} fill={color} font-size={12 / view.scale}>{tag}</text>
+              {tag}
               {sel && pts.map((v, i) => (i % 2 === 0 ? (
                 <circle cx={v * W} cy={pts[i + 1] * H} r={4 / view.scale} fill="#fff" stroke={color} stroke-width={sw / 2} />
               ) : null))}

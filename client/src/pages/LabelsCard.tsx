@@ -10,12 +10,14 @@ import { treeIssues, type LabelDraft } from "./wizard/labelTree";
 const ID_KEY = "id:";
 
 function toDraft(nodes: LabelNode[]): LabelDraft[] {
-  return nodes.map((n) => ({ key: `${ID_KEY}${n.id}`, name: n.name, children: toDraft(n.children) }));
+  return nodes.map((n) => ({ key: `${ID_KEY}${n.id}`, name: n.name, children: toDraft(n.children),
+    ...(n.assigned_hotkey ? { hotkey: n.assigned_hotkey } : {}) }));
 }
 
 interface Body {
   id?: number;
   name: string;
+  hotkey?: string;
   children: Body[];
 }
 
@@ -23,6 +25,7 @@ function toBody(nodes: LabelDraft[]): Body[] {
   return nodes.map((n) => ({
     ...(n.key.startsWith(ID_KEY) ? { id: Number(n.key.slice(ID_KEY.length)) } : {}),
     name: n.name.trim(),
+    ...(n.hotkey ? { hotkey: n.hotkey } : {}),
     children: toBody(n.children),
   }));
 }

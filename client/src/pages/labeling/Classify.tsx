@@ -1,7 +1,7 @@
 // Classification: a grid of 1, 4, 6 or 9 images, each on its own live document, each shown
 // whole and the page fitting the window. Click selects an image, shift- or ctrl-click adds to
 // the selection; with the keyboard, arrow keys move between images (shift extends the
-// selection), Space adds or removes the focused one. Number keys 1–9 (or the picker) set the
+// selection), Space adds or removes the focused one. Label keys (or the picker) set the
 // label on every selected image (multi-label: toggle it).
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { mediaUrl, post, type LabelNode, type Lease, type Project } from "../../api";
@@ -17,11 +17,12 @@ import {
 import { useActiveTime } from "./activeTime";
 import { submitPage } from "./leases";
 import { columnsFor, moveTarget } from "./gridKeys";
-import { digitOf, isTyping } from "./keys";
+import { labelKeyOf } from "./hotkeys";
+import { isTyping } from "./keys";
 import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./undo";
 
 const SHORTCUTS: [string, string][] = [
-  ["1–9", "set (multi-label: toggle) a label on the selected images"],
+  ["label key (1–9, 0, then letters)", "set (multi-label: toggle) a label on the selected images"],
   ["arrow keys", "move to the next image (it becomes the selection)"],
   ["Shift+arrow", "extend the selection"],
   ["Ctrl+arrow", "move the focus only"],
@@ -159,8 +160,8 @@ export function ClassifyView({ project, tree, leases: page, onDone, revisit }: {
   useKeys((e: KeyboardEvent) => {
     if (isTyping(e)) return;
     if (onHistoryKey(history, e)) return;
-    const digit = digitOf(e);
-    const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
+    const key = labelKeyOf(e);
+    const hot = key != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, key) : null;
     if (hot != null) return apply(hot);
     if (e.key === "?") return setHelp(true);
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !revisit?.readonly) return void submit();

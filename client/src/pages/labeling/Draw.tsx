@@ -1,15 +1,13 @@
 // Editing one image's live document with drawing tools: boxes, polygons or a semantic mask,
 // with presence and prelabels to accept or reject. Labelers submit or skip their own
 // document; reviewers decide the `final` one while the labelers' documents show beneath.
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { ComponentChildren } from "preact";
-import { mediaUrl, type Item, type LabelNode, type Project } from "../../api";
-import { useShapeTools, type ShapeTool } from "../../canvas/shapes";
+import { flattenLabels, mediaUrl, type Item, type LabelNode, type Project } from "../../api";
+import { useShapeTools } from "../../canvas/shapes";
 import { MaskLayer, maskIsEmpty, useBrush } from "../../canvas/mask";
-import { Stage, type View } from "../../canvas/Stage";
-import {
-  acceptShapes, deleteShapes, paintedTiles, readShapes, updateShape,
-} from "../../doc/annotation";
+import { Stage, type Point, type View } from "../../canvas/Stage";
+import { deleteShapes, paintedTiles, readShapes, updateShape } from "../../doc/annotation";
 import { LiveDoc } from "../../doc/live";
 import { ErrorBox, session } from "../../ui";
 import {
@@ -18,27 +16,12 @@ import {
 } from "./parts";
 import { useActiveTime } from "./activeTime";
 import { useCurrentLabel } from "./currentLabel";
-import { digitOf, isTyping } from "./keys";
-import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "./undo";
-
-type Tool = ShapeTool | "brush" | "eraser";
-
-const SHORTCUTS: [string, string][] = [
-  ["1–9", "choose the label of the next shape"],
-  ["Shift+1–9", "relabel the selected shape"],
-  ["click a label", "choose it; with a shape selected, relabel that shape too"],
-  ...UNDO_SHORTCUTS,
-  ["B / P / V / H", "box, polygon, select, pan tool"],
-  ["R / E", "brush, eraser (semantic)"],
-  ["[ / ]", "smaller / larger brush"],
-  ["Delete", "delete the selected shape"],
-  ["Enter", "close the polygon being drawn"],
-  ["Esc", "cancel drawing, deselect"],
-  ["F", "fit the image"],
-  ["Space + drag, wheel", "pan, zoom"],
-  ["Ctrl+Enter", "submit"],
-  ["?", "this sheet"],
-];
+import { TOOL_NAMES, drawShortcuts, type Tool } from "./drawShortcuts";
+import { labelKeyOf } from "./hotkeys";
+import { isTyping } from "./keys";
+import { ShapePanel } from "./ShapePanel";
+import { useShapeView } from "./shapeView";
+import { UndoButtons, onHistoryKey, useHistory } from "./undo";
 
 /** A document shown read-only beneath the one being edited (a labeler's, in review). */
 export interface Beneath {
@@ -99,13 +82,28 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
 
   const history = useHistory([live?.doc], author);
   const elapsed = useActiveTime(room);
+  const view = useShapeView(room);
   const shapes = live ? readShapes(live.doc) : [];
-  // A selected shape that is gone (undone, or deleted by a collaborator) is no selection.
-  const selected = picked && shapes.some((s) => s.id === picked) ? picked : null;
+  // Hidden shapes are not drawn at all; locked ones are drawn but stay out of reach.
+  const shown = shapes.filter((s) => !view.hidden(s.id, s.label));
+  const lockedIds = new Set(shapes.filter((s) => view.locked(s.id, s.label)).map((s) => s.id));
+  // A selected shape that is gone (undone, or deleted by a collaborator), hidden or locked
+  // is no selection.
+  const selected = picked && shown.some((s) => s.id === picked && !lockedIds.has(s.id)) ? picked : null;
   const tools = useShapeTools({
-    doc: live?.doc ?? null, shapes, tool: tool === "brush" || tool === "eraser" ? "pan" : tool, label, author, size,
-    selected, setSelected, color, labelName: name, readonly,
+    doc: live?.doc ?? null, shapes: shown, tool: tool === "brush" || tool === "eraser" ? "pan" : tool, label, author,
+    size, selected, setSelected, color, labelName: name, locked: (id) => lockedIds.has(id), readonly,
   });
+  const painting = tool === "brush" || tool === "eraser";
+  // The brush outline follows the pointer without a render per move (a stroke's moves must
+  // stay cheap): its position is set on the element itself.
+  const brushCursor = useRef<SVGGElement>(null);
+  const placeBrushCursor = (p: Point | null) => {
+    const g = brushCursor.current;
+    if (!g) return;
+    if (p) g.setAttribute("transform", `translate(${p.x} ${p.y})`);
+    g.style.visibility = p ? "visible" : "hidden";
+  };
   const brush = useBrush({ doc: live?.doc ?? null, size, radius, label, erase: tool === "eraser", author,
     active: !readonly && (tool === "brush" || tool === "eraser"), history });
 
@@ -144,8 +142,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
   useKeys((e: KeyboardEvent) => {
     if (isTyping(e)) return;
     if (!readonly && onHistoryKey(history, e)) return;
-    const digit = digitOf(e);
-    const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
+    const key = labelKeyOf(e);
+    const hot = key != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, key) : null;
     if (hot != null) return e.shiftKey ? relabel(hot) : chooseLabel(hot);
     if (e.key === "?") return setHelp(true);
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && primary) return void run(primary);
@@ -173,8 +171,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
   const dicom = item.media_kind === "dicom";
   const src = mediaUrl(project.id, item.id, dicom && win.wc && win.ww ? { wc: win.wc, ww: win.ww } : {});
   const others = live ? live.others() : [];
-  const models = shapes.filter((s) => s.source === "model");
-  const onPointer = tool === "brush" || tool === "eraser" ? brush.onPointer : tools.onPointer;
+  const onPointer = painting ? brush.onPointer : tools.onPointer;
   const toolButtons: [Tool, string][] = task === "semantic"
     ? [["brush", "Brush (R)"], ["eraser", "Eraser (E)"], ["pan", "Pan (H)"]]
     : [[task === "bbox" ? "box" : "polygon", task === "bbox" ? "Box (B)" : "Polygon (P)"], ["select", "Select (V)"],
@@ -208,13 +205,17 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
         <div style="flex:1;min-height:0">
           <Stage src={src} label={`Drawing canvas for ${item.key}`} brightness={brightness} contrast={contrast}
             fitSignal={fit + refit}
-            cursor={tool === "brush" || tool === "eraser" ? "crosshair" : tools.cursor}
+            cursor={painting ? "crosshair" : tools.cursor}
             onSize={(w, h) => setSize({ w, h })}
-            onPointer={(kind, p, e, view) => {
+            onPointer={(kind, p, e, v) => {
               live?.setCursor(size ? { x: p.x / size.w, y: p.y / size.h } : null);
-              return onPointer(kind, p, e, view);
+              if (painting) placeBrushCursor(p);
+              return onPointer(kind, p, e, v);
             }}
-            onLeave={() => live?.setCursor(null)}
+            onLeave={() => {
+              live?.setCursor(null);
+              placeBrushCursor(null);
+            }}
             onDoubleClick={tools.onDoubleClick}
             under={live && size && task === "semantic" ? (
               <>
@@ -236,6 +237,16 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
                       fill={o.user.color} font-size={12 / view.scale}>{o.user.name}</text>
                   </g>
                 ))}
+                {painting && (
+                  // The brush's reach in image pixels, so it scales with the zoom as the paint does.
+                  <g ref={brushCursor} data-testid="brush-cursor" data-radius={radius} pointer-events="none"
+                    style="visibility:hidden">
+                    <circle r={radius} fill="none" stroke="#000" stroke-opacity="0.55" stroke-width={3 / view.scale} />
+                    <circle r={radius} fill="none" stroke="#fff" stroke-width={1.25 / view.scale}
+                      stroke-dasharray={tool === "eraser" ? `${4 / view.scale} ${3 / view.scale}` : undefined}
+                      data-testid="brush-circle" />
+                  </g>
+                )}
               </g>
             )} />
         </div>
@@ -263,30 +274,8 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
         )}
         <LabelPicker tree={tree} current={[]} active={label} onPick={pick} color={color} />
         {task !== "semantic" && (
-          <div class="card">
-            <h3 style="margin-top:0">Shapes ({shapes.length})</h3>
-            {models.length > 0 && live && !readonly && (
-              <div class="row" style="margin-bottom:6px">
-                <button onClick={() => acceptShapes(live.doc, models.map((m) => m.id), author)}>Accept all suggestions</button>
-                <button class="danger" onClick={() => deleteShapes(live.doc, models.map((m) => m.id), author)}>Reject all</button>
-              </div>
-            )}
-            <div class="shapes-list" data-testid="shapes">
-              {shapes.map((s) => (
-                <div class={`shape ${s.source}`} key={s.id}>
-                  <span class="swatch" style={{ background: color(s.label) }} />
-                  <a href="#" onClick={(e) => {
-                    e.preventDefault();
-                    setSelected(s.id);
-                  }} style={{ fontWeight: s.id === selected ? 700 : 400 }}>{name(s.label)}</a>
-                  {s.source === "model" && <span class="muted">{s.confidence != null ? `${Math.round(s.confidence * 100)}%` : "suggested"}</span>}
-                  <span class="spacer" />
-                  {s.source === "model" && live && !readonly && <button onClick={() => acceptShapes(live.doc, [s.id], author)}>Accept</button>}
-                  {live && !readonly && <button class="danger" onClick={() => deleteShapes(live.doc, [s.id], author)}>✕</button>}
-                </div>
-              ))}
-            </div>
-          </div>
+          <ShapePanel shapes={shapes} tree={tree} view={view} color={color} name={name} selected={selected}
+            select={setSelected} live={live} author={author} readonly={readonly} />
         )}
         {task === "semantic" && live && (
           <p class="muted" data-testid="painted-tiles" data-count={paintedTiles(live.doc)}>
@@ -296,7 +285,10 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
           setContrast={setContrast} dicom={dicom} wc={win.wc} ww={win.ww} setWindow={(wc, ww) => setWin({ wc, ww })} />
         <Instructions project={project} />
       </aside>
-      {help && <ShortcutSheet keys={SHORTCUTS} onClose={() => setHelp(false)} />}
+      {help && (
+        <ShortcutSheet keys={drawShortcuts(task, tool, flattenLabels(tree).map((n) => n.hotkey))}
+          title={`Keyboard shortcuts: ${TOOL_NAMES[tool]} tool`} onClose={() => setHelp(false)} />
+      )}
     </div>
   );
 }

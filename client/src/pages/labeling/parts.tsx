@@ -2,13 +2,14 @@
 // hotkeys), the autosave indicator, who is here, the instructions and the shortcut sheet.
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { flattenLabels, type LabelNode, type Project } from "../../api";
+import { labelPalette } from "../../canvas/palette";
 import type { LiveDoc, Presence, SyncState } from "../../doc/live";
 
-/** Per-label colours: distinct hues in display order. */
+/** Per-label colours from the distinct palette (canvas/palette.ts), in the order of the
+ * labels' ids: a label keeps its colour when others are added or moved. */
 export function labelColors(tree: LabelNode[]): (label: number) => string {
-  const flat = flattenLabels(tree);
-  const map = new Map(flat.map((n, i) => [n.id, `hsl(${(i * 67) % 360}deg 80% 55%)`]));
-  return (label: number) => map.get(label) ?? "#f43f5e";
+  const map = labelPalette(flattenLabels(tree).map((n) => n.id));
+  return (label: number) => map.get(label) ?? "#9ca3af";
 }
 
 export function labelNames(tree: LabelNode[]): (label: number) => string {
@@ -37,9 +38,11 @@ export function LabelPicker({ tree, current, onPick, color, active }: {
         {shown.map((n) => (
           <button key={n.id} class={current.includes(n.id) || active === n.id ? "active" : ""}
             style={{ paddingLeft: `${8 + (q ? 0 : (n.depth - 1) * 14)}px` }}
-            data-testid={`label-${n.path}`} onClick={() => onPick(n.id)} title={n.path}>
-            <span><span class="swatch" style={{ background: color(n.id) }} />{q ? n.path : n.name}</span>
-            {n.hotkey && <span class="key">{n.hotkey}</span>}
+            data-testid={`label-${n.path}`} onClick={() => onPick(n.id)}
+            title={n.hotkey ? `${n.path} (key ${n.hotkey.toUpperCase()})` : n.path}>
+            <span><span class="swatch" data-color={color(n.id)} style={{ background: color(n.id) }} />
+              {q ? n.path : n.name}</span>
+            {n.hotkey && <span class="key" data-testid="hotkey">{n.hotkey.toUpperCase()}</span>}
           </button>
         ))}
         {shown.length === 0 && <p class="muted">No label matches.</p>}
@@ -95,7 +98,9 @@ export function Instructions({ project }: { project: Project }) {
   );
 }
 
-export function ShortcutSheet({ keys, onClose }: { keys: [string, string][]; onClose: () => void }) {
+export function ShortcutSheet({ keys, onClose, title = "Keyboard shortcuts" }: {
+  keys: [string, string][]; onClose: () => void; title?: string;
+}) {
   // A layout effect listens from the moment the sheet is on screen: an Escape pressed right
   // after "?" must close it (a plain effect would start listening only after the next frame).
   useLayoutEffect(() => {
@@ -106,7 +111,7 @@ export function ShortcutSheet({ keys, onClose }: { keys: [string, string][]; onC
   return (
     <div class="modal" onClick={onClose}>
       <div class="card" onClick={(e) => e.stopPropagation()} data-testid="shortcuts">
-        <h2 style="margin-top:0">Keyboard shortcuts</h2>
+        <h2 style="margin-top:0">{title}</h2>
         <table class="list">
           <tbody>{keys.map(([k, what]) => <tr><td><kbd>{k}</kbd></td><td>{what}</td></tr>)}</tbody>
         </table>
@@ -144,7 +149,7 @@ export function ImageControls({ brightness, contrast, setBrightness, setContrast
   );
 }
 
-/** The first nine labels in display order, by hotkey. */
+/** The label a hotkey picks (keys as the server assigns them: leaves first; see hotkeys.ts). */
 export function hotkeyLabel(tree: LabelNode[], key: string): number | null {
   const n = flattenLabels(tree).find((l) => l.hotkey === key);
   return n ? n.id : null;

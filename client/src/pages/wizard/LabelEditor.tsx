@@ -3,8 +3,9 @@
 import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import {
   addChild, addPaths, addSiblingAfter, countLabels, flatten, MAX_DEPTH, moveBeside, newLabel, remove,
-  rename, restore, sameParent, shift, type LabelDraft, type RefusedLine, type Removed,
+  rename, restore, sameParent, setHotkey, shift, type LabelDraft, type RefusedLine, type Removed,
 } from "./labelTree";
+import { HOTKEYS } from "../labeling/hotkeys";
 import type { Issues } from "./state";
 
 interface DropHint {
@@ -14,6 +15,9 @@ interface DropHint {
 
 interface Controls {
   hotkeys: Record<string, string>;
+  /** Keys owners chose, so one key is not offered twice. */
+  chosen: Set<string>;
+  setHotkey: (key: string, hotkey: string) => void;
   paths: Record<string, string>;
   issues: Issues;
   showEmpty: boolean;
@@ -53,6 +57,8 @@ export function LabelEditor({ tree, onChange, issues, showEmpty }: {
   };
   const controls: Controls = {
     hotkeys: Object.fromEntries(flat.filter((f) => f.hotkey).map((f) => [f.node.key, f.hotkey!])),
+    chosen: new Set(flat.map((f) => f.node.hotkey).filter((k): k is string => !!k)),
+    setHotkey: (key, hotkey) => onChange(setHotkey(tree, key, hotkey)),
     paths: Object.fromEntries(flat.map((f) => [f.node.key, f.path])),
     issues, showEmpty, focusKey, dragging, hint,
     onFocused: () => setFocusKey(null),
@@ -107,7 +113,8 @@ export function LabelEditor({ tree, onChange, issues, showEmpty }: {
     <div class="wz-labels">
       <p class="muted">
         Use a flat list or groups up to {MAX_DEPTH} levels deep; labelers can pick a label at any level
-        (e.g. <code>Animal</code> and <code>Animal/Cat</code>). The first nine labels get the number keys 1–9.
+        (e.g. <code>Animal</code> and <code>Animal/Cat</code>). Keys 1–9, 0 and then letters go to the labels in
+        order, leaves before groups; choose a key in a label's key menu to fix it.
       </p>
       {tree.length > 0 && (
         <ul class="wz-tree" role="tree" data-testid="label-tree">
@@ -184,7 +191,15 @@ function LabelRow({ node, depth, first, last, controls: c }: {
       onDragOver={(e) => c.dragOver(node.key, e)} onDrop={c.drop}>
       <span class="wz-handle" draggable title="Drag to reorder among its siblings" data-testid="label-drag"
         onDragStart={(e) => c.dragStart(node.key, row.current, e)} onDragEnd={c.dragEnd}>⠿</span>
-      <span class="wz-hotkey">{hotkey && <kbd data-testid="label-hotkey" title={`Hotkey ${hotkey}`}>{hotkey}</kbd>}</span>
+      <span class="wz-hotkey">{hotkey && <kbd data-testid="label-hotkey" title={`Hotkey ${hotkey}`}>{hotkey.toUpperCase()}</kbd>}</span>
+      <select class="wz-hotkey-pick" data-testid="label-hotkey-pick" aria-label={`Hotkey of ${name}`}
+        title="Hotkey: automatic, or one of your choice" value={node.hotkey ?? ""}
+        style={{ padding: "2px", fontSize: "12px", width: "52px" }}
+        onChange={(e) => c.setHotkey(node.key, e.currentTarget.value)}>
+        <option value="">auto</option>
+        {[...HOTKEYS].map((k) => (
+          <option value={k} disabled={k !== node.hotkey && c.chosen.has(k)}>{k.toUpperCase()}</option>))}
+      </select>
       <input ref={input} name="label_name" data-testid="label-name" value={node.name} placeholder="Label name"
         maxLength={100} aria-label={`Label name, level ${depth}`} aria-invalid={!!shown} autocomplete="off"
         onInput={(e) => c.rename(node.key, e.currentTarget.value)} onKeyDown={onKeyDown} />

@@ -1,21 +1,24 @@
 // The label tree being edited: immutable operations, the server's naming rules, and the
-// nested body the API takes. Display order is pre-order; the first nine get hotkeys 1-9.
+// nested body the API takes. Display order is pre-order; hotkeys go to leaves, then groups.
+import { assignHotkeys } from "../labeling/hotkeys";
 
 export interface LabelDraft {
   key: string;
   name: string;
   children: LabelDraft[];
+  /** The hotkey the owner chose (a character of HOTKEYS); none: one is given automatically. */
+  hotkey?: string;
 }
 
 export interface LabelBody {
   name: string;
   children: LabelBody[];
+  hotkey?: string;
 }
 
 export const MAX_DEPTH = 6;
 export const MAX_LABELS = 2000;
 export const MAX_NAME = 100;
-export const HOTKEYS = 9;
 
 const MARKUP = /<\s*[A-Za-z!/?]/;
 // Unicode categories Cc and Cf, which the server refuses in names.
@@ -44,11 +47,13 @@ export function flatten(tree: LabelDraft[]): FlatLabel[] {
   const walk = (nodes: LabelDraft[], depth: number, prefix: string) => {
     for (const node of nodes) {
       const path = prefix ? `${prefix}/${node.name.trim()}` : node.name.trim();
-      out.push({ node, depth, path, hotkey: out.length < HOTKEYS ? String(out.length + 1) : null });
+      out.push({ node, depth, path, hotkey: null });
       walk(node.children, depth + 1, path);
     }
   };
   walk(tree, 1, "");
+  assignHotkeys(out, (f) => f.node.children.length > 0, (f) => f.node.hotkey)
+    .forEach((k, i) => (out[i].hotkey = k));
   return out;
 }
 
@@ -187,7 +192,12 @@ export function treeIssues(tree: LabelDraft[]): Record<string, string> {
 }
 
 export function toBody(tree: LabelDraft[]): LabelBody[] {
-  return tree.map((n) => ({ name: n.name.trim(), children: toBody(n.children) }));
+  return tree.map((n) => ({ name: n.name.trim(), ...(n.hotkey ? { hotkey: n.hotkey } : {}), children: toBody(n.children) }));
+}
+
+/** Give a label its own hotkey ("" gives it back to the automatic ones). */
+export function setHotkey(tree: LabelDraft[], key: string, hotkey: string): LabelDraft[] {
+  return withNode(tree, key, (n) => ({ ...n, hotkey: hotkey || undefined }));
 }
 
 /** The node a server error location such as ["labels", 0, "children", 2, "name"] points at. */
