@@ -1,5 +1,5 @@
 // Classification review: the image (zoom with the wheel or the buttons, pan by dragging), what
-// each labeler chose, why they disagree, and the final classes, chosen with number keys 1–9 or
+// each labeler chose, why they disagree, and the final classes, chosen with the label keys or
 // the label picker (multi-label: toggled) or taken whole from one labeler in one click.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { mediaUrl, post, type LabelNode, type Project } from "../../api";
@@ -11,7 +11,8 @@ import {
   ClosedNotice, ImageControls, LabelPicker, People, ShortcutSheet, SyncBadge, hotkeyLabel, labelColors, labelNames,
   useKeys, useLive,
 } from "../labeling/parts";
-import { digitOf, isTyping } from "../labeling/keys";
+import { isTyping } from "../labeling/keys";
+import { labelKeyOf } from "../labeling/hotkeys";
 import { UNDO_SHORTCUTS, UndoButtons, onHistoryKey, useHistory } from "../labeling/undo";
 import { replaceClasses } from "./copy";
 import { Outcome } from "./Outcome";
@@ -21,7 +22,7 @@ import { inkOn } from "./overlay";
 import type { Labeler, ReviewItem } from "./types";
 
 const SHORTCUTS: [string, string][] = [
-  ["1–9", "set (multi-label: toggle) a label on the final document"],
+  ["label key (1–9, 0, then letters)", "set (multi-label: toggle) a label on the final document"],
   ["click a label", "the same, for any label (type to search)"],
   ...UNDO_SHORTCUTS,
   ["+ / − / wheel", "zoom"],
@@ -73,8 +74,8 @@ export function ClassReview({ project, tree, item, labelers, people, onDecided }
   useKeys((e: KeyboardEvent) => {
     if (isTyping(e)) return;
     if (onHistoryKey(history, e)) return;
-    const digit = digitOf(e);
-    const hot = digit != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, digit) : null;
+    const key = labelKeyOf(e);
+    const hot = key != null && !e.ctrlKey && !e.metaKey && !e.altKey ? hotkeyLabel(tree, key) : null;
     if (hot != null) return pick(hot);
     if (e.key === "?") return setHelp(true);
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) return void decide();
