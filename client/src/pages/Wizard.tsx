@@ -127,8 +127,8 @@ export function Wizard() {
    * body is checked and nothing is kept. A problem of a later step waits for that step.
    */
   const checkOnServer = async (): Promise<boolean> => {
-    if (flow.created) return true;
     if (step === "data") return draft.data.source === "upload" || await checkData();
+    if (flow.created) return true;
     try {
       await post("/api/v1/projects/check", projectBody(draft));
       return true;
