@@ -84,10 +84,24 @@ class DatasetBody(Strict):
 
 
 def check_pattern(pattern: str) -> None:
+    """Refuse a pattern that could leave the datastore or that means nothing clear:
+    `**` stands for whole folders, so it is a path segment of its own (`dir/**/*.png`)."""
     parts = pattern.split("/")
     if pattern.startswith("/") or "\\" in pattern or "\x00" in pattern or ".." in parts:
         raise field_error(
             "pattern", "patterns are relative to the datastore and cannot contain '..' or '\\'"
+        )
+    inner = pattern.strip().strip("/").split("/")
+    if not pattern.strip() or any(not seg.strip() for seg in inner):
+        raise field_error("pattern", "the pattern is empty or has an empty folder name ('//')",
+                          code="invalid_pattern")
+    bad = next((seg for seg in inner if "**" in seg and seg != "**"), None)
+    if bad is not None:
+        raise field_error(
+            "pattern",
+            f"'**' matches whole folders and must be a segment of its own, as in "
+            f"dir/**/*.png (not {bad!r}); use '*' inside a name",
+            code="invalid_pattern",
         )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from server.accounts.roles import Role
 from server.data import binding as dataset_binding
+from server.data import dataset_check
 from server.data.datastores.base import DatastoreError
 from server.data.errors import DatastoreUnavailable
 from server.errors import Conflict, field_error
@@ -57,7 +58,40 @@ async def refresh(call: Call) -> dict[str, Any]:
     return {"ingest": result.to_json()}
 
 
+async def check_new(call: Call) -> dict[str, Any]:
+    """The dry run for a project not created yet (the wizard's Data step)."""
+    body: dataset_binding.DatasetBody = call.body
+    settings = call.services.settings
+    dataset_binding.check_local_folder(call.me.is_admin, body, None)
+    binding = await dataset_binding.validate(settings, body)
+    result = await dataset_check.dry_run(settings, binding, None)
+    return {"check": result.to_json()}
+
+
+async def check_for_project(call: Call) -> dict[str, Any]:
+    """The dry run of a new binding for an existing project, with the rules of its PUT."""
+    body: dataset_binding.DatasetBody = call.body
+    pid = call.path_int("pid")
+    settings = call.services.settings
+    pa = await projects.access(call.services.db, call.me, pid, Role.OWNER)
+    old = pa.row["dataset"]
+    dataset_binding.check_local_folder(call.me.is_admin, body, old)
+    binding = await dataset_binding.validate(settings, body)
+    dataset_binding.check_rebind(old, binding, pa.started)
+    result = await dataset_check.dry_run(settings, binding, pid)
+    return {"check": result.to_json()}
+
+
 ENDPOINTS = [
+    Endpoint("POST", "/api/v1/datasets/check", check_new,
+             "Dry run of a dataset binding for a new project: check the datastore and pattern "
+             "and count the files it would register, storing nothing (a folder on the "
+             "server: instance admins)",
+             body=dataset_binding.DatasetBody, tag="data", errors=(401, 403, 422)),
+    Endpoint("POST", "/api/v1/projects/{pid:int}/dataset/check", check_for_project,
+             "Dry run of PUT .../dataset: the same checks and the files it would register, "
+             "storing nothing (owners)",
+             body=dataset_binding.DatasetBody, tag="data", errors=(401, 403, 404, 409, 422)),
     Endpoint("PUT", "/api/v1/projects/{pid:int}/dataset", put_dataset,
              "Bind the datastore, file pattern and refresh schedule, and register its files "
              "(owners; a folder on the server: instance admins)",

@@ -23,6 +23,7 @@ from pydicom.pixels.processing import (
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from server.errors import Unprocessable, UnsupportedMediaType
+from server.media.dicom_decode import decode_frame
 from server.media.pixels import check_pixels, min_max, to_uint8
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def render_frame(
         raise UnsupportedMediaType(
             f"cannot decode DICOM transfer syntax {tsyntax} ({name})", code="unsupported_transfer_syntax"
         )
-    arr, changes = decoder.as_array(ds, index=index)
+    arr, changes = decode_frame(decoder, ds, index, frames, tsyntax)
     photometric = str(changes.get("photometric_interpretation", ds.get("PhotometricInterpretation", "")))
     if samples == 1 and photometric == "PALETTE COLOR":
         rgb = apply_color_lut(arr, ds)

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import AnyHttpUrl, BaseModel, Field, ValidationError, model_validator
 
+from server.data.binding import DatasetBody
 from server.errors import field_error
 from server.projects.instructions import MAX_TEXT
 from server.projects.label_tree import LabelNode
@@ -92,6 +93,9 @@ class ProjectCreate(Strict):
     instructions: Instructions = Field(default_factory=Instructions)
     consensus: Consensus = Field(default_factory=Consensus)
     ml_assist: MlAssist = Field(default_factory=MlAssist)
+    dataset: DatasetBody | None = Field(
+        None, description="bind the data in the same step: the project is created only if the "
+        "binding succeeds (the body of PUT /api/v1/projects/{pid}/dataset)")
 
 
 class ProjectPatch(Strict):

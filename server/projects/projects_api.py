@@ -7,7 +7,9 @@ from typing import Any
 import asyncpg
 
 from server.accounts.roles import Role
-from server.errors import Conflict
+from server.data import binding as dataset_binding
+from server.data.datastores.base import DatastoreError
+from server.errors import Conflict, field_error
 from server.live.access_watch import announce
 from server.projects import label_store as labels
 from server.projects import lifecycle, projects
@@ -26,9 +28,43 @@ async def _reply(conn: asyncpg.Connection | asyncpg.Pool, call: Call, pid: int) 
 
 
 async def create(call: Call) -> dict[str, Any]:
-    async with call.services.db.acquire() as conn, conn.transaction():
-        pid = await lifecycle.insert_project(conn, call.me.id, call.body)
-        return await _reply(conn, call, pid)
+    body: ProjectCreate = call.body
+    if body.dataset is None:
+        async with call.services.db.acquire() as conn, conn.transaction():
+            pid = await lifecycle.insert_project(conn, call.me.id, body)
+            return await _reply(conn, call, pid)
+    # Created and bound in one transaction: if the datastore cannot be bound or listed,
+    # no project is left behind and the name stays free.
+    settings = call.services.settings
+    dataset_binding.check_local_folder(call.me.is_admin, body.dataset, None)
+    binding = await dataset_binding.validate(settings, body.dataset)
+    async with call.services.db.bulk() as conn, conn.transaction():
+        pid = await lifecycle.insert_project(conn, call.me.id, body)
+        try:
+            result = await dataset_binding.save(conn, settings, pid, binding,
+                                                body.dataset.refresh, same=False)
+        except DatastoreError as exc:
+            raise field_error("datastore", f"cannot read the datastore: {exc}",
+                              code="datastore_error") from None
+        reply = await _reply(conn, call, pid)
+        return {**reply, "ingest": result.to_json() if result else None}
+
+
+async def check(call: Call) -> dict[str, Any]:
+    """Run every rule a create would (name free, label tree, settings that go together,
+    the binding's folder, pattern and addresses), then undo it: nothing is kept."""
+    body: ProjectCreate = call.body
+    async with call.services.db.acquire() as conn:
+        if body.dataset is not None:
+            dataset_binding.check_local_folder(call.me.is_admin, body.dataset, None)
+            await dataset_binding.validate(call.services.settings, body.dataset)
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            await lifecycle.insert_project(conn, call.me.id, body)
+        finally:
+            await tr.rollback()
+    return {"ok": True}
 
 
 async def list_projects(call: Call) -> dict[str, Any]:
@@ -117,6 +153,10 @@ ENDPOINTS = [
              errors=(401, 422)),
     Endpoint("POST", "/api/v1/projects", create, "Create a project with all its settings",
              body=ProjectCreate, status=201, tag="projects", errors=(401, 403, 409, 422)),
+    Endpoint("POST", "/api/v1/projects/check", check,
+             "Check a create body against every rule of POST /api/v1/projects without "
+             "creating anything (the wizard checks each step with it)",
+             body=ProjectCreate, tag="projects", errors=(401, 403, 409, 422)),
     Endpoint("GET", _P, get_one, "A project, its settings and label tree", tag="projects",
              errors=(401, 404)),
     Endpoint("PATCH", _P, patch, "Change project settings (owners)", body=ProjectPatch,

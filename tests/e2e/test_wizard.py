@@ -6,11 +6,25 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import shot, sign_in
 from tests.export_setup import MakeUser
 from tests.infra import unique
+
+
+def next_step(page: Page) -> str:
+    """Click Next and wait until the server has checked the step and the next one shows."""
+    wizard = page.locator("[data-testid=wizard]")
+    before = wizard.get_attribute("data-step") or ""
+    page.click("[data-testid=wizard-next]")
+    expect(wizard).not_to_have_attribute("data-step", before, timeout=15_000)
+    return wizard.get_attribute("data-step") or ""
+
+
+def to_review(page: Page) -> None:
+    while page.get_attribute("[data-testid=wizard]", "data-step") != "review":
+        next_step(page)
 
 
 def test_wizard_creates_a_project_from_uploaded_images(make_user: MakeUser, server: str, new_context: Any,
@@ -42,8 +56,7 @@ def test_wizard_creates_a_project_from_uploaded_images(make_user: MakeUser, serv
     expect(page.locator("[data-testid=label-row][data-path='Dog/Puppy']")).to_have_count(1)
     shot(page, "wizard-labels")
     page.click("[data-testid=wizard-next]")
-    while page.get_attribute("[data-testid=wizard]", "data-step") != "review":
-        page.click("[data-testid=wizard-next]")
+    to_review(page)
     expect(page.locator("[data-testid=wizard-summary]")).to_contain_text(name)
     page.click("[data-testid=wizard-create]")
     done = page.locator("[data-testid=wizard-done]")
@@ -86,15 +99,14 @@ def test_only_admins_are_offered_a_folder_on_the_server(make_user: MakeUser, ser
     page.click("[data-testid=new-project]")
     name = unique("folder")
     page.fill("[data-testid=wizard-name]", name)
-    page.click("[data-testid=wizard-next]")
+    next_step(page)
     expect(page.locator("[data-testid=data-source-local-admin-only]")).to_have_count(0)
     page.check("[data-testid=data-source-local]")
     page.fill("[data-testid=data-local-path]", str(folder))
     page.click("[data-testid=wizard-next]")
     page.click("[data-testid=label-add-root]")
     page.locator("[data-testid=label-name]").last.fill("Cat")
-    while page.get_attribute("[data-testid=wizard]", "data-step") != "review":
-        page.click("[data-testid=wizard-next]")
+    to_review(page)
     page.click("[data-testid=wizard-create]")
     expect(page.locator("[data-testid=wizard-done]")).to_be_visible(timeout=30_000)
     expect(page.locator("[data-testid=wizard-item-count]")).to_contain_text("2")

@@ -284,3 +284,27 @@ async def test_the_emulator_opt_in_lets_a_connection_string_reach_azurite(
                   store_body(azurite, container, connection_string=azurite.connection_string))
     assert r.status_code == 200, r.text
     assert r.json()["ingest"]["added"] == 1
+
+
+async def test_the_dry_run_lists_the_container_and_names_bad_credentials(
+    azurite: AzuriteInfo, make_project: MakeProject,
+) -> None:
+    container = unique("e").replace("-", "")[:20]
+    await make_container(azurite, container, {"set1/a.png": png((1, 2, 3)),
+                                              "set1/sub/b.png": png((4, 5, 6)),
+                                              "set1/readme.txt": b"hi"})
+    owner, p = make_project()
+    sas = sas_for(azurite, container)
+    r = owner.post("/api/v1/datasets/check", store_body(azurite, container, sas_token=sas))
+    assert r.status_code == 200, r.text
+    check = r.json()["check"]
+    assert (check["matched"], check["skipped"], check["sample"]) == (2, 1, ["a.png", "sub/b.png"])
+    assert sas not in r.text
+    wrong = "QUJD" * 22
+    r = owner.post("/api/v1/datasets/check", store_body(azurite, container, account_key=wrong))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "datastore_error"
+    assert wrong not in r.text
+    r = owner.post(f"/api/v1/projects/{p['id']}/dataset/check",
+                   store_body(azurite, "absent", sas_token=sas))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "datastore_error"
+    assert owner.get(f"/api/v1/projects/{p['id']}").json()["project"]["dataset"] is None

@@ -20,6 +20,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from server.errors import ApiError, Unprocessable, UnsupportedMediaType
+from server.media.dicom_decode import fix_sequential_scan
 from server.media.render import Probe, Rendered, media_kind, probe, render, sniff
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -32,6 +33,7 @@ DOCUMENTED = {
     (422, "corrupt_media"),
     (422, "image_too_large"),
     (422, "invalid_frame"),
+    (422, "unsupported_encoding"),
 }
 
 
@@ -453,6 +455,38 @@ def test_every_shipped_dicom_renders_or_fails_as_documented(path: Path) -> None:
         assert decoded(render(data, ".dcm", frame=1)).size == shown.size
         last = header.frames
         expect(Unprocessable, "invalid_frame", lambda: render(data, ".dcm", frame=last))
+
+
+def test_jpeg_lossy_with_a_non_sequential_scan_header_renders() -> None:
+    """pydicom's JPEG-lossy.dcm (12-bit JPEG Extended) says Se=0 in its scan header; the
+    decoders refuse it as is and read it once the header says what a sequential scan means."""
+    data = (TEST_FILES / "JPEG-lossy.dcm").read_bytes()
+    shown = decoded(render(data, ".dcm"))
+    assert shown.size == (256, 1024) and shown.mode == "L"
+    values = np.asarray(shown)
+    assert values.max() == 255 and values.min() == 0 and 5 < values.mean() < 40  # a bone scan
+
+
+def test_sequential_scan_repair_only_touches_sequential_scan_headers() -> None:
+    ds = read_test_file("JPEG-lossy.dcm")
+    frame = pydicom.encaps.get_frame(ds.PixelData, 0, number_of_frames=1)
+    fixed = fix_sequential_scan(frame)
+    assert fixed is not None and len(fixed) == len(frame)
+    assert [i for i in range(len(frame)) if frame[i] != fixed[i]] == [frame.find(b"\xff\xda") + 8]
+    assert fix_sequential_scan(fixed) is None  # already sequential: nothing to do
+    progressive = frame.replace(b"\xff\xc1", b"\xff\xc2", 1)
+    assert fix_sequential_scan(progressive) is None  # Ss/Se mean something there
+    assert fix_sequential_scan(b"not a jpeg") is None
+    assert fix_sequential_scan(frame[:100]) is None  # header cut before the scan
+
+
+def test_compressed_pixel_data_no_decoder_reads_is_unsupported_encoding() -> None:
+    ds = read_test_file("JPEG2000.dcm")
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 200])
+    error = expect(Unprocessable, "unsupported_encoding", lambda: render(dicom_bytes(ds), ".dcm"))
+    assert error.status == 422
+    assert str(ds.file_meta.TransferSyntaxUID) in error.message and "JPEG 2000" in error.message
+    assert error.details["transfer_syntax"] == str(ds.file_meta.TransferSyntaxUID)
 
 
 GOOD_DICOM = [

@@ -2,6 +2,7 @@
 import { useState } from "preact/hooks";
 import { post, type LabelNode } from "../api";
 import { ErrorBox, Page, Spinner, useProject } from "../ui";
+import { DataCard } from "./DataCard";
 import { LabelsCard } from "./LabelsCard";
 import { Members } from "./Members";
 import { ProjectLifecycle } from "./ProjectLifecycle";
@@ -70,6 +71,7 @@ export function ProjectHome({ pid }: { pid: number }) {
         {project.status === "running" && <a class="button primary" href={`#/p/${pid}/label`}>Label</a>}
       </div>
       <ErrorBox error={actionError} />
+      {owner && project.status === "initializing" && <DataCard project={project} onBound={reload} />}
       <div class="grid2" style="margin-top:16px">
         <section class="card">
           <h3>Items</h3>

@@ -2,9 +2,10 @@
 // quality control, ML assistance, review), then create, bind or upload the data, and start.
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { get, type Project } from "../api";
+import { ApiError, get, post, type Project } from "../api";
 import { Page } from "../ui";
 import { StepError } from "./wizard/common";
+import { checkKey, checkProblem, NO_CHECK, runCheck, type DataCheckState } from "./wizard/DataCheck";
 import { DataStep } from "./wizard/DataStep";
 import { DetailsStep } from "./wizard/DetailsStep";
 import { CreateProgress, Done } from "./wizard/Finish";
@@ -13,7 +14,7 @@ import { LabelEditor } from "./wizard/LabelEditor";
 import { keyAtLoc } from "./wizard/labelTree";
 import { MlStep } from "./wizard/MlStep";
 import { QualityStep } from "./wizard/QualityStep";
-import { errorDetails, serverIssues } from "./wizard/requests";
+import { errorDetails, projectBody, serverIssues, stepOfError } from "./wizard/requests";
 import { ReviewStep } from "./wizard/ReviewStep";
 import { INITIAL_DRAFT, STEP_TITLES, stepsFor, type Issues, type StepKey, type WizardDraft } from "./wizard/state";
 import { StepIndicator } from "./wizard/StepIndicator";
@@ -63,6 +64,8 @@ export function Wizard() {
   const [visited, setVisited] = useState<Set<StepKey>>(new Set(["details"]));
   const [tried, setTried] = useState<Set<StepKey>>(new Set());
   const [errors, setErrors] = useState<StepErrors>({});
+  const [check, setCheck] = useState<DataCheckState>(NO_CHECK);
+  const [checking, setChecking] = useState(false);
   const taken = useTakenNames();
   const heading = useRef<HTMLHeadingElement>(null);
   const goTo = (next: StepKey) => {
@@ -81,7 +84,9 @@ export function Wizard() {
   // Once created, the project's own name is no longer a clash to report.
   const names = flow.created ? new Set<string>() : taken;
   const issues = validateStep(step, draft, names);
-  const shownIssues = { ...serverIssues(errors[step]), ...(tried.has(step) ? issues : {}) };
+  const checkCurrent = check.key === checkKey(draft.data);
+  const checkError = step === "data" && checkCurrent ? check.error : null;
+  const shownIssues = { ...serverIssues(errors[step]), ...serverIssues(checkError), ...(tried.has(step) ? issues : {}) };
 
   useEffect(() => {
     scrollTo(0, 0);
@@ -100,12 +105,50 @@ export function Wizard() {
     return bad[0] ?? null;
   };
 
-  const next = () => {
+  /** The dry run of the data binding; the result when it is one the project can use. */
+  const checkData = async (): Promise<boolean> => {
+    const key = checkKey(draft.data);
+    let state = check;
+    if (check.key !== key || (!check.result && !check.busy)) {
+      setCheck({ key, busy: true, result: null, error: null });
+      try {
+        state = { key, busy: false, result: await runCheck(draft.data, flow.created?.pid ?? null), error: null };
+      } catch (e) {
+        state = { key, busy: false, result: null, error: e };
+      }
+      setCheck(state);
+    }
+    return state.result !== null && checkProblem(state.result, draft.data) === null;
+  };
+
+  /**
+   * The server's own rules for what this step and the ones before it hold (a name taken by a
+   * project this user cannot see, label names, settings that do not go together): the create
+   * body is checked and nothing is kept. A problem of a later step waits for that step.
+   */
+  const checkOnServer = async (): Promise<boolean> => {
+    if (step === "data") return draft.data.source === "upload" || await checkData();
+    if (flow.created) return true;
+    try {
+      await post("/api/v1/projects/check", projectBody(draft));
+      return true;
+    } catch (e) {
+      const at = e instanceof ApiError && e.status < 500 ? stepOfError(e, step) : step;
+      if (steps.indexOf(at) > index) return true;
+      setErrors((old) => ({ ...old, [at]: e }));
+      if (at !== step) goTo(at);
+      return false;
+    }
+  };
+
+  const next = async () => {
     if (Object.keys(issues).length > 0) {
       setTried((t) => new Set([...t, step]));
       return;
     }
-    goTo(steps[Math.min(index + 1, steps.length - 1)]);
+    setChecking(true);
+    const ok = await checkOnServer().finally(() => setChecking(false));
+    if (ok) goTo(steps[Math.min(index + 1, steps.length - 1)]);
   };
 
   const create = async () => {
@@ -134,9 +177,9 @@ export function Wizard() {
         ) : (
           <form class="card wz-card" noValidate onSubmit={(e) => {
             e.preventDefault();
-            if (flow.phase) return;
+            if (flow.phase || checking) return;
             if (step === "review") void create();
-            else next();
+            else void next();
           }}>
             <h2 ref={heading} tabIndex={-1} data-testid="wizard-title">
               <span class="muted">Step {index + 1} of {steps.length} ·</span> {STEP_TITLES[step]}
@@ -149,7 +192,11 @@ export function Wizard() {
             <StepError error={errors[step]} testid={`wizard-error-${step}`} />
             <fieldset class="wz-body" disabled={locked || flow.phase !== null}>
               <StepBody step={step} draft={draft} issues={shownIssues} allIssues={issues} error={errors[step]}
-                showEmpty={tried.has(step)} stored={flow.stored} update={update} onEdit={goTo} steps={steps} />
+                showEmpty={tried.has(step)} stored={flow.stored} update={update} onEdit={goTo} steps={steps}
+                check={check} checkCurrent={checkCurrent} onCheck={() => {
+                  if (Object.keys(issues).length > 0) setTried((t) => new Set([...t, step]));
+                  else void checkData();
+                }} />
             </fieldset>
             {step === "review" && flow.phase && <CreateProgress phase={flow.phase} upload={flow.upload} />}
             {tried.has(step) && Object.keys(issues).length > 0 && (
@@ -157,7 +204,7 @@ export function Wizard() {
                 Fix the marked fields to continue.
               </p>
             )}
-            <Nav first={index === 0} last={step === "review"} busy={flow.phase !== null}
+            <Nav first={index === 0} last={step === "review"} busy={flow.phase !== null || checking || check.busy}
               createdPid={flow.created?.pid ?? null} onBack={() => goTo(steps[Math.max(0, index - 1)])} />
           </form>
         )}
@@ -166,9 +213,10 @@ export function Wizard() {
   );
 }
 
-function StepBody({ step, draft, issues, allIssues, error, showEmpty, stored, update, onEdit, steps }: {
+function StepBody({ step, draft, issues, allIssues, error, showEmpty, stored, update, onEdit, steps, check,
+  checkCurrent, onCheck }: {
   step: StepKey; draft: WizardDraft; issues: Issues; allIssues: Issues; error: unknown; showEmpty: boolean;
-  stored: ReadonlySet<string>;
+  stored: ReadonlySet<string>; check: DataCheckState; checkCurrent: boolean; onCheck: () => void;
   update: <K extends keyof WizardDraft>(section: K, owner: StepKey) => (value: WizardDraft[K]) => void;
   onEdit: (step: StepKey) => void; steps: StepKey[];
 }): ComponentChildren {
@@ -176,7 +224,8 @@ function StepBody({ step, draft, issues, allIssues, error, showEmpty, stored, up
     case "details":
       return <DetailsStep value={draft.details} onChange={update("details", "details")} issues={issues} />;
     case "data":
-      return <DataStep value={draft.data} onChange={update("data", "data")} issues={issues} stored={stored} />;
+      return <DataStep value={draft.data} onChange={update("data", "data")} issues={issues} stored={stored}
+        check={check} checkCurrent={checkCurrent} onCheck={onCheck} />;
     case "labels":
       return <LabelEditor tree={draft.labels} onChange={update("labels", "labels")} showEmpty={showEmpty}
         issues={labelIssues(draft, allIssues, issues.tree, error)} />;

@@ -2,6 +2,7 @@
 // or an Azure Blob container — and whether new files are picked up on a schedule.
 import { useUser } from "../../ui";
 import { Check, Field, numberOf, numberValue } from "./common";
+import { DataCheckPanel, type DataCheckState } from "./DataCheck";
 import { UploadPicker } from "./UploadPicker";
 import { AZURE_CREDENTIALS, type AzureCredential, type DataDraft, type DataSource, type Issues } from "./state";
 import { MAX_REFRESH_MINUTES, MIN_REFRESH_MINUTES } from "./validate";
@@ -22,7 +23,9 @@ interface Props {
 // instance admins bind one (and says so with a 403 to anyone else).
 const ADMIN_ONLY_NOTE = "Only an instance admin can bind a folder on the server.";
 
-export function DataStep({ value, onChange, issues, stored }: Props & { stored: ReadonlySet<string> }) {
+export function DataStep({ value, onChange, issues, stored, check, checkCurrent, onCheck }: Props & {
+  stored: ReadonlySet<string>; check: DataCheckState; checkCurrent: boolean; onCheck: () => void;
+}) {
   const admin = useUser()?.is_admin === true;
   return (
     <div>
@@ -52,6 +55,7 @@ export function DataStep({ value, onChange, issues, stored }: Props & { stored: 
       {value.source === "azure_blob" && <AzureFields {...{ value, onChange, issues }} />}
       {value.source !== "upload" && <PatternField {...{ value, onChange, issues }} />}
       {value.source !== "upload" && <RefreshFields {...{ value, onChange, issues }} />}
+      {value.source !== "upload" && <DataCheckPanel state={check} current={checkCurrent} draft={value} onCheck={onCheck} />}
       <p class="muted wz-hint">
         A project holds at most 500,000 images; beyond that the first ones in listing order are loaded.
       </p>

@@ -70,6 +70,48 @@ const FENCE = /^\s*(```|~~~)/;
 const RULE = /^\s*([-*_])(\s*\1){2,}\s*$/;
 const QUOTE = /^\s*>\s?/;
 const ITEM = /^(\s*)([-*+]|\d+[.)])\s+(.*)$/;
+// A GFM table: a header row with pipes, then a delimiter row such as `| --- | :-: |`.
+const TABLE_DELIMITER = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+
+type Align = "left" | "center" | "right" | undefined;
+
+/** The cells of one table row; `\|` is a pipe inside a cell. */
+function cells(line: string): string[] {
+  let row = line.trim();
+  if (row.startsWith("|")) row = row.slice(1);
+  if (row.endsWith("|") && !row.endsWith("\\|")) row = row.slice(0, -1);
+  return row.split(/(?<!\\)\|/).map((c) => c.trim().replace(/\\\|/g, "|"));
+}
+
+function isTableStart(lines: string[], i: number): boolean {
+  return i + 1 < lines.length && lines[i].includes("|") && TABLE_DELIMITER.test(lines[i + 1])
+    && cells(lines[i]).length === cells(lines[i + 1]).length;
+}
+
+function alignOf(cell: string): Align {
+  const left = cell.startsWith(":");
+  const right = cell.endsWith(":");
+  return left && right ? "center" : right ? "right" : left ? "left" : undefined;
+}
+
+/** A table from its header, delimiter and body rows (rows are padded or cut to the header). */
+function table(rows: string[], key: number): JSX.Element {
+  const head = cells(rows[0]);
+  const aligns = cells(rows[1]).map(alignOf);
+  const body = rows.slice(2).map((r) => {
+    const c = cells(r);
+    return head.map((_, i) => c[i] ?? "");
+  });
+  const style = (i: number) => (aligns[i] ? { textAlign: aligns[i] } : undefined);
+  return (
+    <table key={key}>
+      <thead><tr>{head.map((c, i) => <th key={i} style={style(i)}>{inline(c)}</th>)}</tr></thead>
+      {body.length > 0 && (
+        <tbody>{body.map((r, j) => <tr key={j}>{r.map((c, i) => <td key={i} style={style(i)}>{inline(c)}</td>)}</tr>)}</tbody>
+      )}
+    </table>
+  );
+}
 
 interface ListItem {
   indent: number;
@@ -96,8 +138,9 @@ function list(items: ListItem[], key: number): JSX.Element {
 function blocks(lines: string[]): JSX.Element[] {
   const out: JSX.Element[] = [];
   let i = 0;
-  const isBreak = (line: string) =>
-    !line.trim() || HEADING.test(line) || FENCE.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line);
+  const isBreak = (line: string, at: number) =>
+    !line.trim() || HEADING.test(line) || FENCE.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line)
+    || isTableStart(lines, at);
   while (i < lines.length) {
     const line = lines[i];
     const key = out.length;
@@ -114,6 +157,10 @@ function blocks(lines: string[]): JSX.Element[] {
       const Tag = `h${m[1].length}` as "h1";
       out.push(<Tag key={key}>{inline(m[2])}</Tag>);
       i++;
+    } else if (isTableStart(lines, i)) {
+      const rows = [lines[i], lines[i + 1]];
+      for (i += 2; i < lines.length && lines[i].trim() && lines[i].includes("|"); i++) rows.push(lines[i]);
+      out.push(table(rows, key));
     } else if (RULE.test(line)) {
       out.push(<hr key={key} />);
       i++;
@@ -136,7 +183,7 @@ function blocks(lines: string[]): JSX.Element[] {
       out.push(list(items, key));
     } else {
       const body: string[] = [];
-      for (; i < lines.length && (body.length === 0 || !isBreak(lines[i])); i++) body.push(lines[i]);
+      for (; i < lines.length && (body.length === 0 || !isBreak(lines[i], i)); i++) body.push(lines[i]);
       out.push(<p key={key}>{inline(body.join("\n"))}</p>);
     }
   }

@@ -63,7 +63,7 @@ export function datasetBody(d: DataDraft): DatasetBody {
 const FIELD_STEPS: Record<string, StepKey> = {
   name: "details", task_type: "details", media_type: "details",
   labels: "labels", instructions: "instructions", consensus: "quality", ml_assist: "ml",
-  datastore: "data", pattern: "data", refresh: "data",
+  datastore: "data", pattern: "data", refresh: "data", dataset: "data",
 };
 
 export interface ErrorDetail {
@@ -102,9 +102,10 @@ const FIELD_ISSUES: [string, string][] = [
 
 /** The fields a server error names, marked without text: the step shows the error itself. */
 export function serverIssues(err: unknown): Record<string, string> {
-  const locs = errorDetails(err).map((d) => d.loc.join("."));
+  // A create body carries the binding under `dataset`; its own endpoint has it at the top.
+  const locs = errorDetails(err).map((d) => d.loc.join(".").replace(/^dataset\./, ""));
   const field = err instanceof ApiError ? (err.details as { field?: unknown } | null)?.field : null;
-  if (typeof field === "string") locs.push(field);
+  if (typeof field === "string") locs.push(field.replace(/^dataset\./, ""));
   const issues: Record<string, string> = {};
   for (const loc of locs) {
     const hit = FIELD_ISSUES.find(([prefix]) => loc === prefix || loc.startsWith(prefix + "."));

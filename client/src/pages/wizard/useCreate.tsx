@@ -66,9 +66,21 @@ export function useCreate(onError: (step: StepKey, error: unknown) => void): Cre
     if (pid === undefined) {
       setPhase("creating");
       try {
-        const reply = await post<{ project: Project }>("/api/v1/projects", projectBody(draft));
+        // A folder or container is bound in the same request: the server creates the project
+        // only if the binding succeeds, so a refused one leaves nothing behind. Uploads need the
+        // project first; a failed upload resumes here, or from the project's page.
+        const bindNow = draft.data.source !== "upload";
+        const body = bindNow ? { ...projectBody(draft), dataset: datasetBody(draft.data) } : projectBody(draft);
+        if (bindNow) setPhase("binding");
+        const reply = await post<{ project: Project; ingest?: IngestJson | null }>("/api/v1/projects", body);
         pid = reply.project.id;
         setCreated({ pid, name: reply.project.name });
+        if (bindNow) {
+          setOutcome(outcomeOf(reply.ingest ?? null));
+          setDataBound(true);
+          setPhase(null);
+          return;
+        }
       } catch (e) {
         setPhase(null);
         onError(stepOfError(e, "review"), e);
