@@ -20,7 +20,7 @@ export function InstructionsStep({ value, onChange, issues }: {
       <details class="wz-tips">
         <summary>What good instructions answer</summary>
         <ul>{QUESTIONS.map((q) => <li key={q}>{q}</li>)}</ul>
-        <p class="muted">Labelers pick the first nine labels with the number keys 1–9; say so if it helps.</p>
+        <p class="muted">Labelers pick labels with the keys shown beside them (1–9, 0, then letters; leaves before groups); say so if it helps.</p>
       </details>
       <div class="grid2 wz-md">
         <Field label="Instructions (markdown)" issue={issues.text}>
