@@ -115,5 +115,5 @@ def test_a_project_without_data_is_bound_from_its_page(
     assert project["items"]["total"] == 2 and project["status"] == "initializing"
 
     page.get_by_role("button", name="Start labeling").click()
-    expect(page.locator("[data-testid=project-status]")).to_have_text("running")
+    expect(page.locator("[data-testid=project-status]")).to_have_attribute("data-status", "running")
     expect(page.locator("[data-testid=project-data]")).to_have_count(0)  # fixed from now on
