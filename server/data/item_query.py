@@ -37,6 +37,10 @@ _AGREEMENT = {
     "raised": "i.target > {min}",
 }
 MAX_NAME = 200
+# The most items of its order one page of a file-name search examines: a rare name then
+# comes back over several short requests (the page says how far it got) rather than in one
+# scan of the whole project.
+NAME_SCAN = 20_000
 MAX_IDS = 10_000
 # Counting stops here: "10,000+ items match" is all a person needs, and a full count of a
 # broad filter over 500,000 items would cost more than the page itself.
@@ -192,8 +196,9 @@ class Statement:
         return " AND ".join(self.terms)
 
 
-def conditions(pid: int, f: ItemFilter, low: int) -> Statement:
-    """The WHERE clause selecting the filter's items of project `pid` (`low`: its min labelers)."""
+def conditions(pid: int, f: ItemFilter, low: int, name: bool = True) -> Statement:
+    """The WHERE clause selecting the filter's items of project `pid` (`low`: its min labelers);
+    without the file-name term when `name` is False."""
     st = Statement()
     st.terms.append(f"i.project_id = {st.bind(pid)}")
     if f.statuses:
@@ -207,7 +212,7 @@ def conditions(pid: int, f: ItemFilter, low: int) -> Statement:
         st.terms.append(_HAS_PRELABEL if f.has_prelabel else f"NOT {_HAS_PRELABEL}")
     if f.labeler is not None:
         st.terms.append(_LABELER.format(user=st.bind(f.labeler)))
-    if f.name:
+    if f.name and name:
         st.terms.append(f"i.key ILIKE {st.bind(_like(f.name))}")
     if f.ids:
         st.terms.append(f"i.id = ANY({st.bind(list(f.ids))}::bigint[])")
@@ -217,22 +222,46 @@ def conditions(pid: int, f: ItemFilter, low: int) -> Statement:
 def page_sql(pid: int, f: ItemFilter, low: int, order: Order, cursor: Cursor | None,
              limit: int) -> tuple[str, list[Any]]:
     """One page (`limit` rows) after `cursor`, or before it when it pages back (then in
-    reverse order: the caller turns the rows round)."""
-    st = conditions(pid, f, low)
+    reverse order: the caller turns the rows round).
+
+    With a file-name filter the page examines at most NAME_SCAN items of the order (the
+    name cannot be indexed without an extension, see the module docstring): every row then
+    also carries `scanned` and the sort value and id of the last item examined
+    (`last_v`, `last_id`), and a row of NULLs stands for "no match in this stretch"."""
+    st = conditions(pid, f, low, name=False)
     col = SORTS[order.sort]
     backwards = cursor is not None and cursor.back
     desc = order.desc != backwards
+    op, way, back_way = ("<", "DESC", "ASC") if desc else (">", "ASC", "DESC")
     if cursor is not None:
-        op = "<" if desc else ">"
-        if order.sort == "id":
-            st.terms.append(f"i.id {op} {st.bind(cursor.id)}")
+        if order.sort in ("id", "key"):
+            # Unique within the project: the value alone is the place (and the (project_id,
+            # key) index can bound the scan with it; it holds no id for a row comparison).
+            st.terms.append(f"{col} {op} {st.bind(cursor.id if order.sort == 'id' else cursor.value)}")
         else:
             value = st.bind(cursor.value)
             st.terms.append(f"({col}, i.id) {op} ({value}, {st.bind(cursor.id)})")
-    way = "DESC" if desc else "ASC"
     by = f"i.id {way}" if order.sort == "id" else f"{col} {way}, i.id {way}"
-    sql = (f"SELECT {LIST_COLUMNS} FROM items i WHERE {st.where} "
-           f"ORDER BY {by} LIMIT {st.bind(limit)}")
+    if not f.name:
+        return (f"SELECT {LIST_COLUMNS} FROM items i WHERE {st.where} "
+                f"ORDER BY {by} LIMIT {st.bind(limit)}", st.params)
+    sort = order.sort
+    sql = f"""
+WITH scanned AS MATERIALIZED (
+    SELECT i.id, i.key, {col} AS v FROM items i WHERE {st.where} ORDER BY {by}
+    LIMIT {st.bind(NAME_SCAN)}
+), tail AS (
+    SELECT (SELECT count(*) FROM scanned) AS scanned, l.v AS last_v, l.id AS last_id
+    FROM (SELECT 1) AS one
+    LEFT JOIN (SELECT v, id FROM scanned ORDER BY v {back_way}, id {back_way} LIMIT 1) AS l ON true
+), hits AS (
+    SELECT id FROM scanned WHERE key ILIKE {st.bind(_like(f.name))}
+    ORDER BY v {way}, id {way} LIMIT {st.bind(limit)}
+)
+SELECT t.scanned, t.last_v, t.last_id, r.* FROM tail t LEFT JOIN LATERAL (
+    SELECT {LIST_COLUMNS} FROM items i WHERE i.id IN (SELECT id FROM hits)) AS r ON true
+ORDER BY r.{sort} {way}, r.id {way}
+"""
     return sql, st.params
 
 

@@ -55,6 +55,13 @@ async def list_items(call: Call) -> dict[str, Any]:
     return out
 
 
+async def count_items(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    pa = await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
+    f, _ = _listing_query(call)
+    return await listing.count(call.services.db, pid, f, _low(pa))
+
+
 async def neighbours(call: Call) -> dict[str, Any]:
     pid, iid = call.path_int("pid"), call.path_int("iid")
     pa = await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
@@ -160,6 +167,9 @@ ENDPOINTS = [
              "Items, filtered (status, labeler, agreement, needs_review, has_prelabel, name, ids) "
              "and sorted (sort=id|key|updated_at|status, - for descending), keyset-paged by cursor "
              "(reviewers, owners)", tag="items", errors=(401, 403, 404, 422)),
+    Endpoint("GET", _P + "/count", count_items,
+             "How many items match a listing's filter, counted up to 10,000 (reviewers, owners)",
+             tag="items", errors=(401, 403, 404, 422)),
     Endpoint("GET", _P + "/{iid:int}", get_item, "One item with its final label and prelabels",
              tag="items", errors=(401, 404)),
     Endpoint("GET", _P + "/{iid:int}/neighbours", neighbours,

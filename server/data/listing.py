@@ -3,6 +3,7 @@ ways), an item's neighbours in that order, and everything a person looks at on o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -32,43 +33,63 @@ def row_json(row: asyncpg.Record) -> dict[str, Any]:
             "final": row["final"], "has_prelabel": row["has_prelabel"]}
 
 
+@dataclass
+class _Stretch:
+    """What one query over the order found: the matching rows (in travel order, up to the
+    limit + 1), and for a file-name search how many items it examined and the last one."""
+
+    rows: list[asyncpg.Record]
+    exhausted: bool = False      # a name search stopped at its budget: more may match
+    last: tuple[Any, int] | None = None
+
+
 async def _fetch(db: Db, pid: int, f: q.ItemFilter, low: int, order: q.Order,
-                 cursor: q.Cursor | None, limit: int) -> list[asyncpg.Record]:
+                 cursor: q.Cursor | None, limit: int) -> _Stretch:
     sql, params = q.page_sql(pid, f, low, order, cursor, limit)
     rows: list[asyncpg.Record] = await db.fetch(sql, *params)
-    return rows
+    if not f.name:
+        return _Stretch(rows)
+    head = rows[0]
+    return _Stretch([r for r in rows if r["id"] is not None], head["scanned"] >= q.NAME_SCAN,
+                    (head["last_v"], head["last_id"]) if head["last_id"] is not None else None)
 
 
 async def page(db: Db, pid: int, f: q.ItemFilter, low: int, order: q.Order,
                cursor: q.Cursor | None, limit: int) -> dict[str, Any]:
-    """A page of matching items with cursors to the pages after and before it; the first page
-    also says how many match (up to COUNT_CAP)."""
-    rows = await _fetch(db, pid, f, low, order, cursor, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    if cursor is not None and cursor.back:
-        rows.reverse()
-        if not more:
-            # Paged back to the start: the page is the first one, whole.
-            cursor = None
-            rows = (await _fetch(db, pid, f, low, order, None, limit + 1))
-            more = len(rows) > limit
-            rows = rows[:limit]
-        else:
-            more = True  # the page a back cursor came from follows this one
-    first = cursor is None
-    out: dict[str, Any] = {"items": [row_json(r) for r in rows]}
-    last, head = (rows[-1], rows[0]) if rows else (None, None)
-    out["next_cursor"] = (q.Cursor(order, q.sort_value(last, order), last["id"]).encode()
-                          if more and last is not None else None)
-    out["prev_cursor"] = (q.Cursor(order, q.sort_value(head, order), head["id"], back=True).encode()
-                          if not first and head is not None else None)
-    if first:
-        sql, params = q.count_sql(pid, f, low)
-        n: int = await db.fetchval(sql, *params)
-        out["matching"] = min(n, q.COUNT_CAP)
-        out["matching_capped"] = n > q.COUNT_CAP
-    return out
+    """A page of matching items with cursors to the pages after and before it. A file-name
+    search may answer a short page (`partial`) when it stopped at its budget of items
+    examined; its next cursor goes on from there."""
+    back = cursor is not None and cursor.back
+    got = await _fetch(db, pid, f, low, order, cursor, limit + 1)
+    shown = got.rows[:limit]
+    more = len(got.rows) > limit or got.exhausted
+    # Where to go on in the direction of travel: after the last row shown, or after the last
+    # item examined when the search stopped short of a full page.
+    if len(got.rows) > limit or not got.exhausted or got.last is None:
+        go_on = (q.sort_value(shown[-1], order), shown[-1]["id"]) if shown else None
+    else:
+        go_on = got.last
+    if back and not more:
+        # Paged back to the start: the page is the first one, whole.
+        return await page(db, pid, f, low, order, None, limit)
+    if back:
+        shown.reverse()
+        prev = q.Cursor(order, go_on[0], go_on[1], back=True).encode() if go_on else None
+        nxt = (q.Cursor(order, q.sort_value(shown[-1], order), shown[-1]["id"]).encode()
+               if shown else None)
+    else:
+        nxt = q.Cursor(order, go_on[0], go_on[1]).encode() if more and go_on else None
+        prev = (q.Cursor(order, q.sort_value(shown[0], order), shown[0]["id"], back=True).encode()
+                if cursor is not None and shown else None)
+    return {"items": [row_json(r) for r in shown], "next_cursor": nxt, "prev_cursor": prev,
+            "partial": got.exhausted and len(got.rows) <= limit}
+
+
+async def count(db: Db, pid: int, f: q.ItemFilter, low: int) -> dict[str, Any]:
+    """How many items match, up to COUNT_CAP."""
+    sql, params = q.count_sql(pid, f, low)
+    n: int = await db.fetchval(sql, *params)
+    return {"matching": min(n, q.COUNT_CAP), "capped": n > q.COUNT_CAP}
 
 
 async def neighbours(db: Db, pid: int, iid: int, f: q.ItemFilter, low: int,
@@ -79,10 +100,21 @@ async def neighbours(db: Db, pid: int, iid: int, f: q.ItemFilter, low: int,
     if row is None:
         return None
     value = q.sort_value(row, order)
-    after = await _fetch(db, pid, f, low, order, q.Cursor(order, value, iid), 1)
-    before = await _fetch(db, pid, f, low, order, q.Cursor(order, value, iid, back=True), 1)
-    return {"previous": row_json(before[0]) if before else None,
-            "next": row_json(after[0]) if after else None}
+    return {"previous": await _nearest(db, pid, f, low, q.Cursor(order, value, iid, back=True)),
+            "next": await _nearest(db, pid, f, low, q.Cursor(order, value, iid))}
+
+
+async def _nearest(db: Db, pid: int, f: q.ItemFilter, low: int,
+                   cursor: q.Cursor) -> dict[str, Any] | None:
+    """The first matching item from `cursor` in its direction; a file-name search goes on
+    stretch by stretch until it finds one or runs out of items."""
+    while True:
+        got = await _fetch(db, pid, f, low, cursor.order, cursor, 1)
+        if got.rows:
+            return row_json(got.rows[0])
+        if not got.exhausted or got.last is None:
+            return None
+        cursor = q.Cursor(cursor.order, got.last[0], got.last[1], back=cursor.back)
 
 
 async def detail(db: Db, iid: int, decided_by_user: int | None) -> dict[str, Any]:
