@@ -11,6 +11,7 @@ import { Label } from "./pages/Label";
 import { Review } from "./pages/Review";
 import { Monitor } from "./pages/Monitor";
 import { Export } from "./pages/Export";
+import { Data } from "./pages/Data";
 import { releasesSettled } from "./pages/labeling/leases";
 import "./styles.css";
 
@@ -36,7 +37,7 @@ function App() {
   const path = hash.replace(/^#/, "").split("?")[0];
   if (path === "/logout") return <SignOut />;
   if (!user || path === "/login") return <Login onDone={() => navigate("#/")} />;
-  const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?$/);
+  const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?(?:\/(\d+))?$/);
   if (m) {
     const pid = Number(m[1]);
     switch (m[2]) {
@@ -45,6 +46,7 @@ function App() {
       case "review": return <Review key={pid} pid={pid} />;
       case "monitor": return <Monitor key={pid} pid={pid} />;
       case "export": return <Export key={pid} pid={pid} />;
+      case "data": return <Data key={pid} pid={pid} iid={m[3] ? Number(m[3]) : null} />;
     }
   }
   if (path === "/new") return <Wizard />;

@@ -49,9 +49,11 @@ async def list_items(call: Call) -> dict[str, Any]:
             raise field_error("after", "pages only the id order without a cursor; use cursor")
         cursor = item_query.Cursor(order, after, after)
     out = await listing.page(call.services.db, pid, f, _low(pa), order, cursor, limit)
-    shown = out["items"]
-    out["next_after"] = (shown[-1]["id"] if order == item_query.Order() and out["next_cursor"]
-                         else None)
+    # The older clients' id cursor: where the next page starts (a name search's short page
+    # may show nothing and still go on).
+    nxt = out["next_cursor"]
+    out["next_after"] = (item_query.Cursor.decode(nxt, order).id
+                         if order == item_query.Order() and nxt else None)
     return out
 
 
