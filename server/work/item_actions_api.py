@@ -4,21 +4,22 @@ the export queue for an export of the selection)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from server.accounts.roles import Role
 from server.data import item_query
-from server.errors import field_error
 from server.exports import jobs
 from server.exports.exports_api import Format
 from server.projects import projects
 from server.routing import Call, Endpoint
-from server.validation import Strict
+from server.validation import INT64_MAX, Strict
 from server.work import item_actions
 from server.work.plan import consensus_plan
 
+ItemId = Annotated[int, Field(ge=1, le=INT64_MAX)]
 Status = Literal["unlabeled", "in_progress", "labeled", "needs_review", "missing", "skipped"]
 Agreement = Literal["consensus", "single", "reviewed", "imported", "disagreement", "raised"]
 
@@ -27,7 +28,7 @@ class SelectionFilter(Strict):
     """The same filter as the item listing's query string."""
 
     status: list[Status] = Field(default_factory=list, max_length=6)
-    labeler: int | None = Field(None, ge=1)
+    labeler: int | None = Field(None, ge=1, le=INT64_MAX)
     agreement: Agreement | None = None
     needs_review: bool | None = None
     has_prelabel: bool | None = None
@@ -48,18 +49,14 @@ class ExportOptions(Strict):
 
 class ActionBody(Strict):
     action: Literal["reopen", "review", "skip", "delete", "export"]
-    ids: list[int] | None = Field(None, min_length=1, max_length=item_query.MAX_IDS,
-                                  description="the selected items")
-    filter: SelectionFilter | None = Field(None, description="or every item matching this filter")
-    export: ExportOptions | None = Field(None, description="the export's format and options (export only)")
-
-    @model_validator(mode="after")
-    def _one_selection(self) -> ActionBody:
-        if (self.ids is None) == (self.filter is None):
-            raise ValueError("give either ids or filter")
-        if (self.action == "export") != (self.export is not None):
-            raise ValueError("export options go with the export action, and only with it")
-        return self
+    # The selection is every item matching `filter` ({} matches every item: acting on a whole
+    # project is said explicitly), narrowed to `ids` when they are given.
+    filter: SelectionFilter = Field(description="the items matching this filter ({}: all items)")
+    ids: list[ItemId] | None = Field(None, min_length=1, max_length=item_query.MAX_IDS,
+                                  description="only these of them (the items ticked)")
+    export: ExportOptions = Field(default_factory=lambda: ExportOptions(format="coco"),
+                                  description="the export's format and options (the export action "
+                                              "only; COCO by default)")
 
 
 async def act(call: Call) -> dict[str, Any]:
@@ -69,14 +66,10 @@ async def act(call: Call) -> dict[str, Any]:
     pa = await projects.access(call.services.db, call.me, pid,
                                Role.REVIEWER if body.action == "export" else Role.OWNER)
     low = consensus_plan(pa.row)[0]
+    f = body.filter.item_filter()
     if body.ids is not None:
-        if any(i < 1 for i in body.ids):
-            raise field_error("ids", "must be item ids")
-        f = item_query.ItemFilter(ids=tuple(sorted(set(body.ids))))
-    else:
-        assert body.filter is not None
-        f = body.filter.item_filter()
-    if body.export is not None:
+        f = replace(f, ids=tuple(sorted(set(body.ids))))
+    if body.action == "export":
         selection = {"statuses": list(f.statuses), "labeler": f.labeler, "agreement": f.agreement,
                      "needs_review": f.needs_review, "has_prelabel": f.has_prelabel,
                      "name": f.name, "ids": list(f.ids), "min": low}
@@ -97,7 +90,7 @@ async def act(call: Call) -> dict[str, Any]:
 
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/projects/{pid:int}/items/actions", act,
-             "Act on selected items (ids, or all matching a filter): reopen, review, skip, delete "
+             "Act on the items matching a filter (narrowed to ids): reopen, review, skip, delete "
              "(owners), export (reviewers, owners)", body=ActionBody, tag="items",
              errors=(401, 403, 404, 409, 422)),
 ]

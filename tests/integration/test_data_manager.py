@@ -167,7 +167,8 @@ def test_labelers_may_not_list_or_act(labeled: tuple[Proj, dict[str, int]]) -> N
     a = p.labelers[0]
     assert a.get(f"/api/v1/projects/{p.pid}/items").status_code == 403
     assert a.get(f"/api/v1/projects/{p.pid}/items/{ids['000.png']}/neighbours").status_code == 403
-    r = a.post(f"/api/v1/projects/{p.pid}/items/actions", {"action": "skip", "ids": [ids["011.png"]]})
+    r = a.post(f"/api/v1/projects/{p.pid}/items/actions",
+               {"action": "skip", "ids": [ids["011.png"]], "filter": {}})
     assert r.status_code == 403
 
 
@@ -204,14 +205,14 @@ async def test_actions_keep_the_dispatcher_invariants(services: Services, make_u
                                         {"classes": [cat]})).status_code == 200
     held = la[1]["item"]["id"]  # a and b hold it
     # Skip the item a and b hold: their leases are released, nobody gets it any more.
-    out = await asyncio.to_thread(_act, owner, pid, {"action": "skip", "ids": [held, done]})
+    out = await asyncio.to_thread(_act, owner, pid, {"action": "skip", "ids": [held, done], "filter": {}})
     assert out == {"action": "skip", "changed": 1, "unchanged": 1, "project_completed": False}
     r = await asyncio.to_thread(submit, a, la[1], {"classes": [cat]})
     assert r.status_code in (404, 409), r.text
     got_c = await asyncio.to_thread(next_, c, pid, 6)
     assert held not in {x["item"]["id"] for x in got_c}
     # Send the decided item to review; it is in the review queue with no final label.
-    out = await asyncio.to_thread(_act, owner, pid, {"action": "review", "ids": [done]})
+    out = await asyncio.to_thread(_act, owner, pid, {"action": "review", "ids": [done], "filter": {}})
     assert out["changed"] == 1
     review = (await asyncio.to_thread(owner.get, f"/api/v1/projects/{pid}/review")).json()["items"]
     assert [i["id"] for i in review] == [done]
@@ -238,7 +239,7 @@ async def test_actions_keep_the_dispatcher_invariants(services: Services, make_u
     assert all(r["used"] <= (r["target"] or 2) for r in counts)  # invariant 2 (NULL target: min)
     # Delete one item: gone from the listing, its leases and annotations with it.
     gone = ids["005.png"]
-    out = await asyncio.to_thread(_act, owner, pid, {"action": "delete", "ids": [gone]})
+    out = await asyncio.to_thread(_act, owner, pid, {"action": "delete", "ids": [gone], "filter": {}})
     assert out["changed"] == 1
     assert (await asyncio.to_thread(owner.get, f"/api/v1/projects/{pid}/items/{gone}")).status_code == 404
     assert await services.db.fetchval("SELECT count(*) FROM leases WHERE item_id = $1", gone) == 0
@@ -248,7 +249,7 @@ async def test_actions_keep_the_dispatcher_invariants(services: Services, make_u
 def test_export_of_a_selection_and_bad_bodies(labeled: tuple[Proj, dict[str, int]]) -> None:
     p, ids = labeled
     agreed = [i["id"] for i in _list(p.owner, p.pid, "agreement=consensus")["items"]]
-    out = _act(p.owner, p.pid, {"action": "export", "ids": [agreed[0], ids["011.png"]],
+    out = _act(p.owner, p.pid, {"action": "export", "ids": [agreed[0], ids["011.png"]], "filter": {},
                                 "export": {"format": "jsonl"}})
     done = wait_export(p.owner, out["export"]["id"])
     assert done["status"] == "done" and done["total"] == 1, done
@@ -257,12 +258,15 @@ def test_export_of_a_selection_and_bad_bodies(labeled: tuple[Proj, dict[str, int
         body = zipfile.ZipFile(io.BytesIO(body)).read(zipfile.ZipFile(io.BytesIO(body)).namelist()[0])
     lines = [json.loads(x) for x in body.splitlines() if x.strip()]
     assert len(lines) == 1 and json.dumps(lines[0]).count(str(agreed[0])) >= 1
-    for bad in ({"action": "skip"}, {"action": "skip", "ids": [1], "filter": {}},
-                {"action": "export", "ids": [1]}, {"action": "skip", "ids": [1], "export": {"format": "csv"}},
-                {"action": "burn", "ids": [1]}, {"action": "skip", "ids": []},
-                {"action": "skip", "filter": {"status": ["nope"]}}, {"action": "skip", "ids": [0]}):
+    bodies: list[dict[str, Any]] = [
+        {"action": "skip"}, {"action": "skip", "ids": [1]}, {"action": "burn", "filter": {}},
+        {"action": "skip", "ids": [], "filter": {}}, {"action": "skip", "filter": {"status": ["nope"]}},
+        {"action": "skip", "ids": [0], "filter": {}}, {"action": "skip", "ids": [2**64], "filter": {}},
+        {"action": "skip", "filter": {"sort": "key"}},
+        {"action": "export", "filter": {}, "export": {"format": "tiff"}}]
+    for bad in bodies:
         r = p.owner.post(f"/api/v1/projects/{p.pid}/items/actions", bad)
         assert r.status_code == 422, (bad, r.text)
     # Ids of another project's items change nothing here.
-    out = _act(p.owner, p.pid, {"action": "skip", "ids": [10**12]})
+    out = _act(p.owner, p.pid, {"action": "skip", "ids": [10**12], "filter": {}})
     assert out["changed"] == 0 and out["unchanged"] == 0

@@ -27,7 +27,7 @@ export function Actions({ project, selection, count, onDone, compact }: {
   const formats = EXPORT_FORMATS[project.task_type] ?? ["coco"];
   const [format, setFormat] = useState(formats[0]);
   const empty = "ids" in selection && selection.ids.length === 0;
-  const body = "ids" in selection ? { ids: selection.ids } : { filter: filterBody(selection.query) };
+  const body = "ids" in selection ? { ids: selection.ids, filter: {} } : { filter: filterBody(selection.query) };
 
   const run = async (action: Action) => {
     setBusy(true);

@@ -110,7 +110,8 @@ export function filterBody(q: Query): Record<string, unknown> {
   return out;
 }
 
-export function act(pid: number, action: Action, selection: { ids: number[] } | { filter: Record<string, unknown> },
+/** Act on the items matching `filter`, narrowed to `ids` when given. */
+export function act(pid: number, action: Action, selection: { ids?: number[]; filter: Record<string, unknown> },
                     extra: Record<string, unknown> = {}): Promise<any> {
   return post(`/api/v1/projects/${pid}/items/actions`, { action, ...selection, ...extra });
 }
