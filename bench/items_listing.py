@@ -125,7 +125,7 @@ def queries(labeler: int) -> dict[str, str]:
     return {
         "all_by_id": "sort=id",
         "labeled_recent_first": "status=labeled&sort=-updated_at",
-        "open_or_review_by_name": "status=unlabeled,needs_review&sort=key",
+        "open_or_review_by_name": "status=unlabeled&status=needs_review&sort=key",
         "needs_review_by_status": "needs_review=true&sort=status",
         "raised_by_id": "agreement=raised&sort=id",
         "consensus_by_name_desc": "agreement=consensus&sort=-key",
@@ -141,7 +141,10 @@ def queries(labeler: int) -> dict[str, str]:
 async def deep_cursor(conn: asyncpg.Connection, pid: int, query: str, labeler: int) -> str | None:
     """A cursor 60% of the way into the listing's order (as the server would have made it
     after paging that far), taken straight from the table."""
-    params = dict(p.split("=", 1) for p in query.split("&"))
+    pairs = [p.split("=", 1) for p in query.split("&")]
+    params = dict(pairs)
+    if "status" in params:
+        params["status"] = ",".join(v for k, v in pairs if k == "status")
     raw = params.get("sort", "id")
     order = Order(raw.lstrip("-"), raw.startswith("-"))
     col = SORTS[order.sort].removeprefix("i.")

@@ -137,7 +137,8 @@ def _one(q: Mapping[str, Sequence[str]], name: str) -> str | None:
 
 def parse_filter(q: Mapping[str, Sequence[str]]) -> ItemFilter:
     """The filter in a query string (each name mapped to its values); 422 naming the field."""
-    statuses = tuple(dict.fromkeys(_values(q, "status")))
+    # Several statuses are several `status` parameters ("a,b" is no status: refused).
+    statuses = tuple(dict.fromkeys(v for v in q.get("status", ()) if v != ""))
     for s in statuses:
         if s not in STATUSES:
             raise field_error("status", f"must be one of {', '.join(STATUSES)}")

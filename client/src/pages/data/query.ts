@@ -67,6 +67,17 @@ export function queryString(q: Query): string {
   return p.toString();
 }
 
+/** The API's query string: several statuses are several `status` parameters. */
+function apiQuery(q: Query): string {
+  const p = new URLSearchParams();
+  for (const f of FIELDS) {
+    if (!q[f]) continue;
+    if (f === "status") for (const s of q.status!.split(",")) p.append("status", s);
+    else p.set(f, q[f]!);
+  }
+  return p.toString();
+}
+
 export function dataHash(pid: number, q: Query = {}, iid?: number): string {
   const qs = queryString(q);
   return `#/p/${pid}/data${iid ? `/${iid}` : ""}${qs ? `?${qs}` : ""}`;
@@ -78,7 +89,7 @@ const PAGE = 60;
 const MORE_ROUNDS = 30;
 
 export async function listPage(pid: number, q: Query, cursor: string | null): Promise<Page> {
-  const base = `/api/v1/projects/${pid}/items?${queryString(q)}&limit=${PAGE}`;
+  const base = `/api/v1/projects/${pid}/items?${apiQuery(q)}&limit=${PAGE}`;
   let page = await get<Page>(`${base}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
   for (let round = 0; page.partial && page.items.length < PAGE && page.next_cursor && round < MORE_ROUNDS; round++) {
     const more = await get<Page>(`${base}&cursor=${encodeURIComponent(page.next_cursor)}`);
@@ -89,11 +100,11 @@ export async function listPage(pid: number, q: Query, cursor: string | null): Pr
 
 export function countItems(pid: number, q: Query): Promise<{ matching: number; capped: boolean }> {
   const { sort: _sort, ...filter } = q;
-  return get(`/api/v1/projects/${pid}/items/count?${queryString(filter)}`);
+  return get(`/api/v1/projects/${pid}/items/count?${apiQuery(filter)}`);
 }
 
 export function neighbours(pid: number, iid: number, q: Query): Promise<{ previous: Listed | null; next: Listed | null }> {
-  return get(`/api/v1/projects/${pid}/items/${iid}/neighbours?${queryString(q)}`);
+  return get(`/api/v1/projects/${pid}/items/${iid}/neighbours?${apiQuery(q)}`);
 }
 
 export type Action = "reopen" | "review" | "skip" | "delete" | "export";
