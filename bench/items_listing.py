@@ -13,7 +13,7 @@ page and a deep page (a cursor 60% of the way into that order), `--repeat` times
 request at a time, and GET .../items/count (the separate, capped count the page shows).
 
 Printed as one JSON line: per query and page, p50 and p99 in ms and the items returned
-(a file-name search may answer a short page: it examines at most 20,000 items per request),
+(a file-name search may answer a short page: it examines at most 5,000 items per request),
 the count's p50; `worst_p99_ms` over the pages, and `target_ms` (50).
 
 Needs PostgreSQL (COLABEL_BENCH_DATABASE_URL, default postgresql://postgres@127.0.0.1/postgres)

@@ -40,7 +40,7 @@ MAX_NAME = 200
 # The most items of its order one page of a file-name search examines: a rare name then
 # comes back over several short requests (the page says how far it got) rather than in one
 # scan of the whole project.
-NAME_SCAN = 20_000
+NAME_SCAN = 5_000
 MAX_IDS = 10_000
 # Counting stops here: "10,000+ items match" is all a person needs, and a full count of a
 # broad filter over 500,000 items would cost more than the page itself.
@@ -202,17 +202,22 @@ def conditions(pid: int, f: ItemFilter, low: int, name: bool = True) -> Statemen
     without the file-name term when `name` is False."""
     st = Statement()
     st.terms.append(f"i.project_id = {st.bind(pid)}")
+    # Statuses, the labeler and the min are checked values, written into the statement as
+    # constants: a prepared statement (asyncpg caches them) falls back to a generic plan
+    # after a few runs, and a generic plan for "status = ANY($n)" cannot know that the
+    # statuses asked for are rare and walk the status index (200 ms instead of 1 ms).
     if f.statuses:
-        st.terms.append(f"i.status = ANY({st.bind(list(f.statuses))}::text[])")
+        assert all(s in STATUSES for s in f.statuses)
+        st.terms.append("i.status IN (" + ", ".join(f"'{s}'" for s in f.statuses) + ")")
     if f.needs_review is not None:
         st.terms.append("i.status = 'needs_review'" if f.needs_review else "i.status <> 'needs_review'")
     if f.agreement is not None:
         term = _AGREEMENT[f.agreement]
-        st.terms.append(term.format(min=st.bind(low) + "::smallint") if "{min}" in term else term)
+        st.terms.append(term.format(min=int(low)))
     if f.has_prelabel is not None:
         st.terms.append(_HAS_PRELABEL if f.has_prelabel else f"NOT {_HAS_PRELABEL}")
     if f.labeler is not None:
-        st.terms.append(_LABELER.format(user=st.bind(f.labeler)))
+        st.terms.append(_LABELER.format(user=int(f.labeler)))
     if f.name and name:
         st.terms.append(f"i.key ILIKE {st.bind(_like(f.name))}")
     if f.ids:

@@ -86,7 +86,7 @@ export function dataHash(pid: number, q: Query = {}, iid?: number): string {
 const PAGE = 60;
 // A file-name search examines a bounded stretch of the project per request; the browser asks
 // again until the page is full or the project is searched through (bounded, to stay responsive).
-const MORE_ROUNDS = 30;
+const MORE_ROUNDS = 100;
 
 export async function listPage(pid: number, q: Query, cursor: string | null): Promise<Page> {
   const base = `/api/v1/projects/${pid}/items?${apiQuery(q)}&limit=${PAGE}`;
