@@ -67,6 +67,7 @@ def test_owner_browses_filters_walks_and_acts_on_items(make_user: MakeUser, data
     expect(page.locator("[data-testid=prev-item]")).to_be_disabled()
     page.click("[data-testid=next-item]")
     expect(page.locator("[data-testid=item-title]")).to_have_text(second["key"])
+    expect(page.locator("[data-testid=prev-item]")).to_be_enabled()  # its neighbours are known
     expect(page.locator("[data-testid=next-item]")).to_be_disabled()
     page.keyboard.press("ArrowLeft")
     expect(page.locator("[data-testid=item-title]")).to_have_text(first["key"])

@@ -180,7 +180,7 @@ function ItemList({ project, tree, query, members }: {
               <input type="checkbox" class="dm-tick" aria-label={`select ${it.key}`} checked={selected.has(it.id) || everything}
                 onChange={() => toggle(it.id)} />
               <a href={dataHash(pid, query, it.id)} class="dm-open" title={it.key}>
-                <Overlay pid={pid} iid={it.id} annotation={it.final} color={color} name={name} alt={it.key} />
+                <Overlay pid={pid} iid={it.id} aspect={it.width && it.height ? it.width / it.height : null} annotation={it.final} color={color} name={name} alt={it.key} />
               </a>
               <div class="dm-caption">
                 <a href={dataHash(pid, query, it.id)} class="dm-key" data-testid="item-key">{it.key}</a>

@@ -59,12 +59,12 @@ export function ItemView({ project, tree, iid, query }: { project: Project; tree
             {current ? (
               <>
                 <h3 data-testid="shown-annotation">{current.title}</h3>
-                <Overlay pid={pid} iid={iid} annotation={current.annotation} color={color} name={name} size="full" alt={item.key} />
+                <Overlay pid={pid} iid={iid} aspect={item.width && item.height ? item.width / item.height : null} annotation={current.annotation} color={color} name={name} size="full" alt={item.key} />
               </>
             ) : (
               <>
                 <h3>No annotation yet</h3>
-                <Overlay pid={pid} iid={iid} annotation={null} color={color} name={name} size="full" alt={item.key} />
+                <Overlay pid={pid} iid={iid} aspect={item.width && item.height ? item.width / item.height : null} annotation={null} color={color} name={name} size="full" alt={item.key} />
               </>
             )}
             {shown.length > 0 && (
@@ -72,7 +72,7 @@ export function ItemView({ project, tree, iid, query }: { project: Project; tree
                 {shown.map((s) => (
                   <button type="button" key={s.id} class={`dm-version ${current?.id === s.id ? "on" : ""}`}
                     onClick={() => setChosen(s.id)} data-testid="annotation-thumb">
-                    <Overlay pid={pid} iid={iid} annotation={s.annotation} color={color} name={name} alt={`${s.title}: ${item.key}`} />
+                    <Overlay pid={pid} iid={iid} aspect={item.width && item.height ? item.width / item.height : null} annotation={s.annotation} color={color} name={name} alt={`${s.title}: ${item.key}`} />
                     <span>{s.title}</span>
                   </button>
                 ))}

@@ -5,6 +5,8 @@ import { mediaUrl } from "../../api";
 interface Props {
   pid: number;
   iid: number;
+  /** The image's width / height when known: the drawing area is exactly the image's box. */
+  aspect: number | null;
   annotation: any;
   color: (label: number) => string;
   name: (label: number) => string;
@@ -12,12 +14,25 @@ interface Props {
   alt: string;
 }
 
-export function Overlay({ pid, iid, annotation, color, name, size = "thumb", alt }: Props) {
+const THUMB = 4 / 3;
+
+/** Where the image sits: a thumbnail's cell is 4:3 and the image is centred in it at its own
+ *  aspect; the full view is the image's own box, at most 70% of the window high. */
+function frameStyle(size: "thumb" | "full", a: number | null): Record<string, string> {
+  if (!a) return {};
+  if (size === "full") return { aspectRatio: String(a), width: `min(100%, calc(70vh * ${a}))` };
+  const w = a > THUMB ? 100 : (a / THUMB) * 100;
+  const h = a > THUMB ? (THUMB / a) * 100 : 100;
+  return { position: "absolute", width: `${w}%`, height: `${h}%`, left: `${(100 - w) / 2}%`, top: `${(100 - h) / 2}%` };
+}
+
+export function Overlay({ pid, iid, aspect, annotation, color, name, size = "thumb", alt }: Props) {
   const shapes: any[] = annotation?.shapes ?? [];
   const classes: number[] = annotation?.classes ?? [];
   return (
-    <div class={`dm-overlay ${size}`}>
-      <div class="dm-frame">
+    <div class={`dm-overlay ${size}${aspect ? " sized" : ""}`}>
+      <div class="dm-cell">
+      <div class="dm-frame" style={frameStyle(size, aspect)}>
         <img src={mediaUrl(pid, iid, { size })} alt={alt} loading="lazy" draggable={false} />
         {shapes.length > 0 && (
           <svg viewBox="0 0 1 1" preserveAspectRatio="none" class="dm-shapes" data-testid="overlay-shapes">
@@ -41,6 +56,7 @@ export function Overlay({ pid, iid, annotation, color, name, size = "thumb", alt
           return <span key={`t${s.id}`} class="dm-tag" style={{ left: `${x * 100}%`, top: `${y * 100}%`, background: color(s.label) }}>
             {name(s.label)}</span>;
         })}
+      </div>
       </div>
       {(classes.length > 0 || (size === "full" && shapes.length > 0)) && (
         <div class="dm-chips" data-testid="overlay-classes">
