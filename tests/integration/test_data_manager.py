@@ -249,7 +249,8 @@ async def test_actions_keep_the_dispatcher_invariants(services: Services, make_u
 def test_export_of_a_selection_and_bad_bodies(labeled: tuple[Proj, dict[str, int]]) -> None:
     p, ids = labeled
     agreed = [i["id"] for i in _list(p.owner, p.pid, "agreement=consensus")["items"]]
-    out = _act(p.owner, p.pid, {"action": "export", "ids": [agreed[0], ids["011.png"]], "filter": {},
+    untouched = _list(p.owner, p.pid, "status=unlabeled")["items"][0]["id"]
+    out = _act(p.owner, p.pid, {"action": "export", "ids": [agreed[0], untouched], "filter": {},
                                 "export": {"format": "jsonl"}})
     done = wait_export(p.owner, out["export"]["id"])
     assert done["status"] == "done" and done["total"] == 1, done
