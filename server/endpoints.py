@@ -13,7 +13,7 @@ from server.ml import ml_api
 from server.monitoring import stats_api
 from server.projects import label_tree_api, members_api, projects_api
 from server.routing import Endpoint
-from server.work import corrections_api, leases_api, review_api
+from server.work import corrections_api, item_actions_api, leases_api, review_api
 
 # Each HTTP module under the API resource name its operations carry in the OpenAPI
 # document (`post_tasks_submit`): names clients generate code from, so they stay put
@@ -32,6 +32,7 @@ RESOURCES: list[tuple[str, ModuleType]] = [
     ("imports", table_import_api),
     ("label_imports", label_imports_api),
     ("items", items_api),
+    ("item_actions", item_actions_api),
     ("tasks", leases_api),
     ("history", corrections_api),
     ("review", review_api),

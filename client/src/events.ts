@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { wsUrl } from "./api";
 import { CLOSE_SIGNED_OUT, NO_LONGER_AVAILABLE, sessionEnded } from "./ui";
 
-export type ItemStatus = "unlabeled" | "in_progress" | "labeled" | "needs_review" | "missing";
+export type ItemStatus = "unlabeled" | "in_progress" | "labeled" | "needs_review" | "missing" | "skipped";
 
 interface EventBase {
   project_id: number;
@@ -33,6 +33,7 @@ export interface SubmittedEvent extends EventBase {
   type: "submitted";
   user_id: number;
   item_id: number;
+  key?: string;
   item_status: ItemStatus;
   decided: boolean;
   agreement: number | null;
@@ -42,6 +43,7 @@ export interface SubmittedEvent extends EventBase {
 export interface DecidedEvent extends EventBase {
   type: "decided";
   item_id: number;
+  key?: string;
   by: number;
   how: string;
 }
@@ -49,6 +51,7 @@ export interface DecidedEvent extends EventBase {
 export interface ReopenedEvent extends EventBase {
   type: "reopened";
   item_id: number;
+  key?: string;
   by: number;
 }
 
@@ -62,8 +65,18 @@ export interface ExportEvent extends EventBase {
   error?: string;
 }
 
+/** An owner acted on a selection in the data manager (the first few items named). */
+export interface ItemsChangedEvent extends EventBase {
+  type: "items_changed";
+  action: "reopen" | "review" | "skip" | "delete";
+  by: number;
+  count: number;
+  items: { id: number; key: string }[];
+}
+
 export type ProjectEvent =
-  | ProgressEvent | LeasedEvent | ReleasedEvent | SubmittedEvent | DecidedEvent | ReopenedEvent | ExportEvent;
+  | ProgressEvent | LeasedEvent | ReleasedEvent | SubmittedEvent | DecidedEvent | ReopenedEvent | ExportEvent
+  | ItemsChangedEvent;
 
 /** connecting: opening; open: receiving; retrying: dropped, waiting to reopen;
  *  denied: the server refused this user (signed out, no longer a member): no retries. */

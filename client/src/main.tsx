@@ -13,6 +13,7 @@ import { Monitor } from "./pages/Monitor";
 import { Export } from "./pages/Export";
 import { AdminUsers } from "./pages/AdminUsers";
 import { Invite } from "./pages/Invite";
+import { Data } from "./pages/Data";
 import { releasesSettled } from "./pages/labeling/leases";
 import "./styles.css";
 
@@ -40,7 +41,7 @@ function App() {
   const invite = path.match(/^\/invite\/([\w-]+)$/);
   if (invite) return <Invite token={invite[1]} />;
   if (!user || path === "/login") return <Login onDone={() => navigate("#/")} />;
-  const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?$/);
+  const m = path.match(/^\/p\/(\d+)(?:\/(\w+))?(?:\/(\d+))?$/);
   if (m) {
     const pid = Number(m[1]);
     switch (m[2]) {
@@ -49,6 +50,7 @@ function App() {
       case "review": return <Review key={pid} pid={pid} />;
       case "monitor": return <Monitor key={pid} pid={pid} />;
       case "export": return <Export key={pid} pid={pid} />;
+      case "data": return <Data key={pid} pid={pid} iid={m[3] ? Number(m[3]) : null} />;
     }
   }
   if (path === "/new") return <Wizard />;

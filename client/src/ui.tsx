@@ -113,6 +113,7 @@ export function ProjectNav({ project }: { project: Project }) {
     <nav class="projectnav">
       <a href={base}>{project.name}</a>
       <a href={`${base}/label`}>Label</a>
+      {staff && <a href={`${base}/data`}>Data</a>}
       {staff && <a href={`${base}/review`}>Review</a>}
       {staff && <a href={`${base}/monitor`}>Monitor</a>}
       {staff && <a href={`${base}/export`}>Export</a>}

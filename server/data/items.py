@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-STATUSES = ("unlabeled", "in_progress", "labeled", "needs_review", "missing")
+STATUSES = ("unlabeled", "in_progress", "labeled", "needs_review", "missing", "skipped")
 ITEM_COLUMNS = """id, key, media_kind, width, height, frames, probe_error, status, decided_by,
               created_at, updated_at, missing_since"""
 _LIST = f"""
@@ -16,7 +16,10 @@ SELECT {ITEM_COLUMNS} FROM items
 WHERE project_id = $1 AND id > $2 AND ($3::text IS NULL OR status = $3)
 ORDER BY id LIMIT $4
 """
-_ONE = f"SELECT {ITEM_COLUMNS}, final, prelabel FROM items WHERE project_id = $1 AND id = $2"
+_ONE = f"""
+SELECT {ITEM_COLUMNS}, final, prelabel, agreement, target, decided_at, decided_by_user
+FROM items WHERE project_id = $1 AND id = $2
+"""
 _LABELERS = """
 SELECT l.user_id, u.name, l.state FROM leases l JOIN users u ON u.id = l.user_id
 WHERE l.item_id = $1 AND l.state IN ('active', 'submitted') ORDER BY l.created_at

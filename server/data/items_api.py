@@ -10,31 +10,68 @@ import asyncpg
 from starlette.responses import Response
 
 from server.accounts.roles import Role
-from server.data import items
+from server.data import item_query, items, listing
 from server.data.datastores.base import DatastoreError, KeyNotFound
 from server.data.datastores.factory import open_datastore
 from server.data.errors import DatastoreUnavailable
-from server.data.items import STATUSES, item_json
+from server.data.items import item_json
 from server.errors import NotFound, field_error
 from server.media import render as media
 from server.projects import projects
 from server.routing import Call, Endpoint
+from server.work.plan import consensus_plan
 
 CACHE_CONTROL = "private, max-age=3600"
 
 
+def _low(pa: projects.ProjectAccess) -> int:
+    """The project's minimum number of labelers per item (1 without consensus)."""
+    return consensus_plan(pa.row)[0]
+
+
+def _listing_query(call: Call) -> tuple[item_query.ItemFilter, item_query.Order]:
+    q = call.request.query_params
+    values = {name: q.getlist(name) for name in q}
+    return item_query.parse_filter(values), item_query.parse_order(values)
+
+
 async def list_items(call: Call) -> dict[str, Any]:
     pid = call.path_int("pid")
-    await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
-    q = call.request.query_params
-    status = q.get("status")
-    if status is not None and status not in STATUSES:
-        raise field_error("status", f"must be one of {', '.join(STATUSES)}")
+    pa = await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
+    f, order = _listing_query(call)
     after = call.after()
     limit, _ = call.page(default=100, most=1000)
-    rows = await items.page(call.services.db, pid, after, status, limit)
-    shown = [item_json(r) for r in rows]
-    return {"items": shown, "next_after": shown[-1]["id"] if len(shown) == limit else None}
+    raw_cursor = call.request.query_params.get("cursor")
+    cursor = item_query.Cursor.decode(raw_cursor, order) if raw_cursor else None
+    if after:
+        # The older id cursor: a page of the id order after that id.
+        if cursor is not None or order != item_query.Order():
+            raise field_error("after", "pages only the id order without a cursor; use cursor")
+        cursor = item_query.Cursor(order, after, after)
+    out = await listing.page(call.services.db, pid, f, _low(pa), order, cursor, limit)
+    # The older clients' id cursor: where the next page starts (a name search's short page
+    # may show nothing and still go on).
+    nxt = out["next_cursor"]
+    out["next_after"] = (item_query.Cursor.decode(nxt, order).id
+                         if order == item_query.Order() and nxt else None)
+    return out
+
+
+async def count_items(call: Call) -> dict[str, Any]:
+    pid = call.path_int("pid")
+    pa = await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
+    f, _ = _listing_query(call)
+    return await listing.count(call.services.db, pid, f, _low(pa))
+
+
+async def neighbours(call: Call) -> dict[str, Any]:
+    pid, iid = call.path_int("pid"), call.path_int("iid")
+    pa = await projects.access(call.services.db, call.me, pid, Role.REVIEWER)
+    f, order = _listing_query(call)
+    out = await listing.neighbours(call.services.db, pid, iid, f, _low(pa), order)
+    if out is None:
+        raise NotFound(f"item {iid} not found in project {pid}")
+    return out
 
 
 async def _item(call: Call, role: Role) -> tuple[projects.ProjectAccess, asyncpg.Record]:
@@ -52,6 +89,9 @@ async def get_item(call: Call) -> dict[str, Any]:
     if pa.role >= Role.REVIEWER:
         # Whose documents on this item a reviewer can watch: labelers at work and done.
         out["labelers"] = await items.labelers(call.services.db, row["id"])
+        out.update(agreement=row["agreement"], target=row["target"],
+                   decided_at=row["decided_at"].isoformat() if row["decided_at"] else None)
+        out.update(await listing.detail(call.services.db, row["id"], row["decided_by_user"]))
     return {"item": out}
 
 
@@ -125,10 +165,18 @@ async def get_media(call: Call) -> Response:
 
 _P = "/api/v1/projects/{pid:int}/items"
 ENDPOINTS = [
-    Endpoint("GET", _P, list_items, "Items, filtered by status, paged by id (reviewers, owners)",
+    Endpoint("GET", _P, list_items,
+             "Items, filtered (status, labeler, agreement, needs_review, has_prelabel, name, ids) "
+             "and sorted (sort=id|key|updated_at|status, - for descending), keyset-paged by cursor "
+             "(reviewers, owners)", tag="items", errors=(401, 403, 404, 422)),
+    Endpoint("GET", _P + "/count", count_items,
+             "How many items match a listing's filter, counted up to 10,000 (reviewers, owners)",
              tag="items", errors=(401, 403, 404, 422)),
     Endpoint("GET", _P + "/{iid:int}", get_item, "One item with its final label and prelabels",
              tag="items", errors=(401, 404)),
+    Endpoint("GET", _P + "/{iid:int}/neighbours", neighbours,
+             "The items before and after this one in a filtered, sorted listing (reviewers, owners)",
+             tag="items", errors=(401, 403, 404, 422)),
     Endpoint("GET", _P + "/{iid:int}/media", get_media,
              "The item's image for a browser: ?size=thumb|full&frame=&wc=&ww=",
              tag="items", errors=(401, 404, 415, 422, 502)),

@@ -11,19 +11,19 @@ from typing import Any
 import asyncpg
 import orjson
 
+from server.data import item_query
 from server.projects.label_tree import LabelIndex
 
 BATCH = 2000
 
 _LABELS = "SELECT id, parent_id, name FROM labels WHERE project_id = $1 ORDER BY position"
-_COUNT = "SELECT count(*) FROM items WHERE project_id = $1 AND status = ANY($2::text[])"
 # final::text is parsed with orjson: several times faster than the pool's json codec.
 _ITEMS = """
 SELECT i.id, i.key, i.width, i.height, i.status, i.final::text AS final, i.decided_by,
        i.agreement, i.decided_at, u.email AS decider
 FROM items i LEFT JOIN users u ON u.id = i.decided_by_user
-WHERE i.project_id = $1 AND i.status = ANY($2::text[]) AND i.id > $3
-ORDER BY i.id LIMIT $4
+WHERE {where} AND i.id > {after}
+ORDER BY i.id LIMIT {limit}
 """
 _LABELERS = """
 SELECT a.item_id, u.email, CASE WHEN $2 THEN a.data::text END AS data, a.created_at
@@ -38,6 +38,22 @@ _DECIDED_BY = {"single": "single", "consensus": "consensus", "owner": "reviewer"
 class Filters:
     needs_review: bool = False      # also items waiting for review (no final label yet)
     raw_annotations: bool = False   # every labeler's own annotation beside the final one
+    # Only these items (the data manager's selection): an item_query.ItemFilter's fields
+    # plus "min" (the project's min labelers); matched when the export runs.
+    selection: dict[str, Any] | None = None
+
+    def where(self, project_id: int) -> item_query.Statement:
+        """The exported items' conditions ($1 the project), without the keyset."""
+        if self.selection is None:
+            st = item_query.Statement()
+            st.terms.append(f"i.project_id = {st.bind(project_id)}")
+        else:
+            sel = dict(self.selection)
+            low = int(sel.pop("min", 1))
+            sel = {k: tuple(v) if isinstance(v, list) else v for k, v in sel.items()}
+            st = item_query.conditions(project_id, item_query.ItemFilter(**sel), low)
+        st.terms.append(f"i.status = ANY({st.bind(self.statuses)}::text[])")
+        return st
 
     @property
     def statuses(self) -> list[str]:
@@ -111,7 +127,8 @@ async def label_table(db: asyncpg.Pool | asyncpg.Connection, project_id: int) ->
 
 
 async def count(db: asyncpg.Pool | asyncpg.Connection, project_id: int, filters: Filters) -> int:
-    n: int = await db.fetchval(_COUNT, project_id, filters.statuses)
+    st = filters.where(project_id)
+    n: int = await db.fetchval(f"SELECT count(*) FROM items i WHERE {st.where}", *st.params)
     return n
 
 
@@ -119,8 +136,10 @@ async def batches(db: asyncpg.Pool | asyncpg.Connection, project_id: int, filter
                   size: int = BATCH) -> AsyncIterator[list[Record]]:
     """The exported items in id order, `size` at a time."""
     after = 0
+    st = filters.where(project_id)
+    sql = _ITEMS.format(where=st.where, after=f"${len(st.params) + 1}", limit=f"${len(st.params) + 2}")
     while True:
-        rows = await db.fetch(_ITEMS, project_id, filters.statuses, after, size)
+        rows = await db.fetch(sql, *st.params, after, size)
         if not rows:
             return
         after = rows[-1]["id"]

@@ -22,7 +22,7 @@ import asyncpg
 
 from server.projects.projects import ITEM_COUNTS
 
-STATUSES = ("unlabeled", "in_progress", "labeled", "needs_review", "missing")
+STATUSES = ("unlabeled", "in_progress", "labeled", "needs_review", "missing", "skipped")
 # Statuses whose items still need a labeler's work.
 QUEUED = ("unlabeled", "in_progress")
 DEFAULT_HOURS, MAX_HOURS = 24, 720

@@ -25,7 +25,8 @@ from server.work.plan import CLOSED, consensus_plan
 # sub-queries from the snapshot it took before the wait, so a submit queued behind another
 # on the same item would not see that one's annotation and never decide the item.
 LEASES_FOR_UPDATE = """
-SELECT l.id, l.project_id, l.item_id, l.user_id, l.state, l.expires_at, l.prelabel_version
+SELECT l.id, l.project_id, l.item_id, l.user_id, l.state, l.expires_at, l.prelabel_version,
+       i.key AS item_key
 FROM leases l JOIN items i ON i.id = l.item_id WHERE l.id = ANY($1::text[])
 ORDER BY i.id, l.id
 FOR UPDATE OF l, i

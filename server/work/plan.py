@@ -7,9 +7,10 @@ from typing import Any
 import asyncpg
 
 # Item states in which the item is still handed out, and those in which it is decided
-# (labeled) or waiting for a person's decision.
+# (labeled), waiting for a person's decision, or taken out of labeling by an owner (skipped):
+# a closed item takes no lease and no submit.
 OPEN = ("unlabeled", "in_progress")
-CLOSED = ("labeled", "needs_review")
+CLOSED = ("labeled", "needs_review", "skipped")
 
 
 def consensus_plan(project: asyncpg.Record | dict[str, Any]) -> tuple[int, int, float]:

@@ -23,8 +23,8 @@ SELECT a.item_id, a.user_id, u.name, a.data, a.created_at FROM annotations a
 JOIN users u ON u.id = a.user_id WHERE a.item_id = ANY($1::bigint[]) ORDER BY a.id
 """
 _ONE = f"SELECT {ITEM_COLUMNS}, agreement FROM items WHERE project_id = $1 AND id = $2"
-_EXISTS = "SELECT 1 FROM items WHERE project_id = $1 AND id = $2"
-_ITEM = "SELECT id, status, shuffle_key, final FROM items WHERE project_id = $1 AND id = $2 FOR UPDATE"
+_EXISTS = "SELECT key FROM items WHERE project_id = $1 AND id = $2"
+_ITEM = "SELECT id, key, status, shuffle_key, final FROM items WHERE project_id = $1 AND id = $2 FOR UPDATE"
 _DECIDE = """
 UPDATE items SET status = 'labeled', final = $2, decided_by = 'owner', decided_by_user = $3,
                  decided_at = now(), updated_at = now()
@@ -99,9 +99,12 @@ def _named(reason: dict[str, Any], users: list[int]) -> dict[str, Any]:
     return out
 
 
-async def require_item(db: Database, project_id: int, item_id: int) -> None:
-    if await db.fetchval(_EXISTS, project_id, item_id) is None:
+async def require_item(db: Database, project_id: int, item_id: int) -> str:
+    """The item's file name; 404 when the project has no such item."""
+    key: str | None = await db.fetchval(_EXISTS, project_id, item_id)
+    if key is None:
         raise NotFound(f"item {item_id} not found in project {project_id}")
+    return key
 
 
 async def record_decision(db: Database, project_id: int, item_id: int, final: dict[str, Any],
@@ -119,6 +122,7 @@ class Reopened:
     status: str
     target: int
     priority: float
+    key: str
 
 
 async def reopen(db: Database, project_id: int, item_id: int, low: int) -> Reopened:
@@ -136,4 +140,4 @@ async def reopen(db: Database, project_id: int, item_id: int, low: int) -> Reope
         status = "in_progress" if done else "unlabeled"
         await conn.execute(_REOPEN, item_id, status, target)
         await conn.execute(_RUN_AGAIN, project_id)
-    return Reopened(status, target, item["shuffle_key"])
+    return Reopened(status, target, item["shuffle_key"], item["key"])

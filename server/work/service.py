@@ -205,7 +205,8 @@ class WorkService:
                      for pid, done in by_project.items() if any(r.decision.decided for r in done)}
         self.events.emit_many([
             (r.lease["project_id"], "submitted",
-             {"user_id": user_id, "item_id": r.lease["item_id"], "item_status": r.decision.item_status,
+             {"user_id": user_id, "item_id": r.lease["item_id"], "key": r.lease["item_key"],
+              "item_status": r.decision.item_status,
               "decided": r.decision.decided, "agreement": r.decision.agreement,
               "target": r.decision.target}) for _, r in recorded])
         return completed
@@ -256,7 +257,7 @@ class WorkService:
         """A person's final label: the body's, or the final document (once it holds what the
         reviewer's copy had, `seen`)."""
         pid = pa.row["id"]
-        await review.require_item(self.db, pid, iid)
+        key = await review.require_item(self.db, pid, iid)
         final = await documents.snapshot(
             self.rooms, final_document(pid, iid), pa.row["task_type"],
             await self.label_ids.of(self.db, pa.row), given=annotation, seen=seen,
@@ -264,7 +265,7 @@ class WorkService:
         await review.record_decision(self.db, pid, iid, final, user_id)
         completed = await decisions.complete_if_done(self.db, pid)  # after the commit
         await self.dispatcher.close(pid, iid)
-        self.events.emit(pid, "decided", item_id=iid, by=user_id, how="owner")
+        self.events.emit(pid, "decided", item_id=iid, key=key, by=user_id, how="owner")
         return {"item_id": iid, "status": "labeled", "final": final, "decided_by": "owner",
                 "project_completed": completed}
 
@@ -274,5 +275,5 @@ class WorkService:
         low, high, _ = consensus_plan(pa.row)
         done = await review.reopen(self.db, pid, iid, low)
         await self.dispatcher.reopen(pid, iid, done.priority, done.target)
-        self.events.emit(pid, "reopened", item_id=iid, by=user_id)
+        self.events.emit(pid, "reopened", item_id=iid, key=done.key, by=user_id)
         return {"item_id": iid, "status": done.status, "target": done.target, "max": high}

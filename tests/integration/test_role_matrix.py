@@ -152,6 +152,10 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/api/v1/projects/{pid}/items"): (REVIEWERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}"): (MEMBERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}/media"): (MEMBERS, None, "bound"),
+    ("GET", "/api/v1/projects/{pid}/items/count"): (REVIEWERS, None, "bound"),
+    ("GET", "/api/v1/projects/{pid}/items/{iid}/neighbours"): (REVIEWERS, None, "bound"),
+    ("POST", "/api/v1/projects/{pid}/items/actions"): (
+        OWNERS, lambda w: {"action": "skip", "ids": [w.iid], "filter": {}}, "bound"),
     ("GET", "/api/v1/projects/{pid}/stats"): (REVIEWERS, None, ""),
     ("POST", "/api/v1/projects/{pid}/tasks/next"): (MEMBERS, lambda w: {"count": 1}, "running"),
     ("POST", "/api/v1/leases/{lid}/submit"): (

@@ -61,7 +61,7 @@ def test_stats_of_a_two_labeler_consensus_project(make_user: MakeUser, data_dir:
     cat, dog = {"classes": [p.labels["cat"]]}, {"classes": [p.labels["dog"]]}
     empty = stats(p.owner, p.pid)
     assert empty["counts"] == {"unlabeled": 5, "in_progress": 0, "labeled": 0, "needs_review": 0,
-                               "missing": 0, "total": 5}
+                               "missing": 0, "skipped": 0, "total": 5}
     assert empty["throughput"] == [] and empty["queue"]["active_leases"] == 0
     # x: a and b agree on cat.
     la, lb = lease(a, p.pid), lease(b, p.pid)
@@ -80,7 +80,7 @@ def test_stats_of_a_two_labeler_consensus_project(make_user: MakeUser, data_dir:
     got = stats(p.owner, p.pid)
     after = hour_now()
     assert got["counts"] == {"unlabeled": 1, "in_progress": 1, "labeled": 2, "needs_review": 1,
-                             "missing": 0, "total": 5}
+                             "missing": 0, "skipped": 0, "total": 5}
     assert got["queue"] == {"depth": 2, "active_leases": 1, "active_labelers": 3}
     people = by_user(got)
     assert set(people) == {a.id, b.id, c.id}

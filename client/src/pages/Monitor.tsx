@@ -44,12 +44,18 @@ interface Activity {
   key: number;
   at: number;
   text: string;
+  /** The item the line is about, linked into the data manager, and what follows its name. */
+  item?: { id: number; key?: string };
+  after?: string;
 }
 
-const STATUSES: ItemStatus[] = ["unlabeled", "in_progress", "labeled", "needs_review", "missing"];
+const STATUSES: ItemStatus[] = ["unlabeled", "in_progress", "labeled", "needs_review", "skipped", "missing"];
 const STATUS_NAMES: Record<ItemStatus, string> = {
   unlabeled: "Unlabeled", in_progress: "In progress", labeled: "Labeled", needs_review: "Needs review",
-  missing: "Missing",
+  skipped: "Skipped", missing: "Missing",
+};
+const DONE_TO_ITEMS: Record<string, string> = {
+  reopen: "re-opened", review: "sent to review", skip: "skipped", delete: "deleted",
 };
 const COLORS = { labeled: "#15803d", annotations: "#2563eb", decided: "#15803d", review: "#b45309",
   progress: "#60a5fa", agreement: "#7c3aed" };
@@ -198,7 +204,7 @@ export function ConnectionBadge({ connection }: { connection: Connection }) {
   );
 }
 
-function Tiles({ counts }: { counts: Counts | null }) {
+function Tiles({ counts, pid }: { counts: Counts | null; pid: number }) {
   const c = counts ?? fullCounts({}, 0);
   const workable = c.total - c.missing;
   const share = (n: number) => (workable > 0 ? `${(n / workable) * 100}%` : "0%");
@@ -212,7 +218,8 @@ function Tiles({ counts }: { counts: Counts | null }) {
         {tiles.map((t) => (
           <div key={t.key} class={`tile ${t.key}`}>
             <div class="value" data-testid={`count-${t.key}`}>{counts ? c[t.key] : "–"}</div>
-            <div class="name">{t.name}</div>
+            <div class="name">{t.key === "total" ? t.name
+              : <a href={`#/p/${pid}/data?status=${t.key}`}>{t.name}</a>}</div>
             {t.key !== "total" && t.key !== "missing" && <div class="share muted">{percent(c[t.key], workable)}</div>}
           </div>
         ))}
@@ -296,7 +303,7 @@ function AgreementChart({ stats }: { stats: Stats | null }) {
   );
 }
 
-function Labelers({ stats }: { stats: Stats | null }) {
+function Labelers({ stats, pid }: { stats: Stats | null; pid: number }) {
   const rows = stats?.labelers ?? [];
   return (
     <section>
@@ -310,7 +317,8 @@ function Labelers({ stats }: { stats: Stats | null }) {
           <tbody>
             {rows.map((r) => (
               <tr key={r.user.id}>
-                <td>{r.user.name}</td>
+                <td><a href={`#/p/${pid}/data?labeler=${r.user.id}&sort=-updated_at`}
+                  title={`the items ${r.user.name} holds or submitted`}>{r.user.name}</a></td>
                 <td class="num">{r.submitted}</td>
                 <td class="num" title="annotations matching the final label, on items decided by labelers">
                   {r.agreement_rate === null ? <span class="muted">—</span> : (
@@ -406,14 +414,16 @@ function RefreshStatus({ project, now }: { project: Project; now: number }) {
   );
 }
 
-function ActivityFeed({ items }: { items: Activity[] }) {
+function ActivityFeed({ items, pid }: { items: Activity[]; pid: number }) {
   return (
     <section class="card activity">
       <h3>Recent activity</h3>
       {items.length === 0 ? <p class="muted">Nothing yet; events appear here as they happen.</p> : (
         <ul data-testid="activity">
           {items.map((a) => (
-            <li key={a.key}><span class="muted">{new Date(a.at).toLocaleTimeString()}</span> {a.text}</li>
+            <li key={a.key}><span class="muted">{new Date(a.at).toLocaleTimeString()}</span> {a.text}
+              {a.item && <> <a href={`#/p/${pid}/data/${a.item.id}`} data-testid="activity-item">
+                {a.item.key ?? `item ${a.item.id}`}</a></>}{a.after}</li>
           ))}
         </ul>
       )}
@@ -462,9 +472,9 @@ function Dashboard({ project, reloadProject, labelName }: {
       return [...kept.slice(-MAX_SAMPLES + 1), point];
     });
   };
-  const note = (at: string, text: string) => {
+  const note = (at: string, text: string, item?: { id: number; key?: string }, after?: string) => {
     const t = Date.parse(at) || Date.now();
-    setActivity((a) => [{ key: ++activityKey.current, at: t, text }, ...a].slice(0, 12));
+    setActivity((a) => [{ key: ++activityKey.current, at: t, text, item, after }, ...a].slice(0, 12));
   };
   const who = (id: number) => (id === session.user?.id ? "you" : names.current.get(id) ?? `user ${id}`);
   const bump = (change: (c: Counts) => Counts, at: string) => {
@@ -485,20 +495,29 @@ function Dashboard({ project, reloadProject, labelName }: {
       case "submitted":
         if (annotations.current !== null) annotations.current += 1;
         bump((c) => (e.item_status === "in_progress" ? c : moveOne(c, ["in_progress", "unlabeled"], e.item_status)), e.at);
-        note(e.at, `${who(e.user_id)} submitted item ${e.item_id} → ${STATUS_NAMES[e.item_status] ?? e.item_status}`
+        note(e.at, `${who(e.user_id)} submitted`, { id: e.item_id, key: e.key },
+          ` → ${STATUS_NAMES[e.item_status] ?? e.item_status}`
           + (e.decided && e.agreement !== null ? ` (agreement ${Math.round(e.agreement * 100)}%)` : ""));
         soon();
         break;
       case "decided":
         bump((c) => moveOne(c, ["needs_review"], "labeled"), e.at);
-        note(e.at, `${who(e.by)} decided item ${e.item_id}`);
+        note(e.at, `${who(e.by)} decided`, { id: e.item_id, key: e.key });
         soon();
         break;
       case "reopened":
-        note(e.at, `${who(e.by)} re-opened item ${e.item_id}`);
+        note(e.at, `${who(e.by)} re-opened`, { id: e.item_id, key: e.key });
         soon();
         break;
       case "leased":
+        soon();
+        break;
+      case "items_changed":
+        if (e.count === 1 && e.items.length === 1 && e.action !== "delete") {
+          note(e.at, `${who(e.by)} ${DONE_TO_ITEMS[e.action]}`, { id: e.items[0].id, key: e.items[0].key });
+        } else {
+          note(e.at, `${who(e.by)} ${DONE_TO_ITEMS[e.action]} ${e.count === 1 ? e.items[0]?.key ?? "1 item" : `${e.count} items`}`);
+        }
         soon();
         break;
       case "released":
@@ -537,7 +556,7 @@ function Dashboard({ project, reloadProject, labelName }: {
         <button type="button" onClick={reload}>Refresh</button>
       </div>
       <ErrorBox error={error} />
-      <Tiles counts={counts} />
+      <Tiles counts={counts} pid={project.id} />
       <div class="grid2 monitor-grid">
         <ProgressChart stats={stats} hours={hours} samples={samples} startedAt={project.started_at} />
         <ThroughputChart stats={stats} hours={hours} />
@@ -547,10 +566,10 @@ function Dashboard({ project, reloadProject, labelName }: {
           <MlCard project={project} names={labelName} />
         </div>
       </div>
-      <Labelers stats={stats} />
+      <Labelers stats={stats} pid={project.id} />
       <div class="grid2 monitor-grid">
         <RefreshStatus project={project} now={now} />
-        <ActivityFeed items={activity} />
+        <ActivityFeed items={activity} pid={project.id} />
       </div>
     </>
   );

@@ -35,6 +35,7 @@ export function ProjectHome({ pid }: { pid: number }) {
   const [busy, setBusy] = useState(false);
   if (!project) return <Page title="Project"><ErrorBox error={error} />{!error && <Spinner />}</Page>;
   const owner = project.role === "owner";
+  const staff = owner || project.role === "reviewer";
   const items = (project as any).items as Record<string, number>;
   const act = async (path: string) => {
     setBusy(true);
@@ -77,11 +78,13 @@ export function ProjectHome({ pid }: { pid: number }) {
           <h3>Items</h3>
           <table class="list" data-testid="item-counts">
             <tbody>
-              {["unlabeled", "in_progress", "labeled", "needs_review", "missing"].map((s) => (
-                <tr key={s}><td>{ITEM_STATUS_TEXT[s]}</td><td>{(items[s] ?? 0).toLocaleString("en-US")}</td></tr>
+              {["unlabeled", "in_progress", "labeled", "needs_review", "skipped", "missing"].map((s) => (
+                <tr key={s}><td>{staff ? <a href={`#/p/${pid}/data?status=${s}`}>{ITEM_STATUS_TEXT[s]}</a>
+                  : ITEM_STATUS_TEXT[s]}</td><td>{(items[s] ?? 0).toLocaleString("en-US")}</td></tr>
               ))}
             </tbody>
           </table>
+          {staff && <p><a class="button" href={`#/p/${pid}/data`} data-testid="browse-items">Browse, filter and act on items</a></p>}
           <h3>Data</h3>
           {project.dataset ? (
             <p class="muted" data-testid="data-summary">{dataText(project.dataset, items.total ?? 0)}

@@ -67,6 +67,7 @@ export const ITEM_STATUS_TEXT: Record<string, string> = {
   in_progress: "Being labeled",
   labeled: "Done",
   needs_review: "Waiting for a reviewer",
+  skipped: "Skipped (taken out of labeling)",
   missing: "Gone from the data source",
 };
 
