@@ -20,7 +20,7 @@ import asyncpg
 from server.data.items import ITEM_COLUMNS, item_json
 from server.database import Database
 from server.errors import Conflict
-from server.work.plan import CLOSED
+from server.work.plan import OPEN
 
 # Newest first; `i.*` columns as the item listing shows them.
 _HISTORY = f"""
@@ -50,8 +50,9 @@ _TOUCH_ITEM = "UPDATE items SET updated_at = now() WHERE id = $1"
 
 
 def editable(status: str) -> bool:
-    """Whether a labeler may still correct what they submitted on an item in this state."""
-    return status not in CLOSED and status != "missing"
+    """Whether a labeler may still correct what they submitted on an item in this state: it
+    is still being labeled (not decided, in review, skipped by its owner or missing)."""
+    return status in OPEN
 
 
 async def session_start(db: Database, session_hash: bytes | None) -> datetime | None:
@@ -92,8 +93,8 @@ async def record(db: Database, lease_id: str, annotation: dict[str, Any],
     async with db.acquire() as conn, conn.transaction():
         item = await conn.fetchrow(_ITEM_OF_LEASE, lease_id)
         if not editable(item["status"]):
-            raise Conflict("this item has been decided (or sent to review) since you submitted "
-                           "it: what you submitted counted, and it can no longer be changed",
+            raise Conflict("this item has been decided (or sent to review, or taken out of "
+                           "labeling) since you submitted it: it can no longer be changed",
                            code="item_closed", details={"item_status": item["status"]})
         annotation_id = await _write(conn, lease_id, annotation, duration_ms)
         await conn.execute(_TOUCH_ITEM, item["id"])

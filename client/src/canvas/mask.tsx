@@ -40,7 +40,8 @@ export function MaskLayer({ doc, width, height, opacity, color }: {
     const words = new Map<number, number>();
     const word = (label: number) => {
       let w = words.get(label);
-      if (w === undefined) words.set(label, (w = pixel(color(label))));
+      // "transparent": a label hidden from view is not drawn.
+      if (w === undefined) words.set(label, (w = color(label) === "transparent" ? 0 : pixel(color(label))));
       return w;
     };
     const canvases = new Map<string, HTMLCanvasElement>();
@@ -118,6 +119,8 @@ export function MaskLayer({ doc, width, height, opacity, color }: {
 export function useBrush(opts: {
   doc: Y.Doc | null; size: { w: number; h: number } | null; radius: number; label: number | null;
   erase: boolean; author: string; active: boolean; history?: History;
+  /** Labels whose pixels the brush and the eraser leave as they are (locked). */
+  keep?: ReadonlySet<number>;
 }) {
   const last = useRef<Point | null>(null);
   const onPointer = (kind: PointerKind, p: Point, _e: PointerEvent, _view: View): boolean => {
@@ -137,7 +140,7 @@ export function useBrush(opts: {
       pts.unshift(p);
       opts.history?.beginStroke(); // the whole stroke is one step to undo
     }
-    paintStroke(doc, pts, opts.radius, opts.erase ? 0 : opts.label!, size.w, size.h, opts.author);
+    paintStroke(doc, pts, opts.radius, opts.erase ? 0 : opts.label!, size.w, size.h, opts.author, opts.keep);
     last.current = p;
     return true;
   };

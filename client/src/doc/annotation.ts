@@ -224,7 +224,7 @@ export function readTiles(doc: Y.Doc): Map<string, Uint32Array> {
 /** Paint a disc (label, or 0 to erase) along a stroke of image-pixel points, tile by tile,
  * in one transaction so everyone sees the stroke at once. */
 export function paintStroke(doc: Y.Doc, points: { x: number; y: number }[], radius: number, label: number,
-  width: number, height: number, author: string): void {
+  width: number, height: number, author: string, keep?: ReadonlySet<number>): void {
   const { mask } = roots(doc);
   const size = tileSize(doc);
   const tiles = new Map<string, Uint32Array>();
@@ -254,7 +254,12 @@ export function paintStroke(doc: Y.Doc, points: { x: number; y: number }[], radi
       for (let x = xa; x <= xb;) {
         const tx = Math.floor(x / size);
         const end = Math.min(xb, (tx + 1) * size - 1);
-        tileOf(tx, ty).fill(label, row + x - tx * size, row + end - tx * size + 1);
+        const tile = tileOf(tx, ty), from = row + x - tx * size, to = row + end - tx * size + 1;
+        if (!keep?.size) tile.fill(label, from, to);
+        else {
+          // Pixels of locked labels keep their label: neither painted over nor erased.
+          for (let i = from; i < to; i++) if (!keep.has(tile[i])) tile[i] = label;
+        }
         x = end + 1;
       }
     }

@@ -8,6 +8,7 @@ import { useProjectEvents, type Connection, type ItemStatus, type ProjectEvent }
 import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
 import { labelNames } from "./labeling/parts";
 import { MlCard } from "./MlCard";
+import { statusText, taskShort } from "./projectWords";
 import "../monitor.css";
 
 type Counts = Record<ItemStatus, number> & { total: number };
@@ -541,8 +542,8 @@ function Dashboard({ project, reloadProject, labelName }: {
   return (
     <>
       <div class="row monitor-head">
-        <span class={`badge ${project.status}`}>{project.status}</span>
-        <span class="muted">{project.task_type}</span>
+        <span class={`badge ${project.status}`} data-status={project.status}>{statusText(project)}</span>
+        <span class="muted">{taskShort(project.task_type)}</span>
         <ConnectionBadge connection={connection} />
         <span class="spacer" />
         <span class="muted small-text" data-testid="stats-updated">

@@ -100,7 +100,7 @@ export function Review({ pid }: { pid: number }) {
       )}
       <div class="review">
         <Queue project={project} queue={queue} currentId={currentId} error={queueError}
-          onPick={(iid) => setCurrentId(iid)} onNotice={setNotice} onError={setQueueError} />
+          onPick={(iid) => setCurrentId(iid)} />
         <section style="grid-column: span 2; min-height: 0">
           {currentId == null && <p class="muted">Pick an item from the queue.</p>}
           {currentId != null && !current && <Spinner />}
@@ -122,11 +122,10 @@ function peopleOf(labelers: Labeler[]): Map<number, { name: string; color: strin
   return new Map(labelers.map((b) => [b.id, { name: b.name, color: b.color }]));
 }
 
-function Queue({ project, queue, currentId, error, onPick, onNotice, onError }: {
+function Queue({ project, queue, currentId, error, onPick }: {
   project: Project; queue: ReviewItem[] | null; currentId: number | null; error: unknown;
-  onPick: (iid: number) => void; onNotice: (n: Notice) => void; onError: (e: unknown) => void;
+  onPick: (iid: number) => void;
 }) {
-  const [reopenId, setReopenId] = useState("");
   const pid = project.id;
   return (
     <aside class="queue card">
@@ -143,21 +142,10 @@ function Queue({ project, queue, currentId, error, onPick, onNotice, onError }: 
         </div>
       ))}
       {project.role === "owner" && (
-        <form style="margin-top:16px" onSubmit={async (e) => {
-          e.preventDefault();
-          try {
-            const r = await post(`/api/v1/projects/${pid}/items/${reopenId}/reopen`);
-            const item = await get(`/api/v1/projects/${pid}/items/${r.item_id}`);
-            onNotice({ key: item.item.key, iid: r.item_id, text: "went back to labeling." });
-          } catch (err) {
-            onError(err);
-          }
-        }}>
-          <h3>Re-open a labeled item</h3>
-          <div class="row"><input size={8} placeholder="item id" value={reopenId}
-            onInput={(e) => setReopenId(e.currentTarget.value)} /><button type="submit">Re-open</button></div>
-          <p class="muted">Or find it by name in the <a href={`#/p/${pid}/data`}>data manager</a>.</p>
-        </form>
+        <p class="muted" style="margin-top:16px" data-testid="reopen-hint">
+          To send a decided item back to labeling, find it among the{" "}
+          <a href={`#/p/${pid}/data?status=labeled`}>done items</a> of the data manager and re-open it there.
+        </p>
       )}
     </aside>
   );

@@ -19,7 +19,7 @@ import { useCurrentLabel } from "./currentLabel";
 import { TOOL_NAMES, drawShortcuts, type Tool } from "./drawShortcuts";
 import { labelKeyOf } from "./hotkeys";
 import { isTyping } from "./keys";
-import { ShapePanel } from "./ShapePanel";
+import { MaskLabelPanel, ShapePanel } from "./ShapePanel";
 import { useShapeView } from "./shapeView";
 import { UndoButtons, onHistoryKey, useHistory } from "./undo";
 
@@ -104,8 +104,15 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
     if (p) g.setAttribute("transform", `translate(${p.x} ${p.y})`);
     g.style.visibility = p ? "visible" : "hidden";
   };
+  // Semantic masks: hidden labels are drawn transparent, locked ones kept by the brush.
+  const hiddenKey = view.state.hiddenLabels.join();
+  const maskColor = useMemo(() => {
+    const hidden = new Set(view.state.hiddenLabels);
+    return (l: number) => (hidden.has(l) ? "transparent" : color(l));
+  }, [color, hiddenKey]);
+  const keep = useMemo(() => new Set(view.state.lockedLabels), [view.state.lockedLabels.join()]);
   const brush = useBrush({ doc: live?.doc ?? null, size, radius, label, erase: tool === "eraser", author,
-    active: !readonly && (tool === "brush" || tool === "eraser"), history });
+    active: !readonly && (tool === "brush" || tool === "eraser"), history, keep });
 
   const relabel = (id: number) => {
     if (selected && live && !readonly) updateShape(live.doc, selected, { label: id }, author);
@@ -223,7 +230,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
                   <MaskLayer doc={b.doc.doc} width={size.w} height={size.h} opacity={0.25}
                     color={solidColor(b.color)} />
                 ))}
-                <MaskLayer doc={live.doc} width={size.w} height={size.h} opacity={opacity} color={color} />
+                <MaskLayer doc={live.doc} width={size.w} height={size.h} opacity={opacity} color={maskColor} />
               </>) : null}
             overlay={(view, s) => (
               <g>
@@ -277,6 +284,7 @@ export function DrawView({ project, tree, room, item, actions, beneath = [], sid
           <ShapePanel shapes={shapes} tree={tree} view={view} color={color} name={name} selected={selected}
             select={setSelected} live={live} author={author} readonly={readonly} />
         )}
+        {task === "semantic" && <MaskLabelPanel tree={tree} view={view} color={color} name={name} />}
         {task === "semantic" && live && (
           <p class="muted" data-testid="painted-tiles" data-count={paintedTiles(live.doc)}>
             {paintedTiles(live.doc)} painted tile(s)</p>

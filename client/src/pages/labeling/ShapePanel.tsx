@@ -117,3 +117,34 @@ export function ShapePanel({ shapes, tree, view, color, name, selected, select, 
     </div>
   );
 }
+
+/** A mask's labels, with the eye and the lock of each: a hidden label's pixels are not drawn,
+ * a locked label's pixels are neither painted over nor erased. */
+export function MaskLabelPanel({ tree, view, color, name }: {
+  tree: LabelNode[]; view: ShapeView; color: (label: number) => string; name: (label: number) => string;
+}) {
+  const { state } = view;
+  const anyOff = state.hiddenLabels.length > 0 || state.lockedLabels.length > 0;
+  return (
+    <div class="card" data-testid="mask-labels">
+      <div class="row">
+        <h3 style="margin:0">Mask labels</h3>
+        <span class="spacer" />
+        {anyOff && <button class="link" data-testid="show-all" onClick={view.reset}>Show and unlock all</button>}
+      </div>
+      <div class="shapes-list">
+        {flattenLabels(tree).map((n) => (
+          <div class="shape-group-head" key={n.id} data-testid={`mask-label-${name(n.id)}`}>
+            <span class="swatch" style={{ background: color(n.id) }} />
+            <span class="name">{name(n.id)}</span>
+            <span class="spacer" />
+            <ToggleButton what="hide" on={state.hiddenLabels.includes(n.id)} name={`${name(n.id)} pixels`}
+              testid="hide-label" onClick={() => view.toggleLabel("hide", n.id)} />
+            <ToggleButton what="lock" on={state.lockedLabels.includes(n.id)} name={`${name(n.id)} pixels`}
+              testid="lock-label" onClick={() => view.toggleLabel("lock", n.id)} />
+          </div>
+        ))}
+      </div>
+    </div>
+  );
+}
