@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 from pydantic import Field
@@ -10,12 +10,10 @@ from starlette.responses import FileResponse
 
 from server.accounts.roles import Role
 from server.exports import jobs
-from server.exports.writer import MEDIA_TYPE
+from server.exports.writer import MEDIA_TYPE, Format
 from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import Strict
-
-Format = Literal["coco", "jsonl", "csv", "masks", "voc", "yolo"]
 
 
 class FiltersBody(Strict):

@@ -8,13 +8,15 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
 from server.exports.source import Filters, LabelTable, Record
 
 # Formats and the task types whose labels they can carry.
+# The export formats, as request bodies name them (FORMATS says which task types each takes).
+Format = Literal["coco", "jsonl", "csv", "masks", "voc", "yolo"]
 FORMATS: dict[str, tuple[str, ...]] = {
     "coco": ("multiclass", "multilabel", "bbox", "polygon", "semantic"),
     "jsonl": ("multiclass", "multilabel", "bbox", "polygon"),

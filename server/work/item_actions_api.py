@@ -12,7 +12,7 @@ from pydantic import Field
 from server.accounts.roles import Role
 from server.data import item_query
 from server.exports import jobs
-from server.exports.exports_api import Format
+from server.exports.writer import Format
 from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import INT64_MAX, Strict

@@ -146,6 +146,10 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("PATCH", "/api/v1/projects/{pid}/labels"): (
         OWNERS, lambda w: {"labels": [{"name": "Only"}]}, ""),
     ("PUT", "/api/v1/projects/{pid}/dataset"): (FOLDER_BINDERS, dataset_body, ""),
+    ("POST", "/api/v1/projects/{pid}/dataset/check"): (FOLDER_BINDERS, dataset_body, ""),
+    # Only an admin may name a server folder, in a dry run too.
+    ("POST", "/api/v1/datasets/check"): (_row(200, 403, 403, 403, 403, 401), dataset_body, ""),
+    ("POST", "/api/v1/projects/check"): (SIGNED_IN, lambda w: project_body(), ""),
     ("POST", "/api/v1/projects/{pid}/refresh"): (OWNERS, None, "bound"),
     ("POST", "/api/v1/projects/{pid}/uploads"): (with_status(OWNERS, 201), upload_body, ""),
     ("POST", "/api/v1/projects/{pid}/imports"): (OWNERS, import_body, "bound"),
@@ -169,6 +173,11 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     # Anyone signed in may ask; only their own live leases are released.
     ("POST", "/api/v1/leases/release"): (SIGNED_IN, lambda w: {"lease_ids": [w.lid]}, "leased"),
     ("GET", "/api/v1/projects/{pid}/review"): (REVIEWERS, None, ""),
+    ("GET", "/api/v1/projects/{pid}/review/{iid}"): (REVIEWERS, None, "bound"),
+    ("GET", "/api/v1/projects/{pid}/tasks/history"): (MEMBERS, None, ""),
+    # A correction of the caller's own submitted lease (the item still open: two labelers).
+    ("POST", "/api/v1/leases/{lid}/correct"): (
+        MEMBERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "submitted"),
     ("POST", "/api/v1/projects/{pid}/items/{iid}/decide"): (
         REVIEWERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "bound"),
     ("POST", "/api/v1/projects/{pid}/items/{iid}/reopen"): (OWNERS, None, "decided"),
@@ -204,11 +213,15 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
     for role in ("reviewer", "labeler"):
         owner.put(f"/api/v1/projects/{pid}/members", {"email": people[role].email, "role": role})
     world = World(server, data_dir, people, pid, cast["extra"].email, None)
-    if setup in ("bound", "running", "paused", "leased", "decided"):
+    if setup in ("bound", "running", "paused", "leased", "decided", "submitted"):
         assert people["admin"].put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
         world.iid = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
         world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
-    if setup in ("running", "paused", "leased", "decided"):
+    if setup == "submitted":
+        r = owner.patch(f"/api/v1/projects/{pid}",
+                        {"consensus": {"enabled": True, "min": 2, "max": 2, "threshold": 0.5}})
+        assert r.status_code == 200, r.text
+    if setup in ("running", "paused", "leased", "decided", "submitted"):
         assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200
     if setup == "paused":
         assert owner.post(f"/api/v1/projects/{pid}/pause").status_code == 200
@@ -222,6 +235,13 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
         leased = holder.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"]
         world.lid = leased[0]["lease_id"]
         world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
+    if setup == "submitted":
+        holder = people[caller] if caller in ("admin", "owner", "reviewer", "labeler") else owner
+        lease = holder.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 1}).json()["leases"][0]
+        r = holder.post(f"/api/v1/leases/{lease['lease_id']}/submit",
+                        {"annotation": {"classes": [world.label_id]}})
+        assert r.json()["item_status"] == "in_progress", r.text
+        world.lid = lease["lease_id"]
     if setup == "archived":
         assert owner.post(f"/api/v1/projects/{pid}/archive").status_code == 200
     if setup == "ml":
