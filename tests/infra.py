@@ -8,7 +8,9 @@ suite runs on a machine with neither installed.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,3 +201,14 @@ class Api:
 
 def unique(prefix: str = "x") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def run_client_check(script: Path) -> dict[str, Any]:
+    """Run a Node script that loads client TypeScript modules (compiled by the client's own
+    TypeScript) and prints its findings as JSON; skip where Node or the packages are absent."""
+    node = shutil.which("node")
+    if node is None or not (ROOT / "client" / "node_modules" / "typescript").exists():
+        pytest.skip("node and the client's npm packages are needed")
+    out = subprocess.run([node, str(script)], capture_output=True, text=True, timeout=60, check=True)
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result

@@ -7,12 +7,11 @@ from typing import Any
 
 from collab.names import document_name
 from server.accounts.roles import Role
-from server.errors import ApiError, Conflict, NotFound
+from server.errors import Conflict
 from server.projects import projects
 from server.routing import Call, Endpoint
 from server.work import corrections, documents
-from server.work.leases import leases_of
-from server.work.leases_api import SubmitBody
+from server.work.leases_api import SubmitBody, own_lease
 
 # API tokens have no sign-in session: their history is the last day's submissions.
 TOKEN_HISTORY = timedelta(days=1)
@@ -34,13 +33,7 @@ async def my_history(call: Call) -> dict[str, Any]:
 async def correct(call: Call) -> dict[str, Any]:
     body: SubmitBody = call.body
     seen = body.seen()
-    lid = call.request.path_params["lid"]
-    mine = (await leases_of(call.services.db, call.me, [lid])).get(lid)
-    if mine is None:
-        raise NotFound("lease not found")
-    lease, access = mine
-    if isinstance(access, ApiError):
-        raise access
+    lease, access = await own_lease(call)
     if lease["state"] != "submitted":
         raise Conflict("only a submitted item can be corrected; submit it first",
                        code="not_submitted", details={"state": lease["state"]})

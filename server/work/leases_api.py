@@ -92,7 +92,7 @@ async def release(call: Call) -> dict[str, Any]:
     return await call.services.work.give_back(call.me.id, body.lease_ids, body.after_s)
 
 
-async def _own_lease(call: Call) -> tuple[asyncpg.Record, projects.ProjectAccess]:
+async def own_lease(call: Call) -> tuple[asyncpg.Record, projects.ProjectAccess]:
     """The caller's lease named in the path, and their access to its project."""
     lid = call.request.path_params["lid"]
     mine = (await leases_of(call.services.db, call.me, [lid])).get(lid)
@@ -105,19 +105,19 @@ async def _own_lease(call: Call) -> tuple[asyncpg.Record, projects.ProjectAccess
 
 
 async def extend(call: Call) -> dict[str, Any]:
-    lease, _ = await _own_lease(call)
+    lease, _ = await own_lease(call)
     return await call.services.work.extend(lease)
 
 
 async def skip(call: Call) -> dict[str, Any]:
-    lease, _ = await _own_lease(call)
+    lease, _ = await own_lease(call)
     return await call.services.work.skip(lease)
 
 
 async def submit(call: Call) -> dict[str, Any]:
     body: SubmitBody = call.body
     seen = body.seen()
-    lease, pa = await _own_lease(call)
+    lease, pa = await own_lease(call)
     submission = Submission(lease["id"], body.annotation, seen, body.duration_ms)
     answer = (await call.services.work.submit(call.me.id, [Asked(submission, lease, pa)]))[0]
     if isinstance(answer, ApiError):

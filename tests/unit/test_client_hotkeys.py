@@ -4,28 +4,20 @@ read by position, and how the shortcut sheet names them."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from server.projects.label_tree import HOTKEYS
+from tests.infra import run_client_check
 
 CHECK = Path(__file__).with_name("hotkeys_check.cjs")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def found() -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None or not (ROOT / "client" / "node_modules" / "typescript").exists():
-        pytest.skip("node and the client's npm packages are needed")
-    out = subprocess.run([node, str(CHECK)], capture_output=True, text=True, timeout=60, check=True)
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    return run_client_check(CHECK)
 
 
 def test_the_browser_and_the_server_use_one_sequence(found: dict[str, Any]) -> None:

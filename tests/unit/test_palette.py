@@ -4,26 +4,19 @@ added, and the text drawn on any palette colour reads at WCAG AA."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.infra import run_client_check
+
 CHECK = Path(__file__).with_name("palette_check.cjs")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def figures() -> dict[str, Any]:
-    node = shutil.which("node")
-    if node is None or not (ROOT / "client" / "node_modules" / "typescript").exists():
-        pytest.skip("node and the client's npm packages are needed")
-    out = subprocess.run([node, str(CHECK)], capture_output=True, text=True, timeout=60, check=True)
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
+    return run_client_check(CHECK)
 
 
 def test_the_first_thirty_colours_are_far_apart(figures: dict[str, Any]) -> None:
