@@ -25,10 +25,12 @@ Invariants (each tested):
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -201,15 +203,35 @@ if tonumber(ARGV[2]) < tonumber(cur) then redis.call('ZADD', KEYS[2], ARGV[2], A
 return 1
 """
 
-_PG_ITEMS = """
-SELECT id, coalesce(cluster_rank, shuffle_key) AS shuffle_key, coalesce(target, $2) AS target FROM items
-WHERE project_id = $1 AND status IN ('unlabeled', 'in_progress')
+# A rebuild reads the project in one snapshot, streamed in batches (see `rebuild`).
+# Per open item: its priority, target, live leases, submitted annotations, and whether
+# anyone ever held it.
+_PG_OPEN_ITEMS = """
+WITH held AS (
+    SELECT item_id, count(*) FILTER (WHERE state = 'active' AND expires_at > $3) AS active
+    FROM leases WHERE project_id = $1 GROUP BY item_id
+), done AS (
+    SELECT item_id, count(*) AS n FROM annotations WHERE project_id = $1 GROUP BY item_id
+)
+SELECT i.id, coalesce(i.cluster_rank, i.shuffle_key) AS priority, coalesce(i.target, $2) AS target,
+       coalesce(held.active, 0) AS active, coalesce(done.n, 0) AS done,
+       held.item_id IS NOT NULL AS held_before
+FROM items i LEFT JOIN held ON held.item_id = i.id LEFT JOIN done ON done.item_id = i.id
+WHERE i.project_id = $1 AND i.status IN ('unlabeled', 'in_progress')
 """
+# Who has had each item (a live lease, a submit or a skip): never given it again.
+_PG_SEEN = """
+SELECT item_id, array_agg(user_id) AS users FROM leases
+WHERE project_id = $1 AND (state IN ('submitted', 'skipped') OR (state = 'active' AND expires_at > $2))
+GROUP BY item_id
+"""
+# Leases the dispatcher keeps a hash of; priority: their item's, when it is open.
 _PG_LEASES = """
-SELECT id, item_id, user_id, state, expires_at FROM leases WHERE project_id = $1
-"""
-_PG_DONE = """
-SELECT item_id, count(*) AS n FROM annotations WHERE project_id = $1 GROUP BY item_id
+SELECT l.id, l.item_id, l.user_id, l.state, l.expires_at,
+       CASE WHEN i.status IN ('unlabeled', 'in_progress')
+            THEN coalesce(i.cluster_rank, i.shuffle_key) END AS priority
+FROM leases l LEFT JOIN items i ON i.id = l.item_id
+WHERE l.project_id = $1 AND l.state IN ('active', 'expired', 'released')
 """
 
 
@@ -337,67 +359,81 @@ class Dispatcher:
 
     async def rebuild(self, conn: asyncpg.Connection, project_id: int, default_target: int,
                       now_ms: int | None = None) -> int:
-        """Recreate the project's Redis state from Postgres; return queued items."""
+        """Recreate the project's Redis state from Postgres; return queued items.
+
+        A large project (500,000 items, a million leases) is read in one snapshot but
+        streamed: rows are turned into Redis commands REBUILD_BATCH at a time, sent, and
+        dropped. Fetched whole, they held the event loop for over a second (decoding, and
+        the full garbage collections a million new objects set off), stalling every request
+        the process serves; the counting is done in Postgres for the same reason."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
+        at = datetime.fromtimestamp(now / 1000, UTC)
         k = self.keys(project_id)
         await self.drop(project_id)
-        items = await conn.fetch(_PG_ITEMS, project_id, default_target)
-        leases = await conn.fetch(_PG_LEASES, project_id)
-        done = {r["item_id"]: r["n"] for r in await conn.fetch(_PG_DONE, project_id)}
-        active: dict[int, int] = {}
-        seen: dict[int, list[int]] = {}
-        held_before: set[int] = set()
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(k.conf, "t", default_target)
-        for lease in leases:
-            held_before.add(lease["item_id"])
-            live = lease["state"] == "active" and lease["expires_at"].timestamp() * 1000 > now
-            if live:
-                active[lease["item_id"]] = active.get(lease["item_id"], 0) + 1
-                pipe.zadd(k.leases, {lease["id"]: lease["expires_at"].timestamp() * 1000})
-            if live or lease["state"] in ("submitted", "skipped"):
-                seen.setdefault(lease["item_id"], []).append(lease["user_id"])
-            if lease["state"] in ("active", "expired", "released"):
+        queued = 0
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            async for n, lease in _stream(conn, _PG_LEASES, project_id):
+                live = lease["state"] == "active" and lease["expires_at"] > at
+                if live:
+                    pipe.zadd(k.leases, {lease["id"]: lease["expires_at"].timestamp() * 1000})
                 # Expired and released leases are kept too: a late submit Postgres accepts
                 # must still reach the item's counts here (FINISH ignores unknown leases).
                 pipe.hset(k.lease(lease["id"]), mapping={
                     "i": lease["item_id"], "u": lease["user_id"],
-                    "st": "a" if live else ("r" if lease["state"] == "released" else "e"), "p": 0})
+                    "p": 0 if lease["priority"] is None else lease["priority"],
+                    "st": "a" if live else ("r" if lease["state"] == "released" else "e")})
                 pipe.pexpire(k.lease(lease["id"]), self.ttl_ms * 4 + 86_400_000)
-        for item_id, users in seen.items():
-            pipe.sadd(k.seen(item_id), *users)
-        held: dict[str, float] = {}
-        fresh: dict[str, float] = {}
-        for row in items:
-            iid, target = row["id"], row["target"]
-            a, d = active.get(iid, 0), done.get(iid, 0)
-            if target != default_target or a or d:
-                pipe.hset(k.item(iid), mapping={"t": target, "a": a, "d": d, "st": "o"})
-            if a + d < target:
-                (held if iid in held_before or d else fresh)[str(iid)] = row["shuffle_key"]
-            if len(held) + len(fresh) >= REBUILD_BATCH:
-                await self._queue_batch(pipe, k, held, fresh)
-        await self._queue_batch(pipe, k, held, fresh)
-        # Priorities of rebuilt leases: their items' shuffle keys.
-        keys_by_item = {r["id"]: r["shuffle_key"] for r in items}
-        for lease in leases:
-            if lease["state"] in ("active", "expired", "released"):
-                pipe.hset(k.lease(lease["id"]), "p", keys_by_item.get(lease["item_id"], 0))
+                await _pace(pipe, n)
+            async for n, row in _stream(conn, _PG_SEEN, project_id, at):
+                pipe.sadd(k.seen(row["item_id"]), *row["users"])
+                await _pace(pipe, n)
+            held: dict[str, float] = {}
+            fresh: dict[str, float] = {}
+            async for n, row in _stream(conn, _PG_OPEN_ITEMS, project_id, default_target, at):
+                iid, target, a, d = row["id"], row["target"], row["active"], row["done"]
+                if target != default_target or a or d:
+                    pipe.hset(k.item(iid), mapping={"t": target, "a": a, "d": d, "st": "o"})
+                if a + d < target:
+                    (held if row["held_before"] or d else fresh)[str(iid)] = row["priority"]
+                    queued += 1
+                if len(held) + len(fresh) >= REBUILD_BATCH:
+                    self._queue_batch(pipe, k, held, fresh)
+                await _pace(pipe, n)
+            self._queue_batch(pipe, k, held, fresh)
         pipe.set(k.epoch, now)
         await pipe.execute()
-        return sum(1 for r in items if active.get(r["id"], 0) + done.get(r["id"], 0) < r["target"])
+        return queued
 
     @staticmethod
-    async def _queue_batch(pipe: Pipeline, k: DispatchKeys, held: dict[str, float],
-                           fresh: dict[str, float]) -> None:
-        """Send one rebuild batch of queued items and empty the buffers."""
+    def _queue_batch(pipe: Pipeline, k: DispatchKeys, held: dict[str, float],
+                     fresh: dict[str, float]) -> None:
+        """Add one rebuild batch of queued items to the pipeline and empty the buffers."""
         if held:
             pipe.zadd(k.ready, held)
         if fresh:
             pipe.zadd(k.fresh, fresh)
         held.clear()
         fresh.clear()
+
+
+async def _stream(conn: asyncpg.Connection, sql: str, *args: object,
+                  ) -> AsyncIterator[tuple[int, asyncpg.Record]]:
+    """The rows of `sql`, numbered, fetched REBUILD_BATCH at a time (in a transaction)."""
+    n = 0
+    async for row in conn.cursor(sql, *args, prefetch=REBUILD_BATCH):
+        yield n, row
+        n += 1
+
+
+async def _pace(pipe: Pipeline, n: int) -> None:
+    """Send a rebuild's pipeline every REBUILD_BATCH commands, and let other work run every
+    REBUILD_BATCH rows (a batch of rows already fetched is worked through without waiting)."""
+    if len(pipe) >= REBUILD_BATCH:
         await pipe.execute()
+    elif n % REBUILD_BATCH == REBUILD_BATCH - 1:
+        await asyncio.sleep(0)
 
 
 def _s(value: bytes | str) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from server.services import Services
 from server.work import decisions
 from server.work import leases as work
+from server.work import queue
 from server.work.queue import SCAN_LIMIT, Dispatcher
 from tests.infra import unique
 from tests.work_setup import MakeUser, item, next_, setup_project, submit
@@ -238,6 +240,65 @@ async def test_a_labeler_far_ahead_still_gets_work_and_targets_only_rise(service
     await dispatcher.finish(pid, mine[iid], "s", target=2)  # committed first, applied late
     state = await services.redis.hgetall(dispatcher.keys(pid).item(iid))
     assert int(state[b"t"]) == 3
+
+
+async def _redis_state(client: Any, prefix: str) -> dict[str, Any]:
+    """Every key under `prefix` (named without it) and its value, and whether it expires."""
+    state: dict[str, Any] = {}
+    async for raw in client.scan_iter(match=prefix + "*", count=1000):
+        key = raw.decode()
+        kind = (await client.type(key)).decode()
+        if kind == "hash":
+            value: Any = await client.hgetall(key)
+        elif kind == "set":
+            value = await client.smembers(key)
+        elif kind == "zset":
+            value = await client.zrange(key, 0, -1, withscores=True)
+        else:
+            value = await client.get(key)
+        state[key.removeprefix(prefix)] = (kind, value, await client.pttl(key) > 0)
+    return state
+
+
+async def test_a_rebuild_sent_in_batches_leaves_the_state_of_one_sent_at_once(
+        services: Services, server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large project's queue is rebuilt in many pipelines so the process keeps serving
+    meanwhile: cut into batches of 7 commands, it must leave exactly what one pipeline does."""
+    db = services.db
+    users = [await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
+                               "RETURNING id", f"{unique('batch')}@colabel.test") for _ in range(3)]
+    pid = await db.fetchval(
+        "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
+        "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
+        "'{\"enabled\": false}', $2, 'running') RETURNING id", unique("batch"), users[0])
+    await db.copy_records_to_table(
+        "items", records=[(pid, f"{i:04d}.png", "image", 3 if i % 5 == 0 else None) for i in range(300)],
+        columns=["project_id", "key", "media_kind", "target"])
+    ids = [r["id"] for r in await db.fetch("SELECT id FROM items WHERE project_id = $1 ORDER BY id", pid)]
+    states = ("active", "active", "expired", "submitted", "skipped")
+    leases = [(f"{unique('l')}", pid, iid, users[n % 3], states[n % 5])
+              for n, iid in enumerate(ids[:200])]
+    await db.executemany("INSERT INTO leases (id, project_id, item_id, user_id, state, expires_at) "
+                         "VALUES ($1, $2, $3, $4, $5, now() + interval '10 minutes')", leases)
+    await db.executemany("INSERT INTO annotations (project_id, item_id, user_id, lease_id, data) "
+                         "VALUES ($1, $2, $3, $4, '{}')",
+                         [(pid, iid, uid, lid) for lid, _, iid, uid, st in leases if st == "submitted"])
+    whole = Dispatcher(services.redis, unique("whole") + ":", ttl_s=600)
+    batched = Dispatcher(services.redis, unique("batched") + ":", ttl_s=600)
+    now = 1_700_000_000_000
+    async with db.acquire() as conn:
+        queued = await whole.rebuild(conn, pid, 2, now_ms=now)
+        monkeypatch.setattr(queue, "REBUILD_BATCH", 7)
+        assert await batched.rebuild(conn, pid, 2, now_ms=now) == queued
+    try:
+        one = await _redis_state(services.redis, whole.prefix)
+        many = await _redis_state(services.redis, batched.prefix)
+        assert len(one) > 300 and many == one
+    finally:
+        for d in (whole, batched):
+            async for key in services.redis.scan_iter(match=d.prefix + "*", count=1000):
+                await services.redis.unlink(key)
+    assert queued == 300  # one lease (or annotation) per item at most: none is full
 
 
 def test_refresh_of_a_running_project_feeds_the_queue(make_user: MakeUser, data_dir: Path) -> None:
