@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from server.services import Services
-from server.work import decisions
+from server.work import decisions, queue
 from server.work import leases as work
-from server.work import queue
 from server.work.queue import SCAN_LIMIT, Dispatcher
 from tests.infra import unique
 from tests.work_setup import MakeUser, item, next_, setup_project, submit
