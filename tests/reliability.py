@@ -8,8 +8,9 @@ A test joins the record with
         ...
         measured("answered 403 in 4 ms; nothing stored")
 
-`python -m tests.reliability` runs the marked tests and rewrites docs/RELIABILITY.md from
-their outcomes; `python -m tests.reliability --check` (a unit test runs it) fails when the
+`python -m tests.reliability [pytest arguments]` runs the marked tests (those the arguments
+narrow it to: the others keep the outcome the table holds) and rewrites docs/RELIABILITY.md
+from their outcomes; `python -m tests.reliability --check` (a unit test runs it) fails when the
 table and the marked tests disagree.
 """
 
@@ -22,7 +23,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -132,16 +133,22 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse(text: str) -> dict[str, tuple[str, str, str]]:
-    """test -> (area, attack, promise), read back from a rendered table."""
-    out: dict[str, tuple[str, str, str]] = {}
+def parse_rows(text: str) -> dict[str, Row]:
+    """test -> its row (the outcome cell whole, as `outcome`), read back from a rendered table."""
+    out: dict[str, Row] = {}
     for line in text.splitlines():
         if not line.startswith("| ") or line.startswith("| Area "):
             continue
         cells = [c.strip().replace("\\|", "|") for c in line.strip("|").split(" | ")]
         if len(cells) == 5:
-            out[cells[4].strip("`")] = (cells[0], cells[1], cells[2])
+            test = cells[4].strip("`")
+            out[test] = Row(cells[0], cells[1], cells[2], test, cells[3])
     return out
+
+
+def parse(text: str) -> dict[str, tuple[str, str, str]]:
+    """test -> (area, attack, promise), read back from a rendered table."""
+    return {t: (r.area, r.attack, r.promise) for t, r in parse_rows(text).items()}
 
 
 def check() -> list[str]:
@@ -174,7 +181,11 @@ def main(argv: list[str]) -> int:
             data: dict[str, Any] = json.loads(line)
             seen.setdefault(data["test"], []).append(Row(**data))
         out.unlink()
-    rows = [merge(seen[r.test]) if r.test in seen else r for r in collect()]
+    # Tests not run this time (a -k or a path narrowed the run) keep their last outcome.
+    last = parse_rows(TABLE.read_text(encoding="utf-8")) if TABLE.exists() else {}
+    rows = [merge(seen[r.test]) if r.test in seen
+            else replace(r, outcome=last[r.test].outcome) if r.test in last else r
+            for r in collect()]
     TABLE.write_text(render(rows), encoding="utf-8")
     print(f"wrote {TABLE.relative_to(ROOT)}: {len(rows)} rows, "
           f"{sum(r.outcome.startswith('passed') for r in rows)} passed")

@@ -1,16 +1,18 @@
 """Open sockets lose what their user loses: access is checked again after the handshake.
 
 Every `/collab` and `/events` socket of a process holds a `Ticket`: who opened it (user,
-session or API token), on which project, and the rule that admitted it. Whatever ends an
-identity (logout, token revoked, user deactivated, password changed) or changes a user's
-place in a project (membership removed or role changed, admin flag, project deleted)
-announces the user or project on one Redis channel after its commit. Each process then
-holds the named sockets' incoming frames, acknowledges, re-checks them against Postgres
-in one query and closes those no longer allowed: 4401 when the identity is gone, 4403
-when the rule now refuses. The request that made the change answers only once every
-process has acknowledged (or after a second), so a frame sent after that answer is never
-applied on any node. A message can be lost (Redis down, a change made outside the API),
-so every process also re-checks all its sockets, again in one query, every
+session or API token), on which project and item, and the rule that admitted it. Whatever
+ends an identity (logout, token revoked, user deactivated, password changed), changes a
+user's place in a project (membership removed or role changed, admin flag, project
+deleted) or takes items out of labeling from the data manager (deleted, skipped, sent to
+review) announces the user or project on one Redis channel after its commit. Each process
+then holds the named sockets' incoming frames, acknowledges, re-checks them against
+Postgres in one query and closes those no longer allowed: 4401 when the identity is gone,
+4403 when the rule now refuses, 4404 when the item whose document is open was deleted.
+The request that made the change answers only once every process has acknowledged (or
+after a second), so a frame sent after that answer is never applied on any node. A
+message can be lost (Redis down, a change made outside the API, an item decided by its
+labelers), so every process also re-checks all its sockets, again in one query, every
 `access_check_s`.
 """
 
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_SIGNED_OUT = 4401
 CLOSE_NOT_ALLOWED = 4403
+CLOSE_GONE = 4404
 
 # One round trip for every socket of the process: which of their sessions and tokens still
 # stand, who is an admin, which projects are live (and run with consensus), and the roles
@@ -55,7 +58,9 @@ SELECT
             archived_at IS NOT NULL)), '[]'::jsonb)
    FROM projects WHERE id = ANY($4::bigint[]) AND deleted_at IS NULL) AS projects,
   (SELECT coalesce(jsonb_agg(jsonb_build_array(project_id, user_id, role)), '[]'::jsonb)
-   FROM memberships WHERE project_id = ANY($4::bigint[]) AND user_id = ANY($3::bigint[])) AS members
+   FROM memberships WHERE project_id = ANY($4::bigint[]) AND user_id = ANY($3::bigint[])) AS members,
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(project_id, id, status)), '[]'::jsonb)
+   FROM items WHERE id = ANY($5::bigint[])) AS items
 """
 
 
@@ -70,6 +75,8 @@ class ProjectFacts:
     admins: frozenset[int]
     # Archived projects are read-only: their documents open, but nobody writes to them.
     archived: bool = False
+    # The status of each of the project's items whose documents are open (deleted: absent).
+    items: Mapping[int, str] = field(default_factory=dict)
 
     def require(self, user_id: int, need: Role) -> Role:
         """The user's effective role; NotFound/Forbidden exactly as `projects.access`."""
@@ -85,7 +92,12 @@ class ProjectFacts:
 
 
 Rule = Callable[[ProjectFacts], None]
-"""Raises ApiError when the socket would now be refused; may narrow its rights in place."""
+"""Raises ApiError when the socket would now be refused (Gone when what it shows was
+deleted); may narrow its rights in place."""
+
+
+class Gone(NotFound):
+    """What an open socket shows no longer exists (an item deleted): it closes 4404."""
 
 
 @dataclass(eq=False)
@@ -98,6 +110,8 @@ class Ticket:
     close: Callable[[int, str], None]
     # Users whose changes concern this socket: its owner, and the annotator of its document.
     users: frozenset[int] = frozenset()
+    # The item whose document the socket has open (None for /events).
+    item_id: int | None = None
     # Cleared while a re-check announced for this socket is running: frames wait for it.
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     holds: int = 0
@@ -136,7 +150,8 @@ async def load_facts(db: asyncpg.Pool, tickets: Iterable[Ticket]) -> Facts:
     tokens = sorted({t.identity.token_id for t in tickets if t.identity.token_id is not None})
     users = sorted({u for t in tickets for u in t.users})
     pids = sorted({t.project_id for t in tickets})
-    row = await db.fetchrow(_FACTS, sessions, tokens, users, pids)
+    iids = sorted({t.item_id for t in tickets if t.item_id is not None})
+    row = await db.fetchrow(_FACTS, sessions, tokens, users, pids, iids)
     assert row is not None
     admins = frozenset(row["admins"])
     members: dict[int, dict[int, Role]] = {pid: {} for pid in pids}
@@ -144,8 +159,12 @@ async def load_facts(db: asyncpg.Pool, tickets: Iterable[Ticket]) -> Facts:
         members[pid][uid] = Role.parse(role)
     live = {pid: consensus for pid, consensus, _ in row["projects"]}
     archived = {pid for pid, _, is_archived in row["projects"] if is_archived}
+    items: dict[int, dict[int, str]] = {pid: {} for pid in pids}
+    for pid, iid, status in row["items"]:
+        if pid in items:
+            items[pid][iid] = status
     projects = {pid: ProjectFacts(pid, pid in live, live.get(pid, False), members[pid], admins,
-                                  pid in archived)
+                                  pid in archived, items[pid])
                 for pid in pids}
     return Facts(frozenset(row["sessions"]), frozenset(row["tokens"]), projects)
 
@@ -159,6 +178,8 @@ def verdict(ticket: Ticket, facts: Facts) -> tuple[int, str] | None:
         return CLOSE_SIGNED_OUT, "signed out: the API token was revoked"
     try:
         ticket.rule(facts.projects[ticket.project_id])
+    except Gone as exc:
+        return CLOSE_GONE, exc.message[:120]
     except ApiError as exc:
         return CLOSE_NOT_ALLOWED, f"no longer allowed: {exc.message}"[:120]
     return None

@@ -7,7 +7,9 @@ with 4401, 4403 or 4404. Once accepted, frames go to the room; malformed frames 
 with 1002, unsupported ones (text, unknown types) with 1003, oversized ones with 1009
 and floods with 1008, without disturbing any other connection. An open socket is
 checked again whenever its user's access changes (see access_watch.py): it closes with
-4401 once its session or token has ended, and with 4403 once the same rule refuses it.
+4401 once its session or token has ended, with 4403 once the same rule refuses it, and
+with 4404 once its item is deleted; a labeler's document turns read-only once its item
+is decided, skipped or sent to review.
 """
 
 from __future__ import annotations
@@ -107,16 +109,21 @@ async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annot
     return Grant(identity, readonly=not writable or pa.archived)
 
 
-def _rule(grant: Grant, annotator: str, conn: Connection) -> access_watch.Rule:
+def _rule(grant: Grant, iid: int, annotator: str, conn: Connection) -> access_watch.Rule:
     """How an open socket is checked again: the same rule as at the handshake."""
 
     def recheck(project: access_watch.ProjectFacts) -> None:
         role = project.require(grant.user_id, Role.LABELER)
+        status = project.items.get(iid)
+        if status is None:
+            raise access_watch.Gone(f"item {iid} was deleted")
         member = annotator != FINAL and project.is_member(int(annotator))
         # Rights never grow on an open socket; with today's rules they only ever shrink to
-        # a refusal, and a narrower grant would take effect here without a reconnect.
-        conn.readonly = conn.readonly or project.archived or not rights(
-            role, project.consensus, grant.user_id, annotator, member)
+        # a refusal, and a narrower grant would take effect here without a reconnect. A
+        # labeler's document turns read-only once its item is decided (see `authorize`).
+        conn.readonly = (conn.readonly or project.archived
+                         or (annotator != FINAL and status in CLOSED)
+                         or not rights(role, project.consensus, grant.user_id, annotator, member))
 
     return recheck
 
@@ -155,8 +162,8 @@ async def collab_endpoint(ws: WebSocket) -> None:
     conn = manager.connect(channel, readonly=grant.readonly, user=str(grant.user_id))
     watch = services.access
     ticket = access_watch.Ticket(
-        grant.identity, pid, _rule(grant, annotator, conn), conn.close_soon,
-        users=frozenset(() if annotator == FINAL else {int(annotator)}))
+        grant.identity, pid, _rule(grant, iid, annotator, conn), conn.close_soon,
+        users=frozenset(() if annotator == FINAL else {int(annotator)}), item_id=iid)
     # An open document of the labeler's own counts as activity: their lease on the item
     # stays alive (see lease_keeper.py).
     keeping = (services.keeper.holding(pid, iid, grant.user_id)

@@ -142,12 +142,17 @@ async def apply(db: Database, dispatcher: Dispatcher, pid: int, action: str,
                     await conn.execute(_RUN_AGAIN, pid)
             else:
                 queue.released = [r["id"] for r in await conn.fetch(_DELETE, ids)]
-                await conn.execute(_DELETE_DOCUMENTS, pid, ids)
+                await delete_documents(conn, pid, ids)
     if ids:
         await _tell_queue(db, dispatcher, pid, action, ids, queue)
         if action in ("skip", "delete"):
             out.project_completed = await decisions.complete_if_done(db, pid)  # after the commit
     return out
+
+
+async def delete_documents(db: Database | asyncpg.Connection, pid: int, ids: list[int]) -> None:
+    """Every stored document (each labeler's and the final one) of the items `ids`."""
+    await db.execute(_DELETE_DOCUMENTS, pid, ids)
 
 
 async def _tell_queue(db: Database, dispatcher: Dispatcher, pid: int, action: str,

@@ -4,6 +4,7 @@ the export queue for an export of the selection)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,7 @@ from server.accounts.roles import Role
 from server.data import item_query
 from server.exports import jobs
 from server.exports.writer import Format
+from server.live.access_watch import announce
 from server.projects import projects
 from server.routing import Call, Endpoint
 from server.validation import INT64_MAX, Strict
@@ -80,6 +82,16 @@ async def act(call: Call) -> dict[str, Any]:
         return {"action": "export", "export": export}
     work = call.services.work
     outcome = await item_actions.apply(call.services.db, work.dispatcher, pid, body.action, f, low)
+    if outcome.changed and body.action != "reopen":
+        # Documents open on these items: closed (deleted) or read-only to their labelers
+        # (out of labeling) on every node before this answers.
+        await announce(call.request, project=pid)
+    if outcome.changed and body.action == "delete":
+        # Edits accepted just before the delete reach Postgres within a flush interval of
+        # their room, after the delete's transaction: once the sockets are held, wait for
+        # those writes and delete again, so nothing of a deleted item stays stored.
+        await asyncio.sleep(2 * call.services.rooms.limits.flush_interval_s)
+        await item_actions.delete_documents(call.services.db, pid, list(outcome.changed))
     if outcome.changed:
         shown = list(outcome.changed.items())[:20]
         work.events.emit(pid, "items_changed", action=body.action, by=call.me.id,

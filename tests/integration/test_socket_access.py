@@ -433,3 +433,67 @@ async def test_deleting_a_project_closes_its_sockets(
                   "events": await closed_within(events, since)}
         assert [code for code, _ in closes.values()] == [4403, 4403]
     _report(measured, closes, "")
+
+
+@pytest.mark.reliability(
+    area="Access",
+    attack="An owner deletes an item from the data manager while its labeler and a reviewer "
+           "have its documents open, and the labeler writes right after.",
+    promise="Every socket on its documents closes 4404 within 2 s; the late write is not "
+            "applied and nothing of the item's documents stays in the store.")
+async def test_deleting_an_item_closes_its_documents(
+        server: str, services: Services, make_user: Callable[..., Api], data_dir: Path,
+        measured: Measured) -> None:
+    owner, labeler = person(make_user, "owner"), person(make_user, "labeler")
+    reviewer = person(make_user, "reviewer")
+    p = make_project(owner, data_dir, consensus=False,
+                     members=[(labeler, "labeler"), (reviewer, "reviewer")])
+    async with sockets() as s:
+        own = await s.collab(server, p.room(labeler.id), labeler)
+        final = await s.collab(server, p.room("final"), reviewer)
+        observer = await s.collab(server, p.room(labeler.id), owner)
+        own.map["early"] = 1
+        await seen(observer, "early")
+        since = await change(lambda: owner.api.post(
+            f"/api/v1/projects/{p.pid}/items/actions",
+            {"action": "delete", "filter": {}, "ids": [p.item]}), status=200)
+        own.map["late"] = 1
+        closes = {"labeler's document": await closed_within(own, since),
+                  "final document": await closed_within(final, since),
+                  "owner's view": await closed_within(observer, since)}
+        assert [code for code, _ in closes.values()] == [4404, 4404, 4404]
+        assert "late" not in observer.map
+    await asyncio.sleep(0.3)  # past the update log's write window and the rooms' release
+    for room in (p.room(labeler.id), p.room("final")):
+        assert await DocumentStore(services.db).load(room) == []
+    _report(measured, closes, "the late write was not applied and nothing of the item's "
+                              "documents is left in the store")
+
+
+@pytest.mark.reliability(
+    area="Access",
+    attack="An owner sends an item to review from the data manager while its labeler's "
+           "document is open, and the labeler writes right after.",
+    promise="The labeler's document stays open but turns read-only within 2 s: the late write "
+            "reaches neither the owner's client nor the store, and what it held before stays.")
+async def test_an_item_sent_to_review_turns_its_labelers_document_read_only(
+        server: str, services: Services, make_user: Callable[..., Api], data_dir: Path,
+        measured: Measured) -> None:
+    owner, labeler = person(make_user, "owner"), person(make_user, "labeler")
+    p = make_project(owner, data_dir, consensus=False, members=[(labeler, "labeler")])
+    async with sockets() as s:
+        own = await s.collab(server, p.room(labeler.id), labeler)
+        observer = await s.collab(server, p.room(labeler.id), owner)
+        own.map["early"] = 1
+        await seen(observer, "early")
+        await change(lambda: owner.api.post(
+            f"/api/v1/projects/{p.pid}/items/actions",
+            {"action": "review", "filter": {}, "ids": [p.item]}), status=200)
+        own.map["late"] = 1
+        await stays_unseen(observer, "late")
+        assert own.ws.close_code is None
+    await asyncio.sleep(0.2)  # past the update log's write window
+    stored = await stored_map(services, p.room(labeler.id))
+    assert "early" in stored and "late" not in stored
+    measured("the labeler's socket stayed open; the late write reached neither the owner's "
+             "client nor the store, and the earlier one stayed")
