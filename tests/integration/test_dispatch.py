@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from server.database import Database
 from server.services import Services
 from server.work import decisions, queue
 from server.work import leases as work
@@ -209,18 +210,25 @@ async def test_redis_losing_everything_is_rebuilt_from_postgres(
     assert all(row["n"] <= 2 for row in counts)  # invariant 2 held throughout
 
 
+async def _consensus_project(db: Database, tag: str, users: int) -> tuple[int, list[int]]:
+    """A running multiclass project (consensus min 2, max 3) made straight in Postgres, and
+    `users` users (the first created it); returns (project id, user ids)."""
+    uids = [await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
+                              "RETURNING id", f"{unique(tag)}@colabel.test") for _ in range(users)]
+    pid = await db.fetchval(
+        "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
+        "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
+        "'{\"enabled\": false}', $2, 'running') RETURNING id", unique(tag), uids[0])
+    return pid, uids
+
+
 async def test_a_labeler_far_ahead_still_gets_work_and_targets_only_rise(services: Services,
                                                                           server: str) -> None:
     """Regressions: items a labeler holds pile up at the queue's front while they wait for a
     second labeler (more of them than one lease call may examine); and a submit applied late
     must not lower a target a later one raised."""
     db = services.db
-    uid = await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
-                            "RETURNING id", f"{unique('far')}@colabel.test")
-    pid = await db.fetchval(
-        "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
-        "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
-        "'{\"enabled\": false}', $2, 'running') RETURNING id", unique("far"), uid)
+    pid, (uid,) = await _consensus_project(db, "far", 1)
     n = SCAN_LIMIT + 500
     await db.copy_records_to_table("items", records=[(pid, f"{i:05d}.png", "image") for i in range(n)],
                                    columns=["project_id", "key", "media_kind"])
@@ -264,12 +272,7 @@ async def test_a_rebuild_sent_in_batches_leaves_the_state_of_one_sent_at_once(
     """A large project's queue is rebuilt in many pipelines so the process keeps serving
     meanwhile: cut into batches of 7 commands, it must leave exactly what one pipeline does."""
     db = services.db
-    users = [await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
-                               "RETURNING id", f"{unique('batch')}@colabel.test") for _ in range(3)]
-    pid = await db.fetchval(
-        "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
-        "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
-        "'{\"enabled\": false}', $2, 'running') RETURNING id", unique("batch"), users[0])
+    pid, users = await _consensus_project(db, "batch", 3)
     await db.copy_records_to_table(
         "items", records=[(pid, f"{i:04d}.png", "image", 3 if i % 5 == 0 else None) for i in range(300)],
         columns=["project_id", "key", "media_kind", "target"])
@@ -320,12 +323,7 @@ async def test_concurrent_submits_on_one_item_still_decide_it(services: Services
     """Two labelers submit the same item at once: the one that waits for the other's item
     lock must see its annotation, so the item is decided rather than left waiting."""
     db = services.db
-    uids = [await db.fetchval("INSERT INTO users (email, name, password_hash) VALUES ($1, 'x', 'x') "
-                              "RETURNING id", f"{unique('race')}@colabel.test") for _ in range(2)]
-    pid = await db.fetchval(
-        "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
-        "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "
-        "'{\"enabled\": false}', $2, 'running') RETURNING id", unique("race"), uids[0])
+    pid, uids = await _consensus_project(db, "race", 2)
     iid = await db.fetchval("INSERT INTO items (project_id, key, media_kind) VALUES ($1, 'a.png', "
                             "'image') RETURNING id", pid)
     lids = [unique("lease") for _ in uids]
