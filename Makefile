@@ -82,7 +82,7 @@ test-workers: install install-test-tools client
 
 lint: install
 	$(BIN)/python $(LOCKS)/lockfile.py check
-	$(BIN)/ruff check server collab inference migrations tests bench requirements setup.py
+	$(BIN)/ruff check server collab inference migrations tests bench requirements docker setup.py
 	$(BIN)/mypy
 	$(BIN)/python -m tests.reliability --check
 

@@ -121,22 +121,38 @@ class Cluster:
                         "--password", PASSWORD, "--name", "Admin", "--admin"],
                        env=self.env, cwd=ROOT, check=True, capture_output=True)
 
-    def start(self, count: int, timeout_s: float = 60) -> list[Node]:
-        """Start `count` nodes at once and wait until each is ready."""
+    def start(self, count: int, timeout_s: float = 60,
+              ports: list[int] | None = None) -> list[Node]:
+        """Start `count` nodes at once (on `ports` when given) and wait until each is ready."""
         started = []
-        for _ in range(count):
-            port = free_port()
+        for i in range(count):
+            port = ports[i] if ports is not None else free_port()
             log = self.folder / f"node{len(self.nodes)}.log"
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port",
-                     str(port)], env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-            node = Node(f"http://127.0.0.1:{port}", proc, log)
+            node = Node(f"http://127.0.0.1:{port}", self._spawn(port, log), log)
             self.nodes.append(node)
             started.append(node)
         for node in started:
             wait_ready(node.base, node.proc, timeout_s, node.log)
         return started
+
+    def _spawn(self, port: int, log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port",
+                 str(port)], env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+    def restart(self, node: Node, *, graceful: bool = True, timeout_s: float = 60) -> float:
+        """Stop `node` (SIGTERM and wait, or SIGKILL) and start it again on the same port, as
+        a deployment restarts a replica; returns the seconds until it was ready again."""
+        start = time.monotonic()
+        if graceful:
+            stop_process(node.proc, 30)
+        else:
+            node.proc.kill()
+            node.proc.wait()
+        node.proc = self._spawn(int(node.base.rsplit(":", 1)[1]), node.log)
+        wait_ready(node.base, node.proc, timeout_s, node.log)
+        return time.monotonic() - start
 
     def alive(self) -> list[Node]:
         return [n for n in self.nodes if n.alive]
@@ -179,9 +195,10 @@ class Project:
 
 def make_project(cluster: Cluster, owner: Person, members: list[Person], *, items: int,
                  task_type: str = "multiclass", consensus: dict[str, Any] | None = None,
-                 start: bool = True) -> Project:
-    """A project over a folder of `items` images with `members` as labelers."""
-    admin = cluster.admin()
+                 start: bool = True, via: Node | None = None) -> Project:
+    """A project over a folder of `items` images with `members` as labelers (made through
+    `via`, the first node by default)."""
+    admin = cluster.admin(via)
     api = token_api(admin.base_url, owner)
     body: dict[str, Any] = {"name": unique("faults"), "task_type": task_type,
                             "labels": [{"name": "cat"}, {"name": "dog"}, {"name": "bird"}]}
