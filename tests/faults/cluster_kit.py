@@ -114,7 +114,7 @@ class Cluster:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.env = server_env(database_url, redis_url, unique("faults") + ":", folder / "data",
-                              COLABEL_ML_ENABLED="false", COLABEL_PROBE_POLL_S="1", **extra)
+                              **{"COLABEL_ML_ENABLED": "false", "COLABEL_PROBE_POLL_S": "1", **extra})
         self.database_url = database_url
         self.nodes: list[Node] = []
         subprocess.run([sys.executable, "-m", "server", "createuser", "--email", ADMIN,
