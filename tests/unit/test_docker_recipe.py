@@ -44,3 +44,7 @@ def test_the_replicas_connect_to_the_ray_cluster_of_the_recipe() -> None:
     for name in (n for n in services if n.startswith("colabel-")):
         assert services[name]["environment"]["RAY_ADDRESS"] == f"ray-head:{port}"
         assert "ray-head" in services[name]["depends_on"]
+    # One token for every Ray node and every replica (tests/cluster/ray_cluster.py runs so).
+    for name in (n for n in services if n.startswith(("colabel-", "ray-"))):
+        env = services[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN")
