@@ -35,9 +35,13 @@ def renderer() -> ModuleType:
     return module
 
 
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
 def nginx_executable() -> str:
     """Debian's nginx; the cluster tests are skipped without it unless CI requires them."""
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    found = find_nginx()
     if found is None:
         if os.environ.get("COLABEL_CLUSTER_REQUIRED"):
             pytest.fail("nginx is not installed (apt-get install nginx-light)")
@@ -78,7 +82,9 @@ class Balancer:
         self.front: Node | None = None
 
     def start(self, timeout_s: float = 20) -> Node:
-        exe = nginx_executable()
+        exe = find_nginx()
+        if exe is None:
+            raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
         check = subprocess.run([exe, "-t", "-e", str(self.state / "startup.log"), "-c", str(self.conf)],
                                check=False, capture_output=True, text=True)
         assert check.returncode == 0, check.stderr
