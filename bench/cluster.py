@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.dispatch import delete_prefix  # noqa: E402
 from bench.dispatch_open import (  # noqa: E402
     add_tokens,
+    bench_users,
     free_port,
     start_server,
     statements,
@@ -194,11 +195,7 @@ class Setup:
 async def build(url: str, labelers: int, items: int, rooms: int) -> Setup:
     conn = await asyncpg.connect(url)
     try:
-        owner = await conn.fetchval("INSERT INTO users (email, name, password_hash) "
-                                    "VALUES ('owner@bench.test', 'Owner', 'x') RETURNING id")
-        users = [await conn.fetchval(
-            "INSERT INTO users (email, name, password_hash) VALUES ($1, $2, 'x') RETURNING id",
-            f"labeler{i}@bench.test", f"L{i}") for i in range(labelers)]
+        owner, users = await bench_users(conn, labelers)
         pids = {}
         projects = (("work", "multiclass", False, items), ("prelabel", "multiclass", True, items),
                     ("docs", "bbox", False, rooms))

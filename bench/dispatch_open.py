@@ -89,6 +89,16 @@ async def add_tokens(conn: asyncpg.Connection, user_ids: list[int]) -> list[str]
     return [token for token, _ in made]
 
 
+async def bench_users(conn: asyncpg.Connection, labelers: int) -> tuple[int, list[int]]:
+    """An owner and `labelers` labelers of a benchmark's database: (owner id, labeler ids)."""
+    owner: int = await conn.fetchval("INSERT INTO users (email, name, password_hash) "
+                                     "VALUES ('owner@bench.test', 'Owner', 'x') RETURNING id")
+    users = [await conn.fetchval(
+        "INSERT INTO users (email, name, password_hash) VALUES ($1, $2, 'x') RETURNING id",
+        f"labeler{i}@bench.test", f"L{i}") for i in range(labelers)]
+    return owner, users
+
+
 # -- the labelers (in the driver processes) ---------------------------------------------------
 
 async def _post(http: aiohttp.ClientSession, url: str, token: str, body: dict[str, Any],

@@ -41,7 +41,14 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.dispatch import delete_prefix  # noqa: E402
-from bench.dispatch_open import add_tokens, free_port, start_server, temp_dir, wait_ready  # noqa: E402
+from bench.dispatch_open import (  # noqa: E402
+    add_tokens,
+    bench_users,
+    free_port,
+    start_server,
+    temp_dir,
+    wait_ready,
+)
 from migrations.runner import migrate  # noqa: E402
 from server.data.item_query import SORTS, Cursor, Order  # noqa: E402
 from server.work.keys import DispatchKeys  # noqa: E402
@@ -99,11 +106,7 @@ async def build(url: str, items: int) -> tuple[int, str, int]:
     """The project; returns (project id, the owner's API token, a labeler's id)."""
     conn = await asyncpg.connect(url)
     try:
-        owner = await conn.fetchval("INSERT INTO users (email, name, password_hash) "
-                                    "VALUES ('owner@bench.test', 'Owner', 'x') RETURNING id")
-        users = [await conn.fetchval(
-            "INSERT INTO users (email, name, password_hash) VALUES ($1, $2, 'x') RETURNING id",
-            f"labeler{i}@bench.test", f"L{i}") for i in range(LABELERS)]
+        owner, users = await bench_users(conn, LABELERS)
         pid = await conn.fetchval(
             "INSERT INTO projects (name, task_type, consensus, ml_assist, created_by, status) "
             "VALUES ($1, 'multiclass', '{\"enabled\": true, \"min\": 2, \"max\": 3}', "

@@ -16,6 +16,7 @@ from types import ModuleType
 
 import httpx
 import pytest
+import redis
 
 from tests.faults.cluster_kit import Cluster, Node
 from tests.infra import ROOT, free_port, stop_process
@@ -142,6 +143,14 @@ class Stack:
     def stop(self) -> None:
         self.balancer.stop()
         self.cluster.stop()
+        # The stack shares the session's Redis: its keys go with it.
+        client = redis.Redis.from_url(self.cluster.env["COLABEL_REDIS_URL"])
+        try:
+            prefix = self.cluster.env["COLABEL_REDIS_PREFIX"]
+            for key in client.scan_iter(match=prefix + "*", count=1000):
+                client.unlink(key)
+        finally:
+            client.close()
 
 
 def start_stack(database_url: str, redis_url: str, folder: Path, nodes: int = 3,
