@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from pycrdt import Map
 
@@ -111,6 +112,9 @@ async def test_one_model_for_the_cluster_and_prelabels_on_every_node(
     trained_by = [n for n in stack.cluster.nodes
                   if f"trained model v1 of project {pid}" in n.log.read_text()]
     assert len(trained_by) == 1, "the model was trained more than once, or nowhere"
+    # The servers joined the cluster: no Ray of their own (a private Ray has a raylet too).
+    raylets = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"]
+    assert len(raylets) == 2, [p.pid for p in raylets]
 
     # Three labelers, their documents open through nginx (one socket per node), lease a page.
     since = len(stack.balancer.passed())

@@ -140,7 +140,10 @@ async def test_a_client_that_never_reads_is_dropped_alone(
     assert all(t is not None for t in gone), "the silent client was never dropped from the room"
     dropped_after = max(t for t in gone if t is not None) - started
     assert dropped_after < flood_s, "dropped only after the flood"
-    assert peak_mb < 48, f"server memory grew {peak_mb:.0f} MB"
+    # Holding the silent client's backlog would take the 136 MB flooded; what the room itself
+    # holds meanwhile (the document, the write window, Redis buffers) varied from 21 to 48 MB
+    # between runs and machines, so the bound sits between the two.
+    assert peak_mb < 72, f"server memory grew {peak_mb:.0f} MB"
 
     # Now it reads: what the server had handed the socket before it let go, then the end.
     frames = 0
