@@ -63,7 +63,7 @@ class Grant:
 
 
 def rights(role: Role, consensus: bool, user_id: int, annotator: str,
-           annotator_is_member: bool) -> bool:
+           annotator_is_member: bool, item_status: str) -> bool:
     """Whether a member with `role` may write the document (True) or only read it (False);
     raises when they may not open it. The same rule admits a socket and keeps it open."""
     if annotator == FINAL:
@@ -73,7 +73,9 @@ def rights(role: Role, consensus: bool, user_id: int, annotator: str,
     if not annotator_is_member:
         raise NotFound(f"no document {annotator!r} for this item")
     if int(annotator) == user_id:
-        return True
+        # Once an item is decided (or waits for review), what its labelers submitted is
+        # what counted: their documents are read-only, to them too, until it is re-opened.
+        return item_status not in CLOSED
     if role >= Role.REVIEWER:
         return False
     raise Forbidden("labelers may open only their own documents")
@@ -101,11 +103,7 @@ async def authorize(services: Services, ws: WebSocket, pid: int, iid: int, annot
     member = annotator != FINAL and await services.db.fetchval(
         _MEMBER, pid, int(annotator)) is not None
     writable = rights(pa.role, bool(pa.setting("consensus").get("enabled")), identity.user.id,
-                      annotator, member)
-    # Once an item is decided (or waits for review), what its labelers submitted is what
-    # counted: their documents are read-only, to them too, until it is re-opened.
-    if annotator != FINAL and status in CLOSED:
-        writable = False
+                      annotator, member, status)
     return Grant(identity, readonly=not writable or pa.archived)
 
 
@@ -119,11 +117,9 @@ def _rule(grant: Grant, iid: int, annotator: str, conn: Connection) -> access_wa
             raise access_watch.Gone(f"item {iid} was deleted")
         member = annotator != FINAL and project.is_member(int(annotator))
         # Rights never grow on an open socket; with today's rules they only ever shrink to
-        # a refusal, and a narrower grant would take effect here without a reconnect. A
-        # labeler's document turns read-only once its item is decided (see `authorize`).
-        conn.readonly = (conn.readonly or project.archived
-                         or (annotator != FINAL and status in CLOSED)
-                         or not rights(role, project.consensus, grant.user_id, annotator, member))
+        # a refusal, and a narrower grant would take effect here without a reconnect.
+        conn.readonly = conn.readonly or project.archived or not rights(
+            role, project.consensus, grant.user_id, annotator, member, status)
 
     return recheck
 
