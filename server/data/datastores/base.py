@@ -57,3 +57,23 @@ class Datastore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+async def list_batches(store: Datastore, prefix: str = "",
+                       size: int = 10_000) -> AsyncIterator[list[str]]:
+    """The store's `list_keys`, a list of keys at a time (none empty): from the store itself
+    where it lists that way (a folder does, a batch per hop to its worker thread), otherwise
+    gathered here."""
+    native = getattr(store, "list_key_batches", None)
+    if native is not None:
+        async for listed in native(prefix):
+            yield listed
+        return
+    batch: list[str] = []
+    async for key in store.list_keys(prefix):
+        batch.append(key)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -17,9 +17,10 @@ from server.data.datastores.base import (
 )
 from server.data.datastores.keys import check_key
 
-# Directory entries are listed in batches so a 500,000-file folder streams steadily
-# without holding the event loop for the whole walk.
-_BATCH = 2000
+# The walk runs in a worker thread a batch of keys at a time, so a 500,000-file folder
+# streams steadily without holding the event loop; a batch is a few milliseconds of work
+# for whoever takes it, and few enough thread hand-offs not to count.
+_BATCH = 10_000
 
 
 class LocalDatastore:
@@ -41,7 +42,8 @@ class LocalDatastore:
         root = str(self.root)
         return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
-    def _walk(self, folder: Path, prefix: str) -> Iterator[str]:
+    def _walk(self, folder: str, prefix: str) -> Iterator[list[str]]:
+        """The keys below `folder`, in order, a run of one folder's files at a time."""
         # Every folder is resolved and listed by its real path, which must stay inside the
         # root: a symlinked folder anywhere on the way (the pattern's fixed prefix included)
         # lists nothing unless it points back inside.
@@ -49,15 +51,26 @@ class LocalDatastore:
         if not self._inside(real):
             return
         try:
-            entries = list(os.scandir(real))
+            with os.scandir(real) as listing:
+                entries = list(listing)
         except FileNotFoundError:
             return
         except OSError as exc:
             raise DatastoreError(f"cannot list {folder}: {exc.strerror}") from None
+        files = sorted([e.name for e in entries if e.is_file(follow_symlinks=False)])
+        if len(files) == len(entries):
+            # A folder of plain files, the common case: no per-entry decisions left.
+            if files:
+                yield [prefix + name for name in files]
+            return
+        yield from self._walk_mixed(entries, prefix)
+
+    def _walk_mixed(self, entries: list[os.DirEntry[str]], prefix: str) -> Iterator[list[str]]:
         # A directory sorts as "name/" so the walk yields keys in plain lexicographic
         # order, the same order Azure Blob lists names in.
         named = sorted(((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e)
                        for e in entries)
+        run: list[str] = []
         for sort_name, entry in named:
             if entry.is_symlink():
                 # Symlinks are followed only while they stay inside the root.
@@ -67,24 +80,35 @@ class LocalDatastore:
                 if os.path.isdir(target):
                     continue  # no directory symlinks: they could loop
             if sort_name.endswith("/"):
-                yield from self._walk(Path(entry.path), prefix + sort_name)
+                if run:
+                    yield run
+                    run = []
+                yield from self._walk(entry.path, prefix + sort_name)
             elif entry.is_file():
-                yield prefix + entry.name
+                run.append(prefix + entry.name)
+        if run:
+            yield run
 
-    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
-        """Every file below `prefix`, in lexicographic key order."""
+    async def list_key_batches(self, prefix: str = "") -> AsyncIterator[list[str]]:
+        """`list_keys`, a list of keys at a time (none empty)."""
         start = self.root
         if prefix:
             check_key(prefix.rstrip("/"))
             start = self.root / prefix.rstrip("/")
             prefix = prefix.rstrip("/") + "/"
-        walker = self._walk(start, prefix)
+        walker = self._walk(str(start), prefix)
         while True:
-            batch = await asyncio.to_thread(_take, walker, _BATCH)
+            batch, more = await asyncio.to_thread(_take, walker, _BATCH)
+            if batch:
+                yield batch
+            if not more:
+                return
+
+    async def list_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every file below `prefix`, in lexicographic key order."""
+        async for batch in self.list_key_batches(prefix):
             for key in batch:
                 yield key
-            if len(batch) < _BATCH:
-                return
 
     async def head(self, key: str) -> ObjectInfo:
         path = self.path_of(key)
@@ -107,10 +131,11 @@ class LocalDatastore:
         return None
 
 
-def _take(it: Iterator[str], n: int) -> list[str]:
-    out = []
-    for item in it:
-        out.append(item)
-        if len(out) == n:
-            break
-    return out
+def _take(runs: Iterator[list[str]], n: int) -> tuple[list[str], bool]:
+    """At least `n` keys from `runs` (fewer at its end), and whether any may be left."""
+    out: list[str] = []
+    for run in runs:
+        out += run
+        if len(out) >= n:
+            return out, True
+    return out, False
