@@ -22,6 +22,33 @@ def box_pixels(shape: Mapping[str, Any], width: int, height: int) -> list[float]
             round(shape["w"] * width, DIGITS), round(shape["h"] * height, DIGITS)]
 
 
+def rounded(values: npt.NDArray[np.float64], digits: int) -> npt.NDArray[np.float64]:
+    """Python's round(v, digits) of every value, bit for bit, without a call per value.
+
+    Python rounds the exact binary value half to even and returns the double nearest that
+    decimal; k / 10**digits is that double whenever k = rint(v * 10**digits) is the right
+    integer, which it is unless the product lies within its rounding error of a half (or is
+    not finite, or too large to hold an exact integer): those few go through round() itself."""
+    scale = 10.0 ** digits
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = values * scale
+        out: npt.NDArray[np.float64] = np.rint(scaled) / scale
+        near_half = np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) <= 4 * np.spacing(np.abs(scaled))
+        unsafe = near_half | ~(np.abs(scaled) < 2.0 ** 50)
+    for i in np.flatnonzero(unsafe).tolist():
+        out[i] = round(float(values[i]), digits)
+    return out
+
+
+def boxes_pixels(boxes: npt.NDArray[np.float64],
+                 sizes: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """box_pixels and the COCO area (w * h, rounded alike) of many boxes at once: `boxes` is
+    (n, 4) normalized x, y, w, h; `sizes` (n, 2) the images' width and height."""
+    scale = np.concatenate([sizes, sizes], axis=1)
+    pixels = rounded(boxes * scale, DIGITS)
+    return pixels, rounded(pixels[:, 2] * pixels[:, 3], DIGITS)
+
+
 def polygon_pixels(points: Sequence[float], width: int, height: int) -> list[float]:
     """A flat [x0, y0, x1, y1, ...] list in pixels from normalized points."""
     return [round(v * (width if i % 2 == 0 else height), DIGITS) for i, v in enumerate(points)]

@@ -71,7 +71,9 @@ class MasksWriter:
         else:
             image = Image.fromarray(classes.astype(np.uint16))
         buf = io.BytesIO()
-        image.save(buf, format="PNG", optimize=False)
+        # Masks are flat regions: zlib's fastest level encodes them 3x faster than its
+        # default for files about a third larger (a few kB each).
+        image.save(buf, format="PNG", optimize=False, compress_level=1)
         return buf.getvalue()
 
     def close(self) -> list[str]:

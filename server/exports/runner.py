@@ -22,7 +22,7 @@ from server.exports.coco import CocoWriter
 from server.exports.masks import MasksWriter
 from server.exports.table import CsvWriter
 from server.exports.voc import VocWriter
-from server.exports.writer import SUFFIX, Context, Writer
+from server.exports.writer import SUFFIX, Context, Writer, relaxed_gc
 from server.exports.yolo import YoloWriter
 from server.settings import Settings
 
@@ -93,23 +93,24 @@ async def run(services: Services, row: asyncpg.Record) -> None:
     part = final.with_name(name + ".part")
     progress = _Progress(services, pid, export_id)
     try:
-        # Reading a whole project may take longer than a request's statements may.
-        async with db.bulk() as conn:
-            project = await conn.fetchrow(_PROJECT, pid)
-            filters = source.Filters(**row["filters"])
-            if fmt in NEEDS_SIZE and project["task_type"] in ("bbox", "polygon", "semantic"):
-                await _probe(services, pid)
-            ctx = Context(project["name"], project["task_type"], await source.label_table(conn, pid),
-                          filters, row["image_url_prefix"])
-            total = await source.count(conn, pid, filters)
-            await progress.report(0, total, force=True)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            writer = await asyncio.to_thread(WRITERS[fmt], part, ctx)
-            done = 0
-            async for batch in source.batches(conn, pid, filters):
-                await asyncio.to_thread(writer.write, batch)
-                done += len(batch)
-                await progress.report(done, total)
+        with relaxed_gc():
+            # Reading a whole project may take longer than a request's statements may.
+            async with db.bulk() as conn:
+                project = await conn.fetchrow(_PROJECT, pid)
+                filters = source.Filters(**row["filters"])
+                if fmt in NEEDS_SIZE and project["task_type"] in ("bbox", "polygon", "semantic"):
+                    await _probe(services, pid)
+                ctx = Context(project["name"], project["task_type"], await source.label_table(conn, pid),
+                              filters, row["image_url_prefix"])
+                total = await source.count(conn, pid, filters)
+                await progress.report(0, total, force=True)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                writer = await asyncio.to_thread(WRITERS[fmt], part, ctx)
+                done = 0
+                async for batch in source.read_ahead(source.batches(conn, pid, filters)):
+                    await asyncio.to_thread(writer.write, batch)
+                    done += len(batch)
+                    await progress.report(done, total)
         warnings = await asyncio.to_thread(writer.close)
         os.replace(part, final)
         status = await db.execute(_DONE, export_id, done, name, final.stat().st_size, warnings)

@@ -3,6 +3,8 @@ a time (keyset pagination, so memory stays bounded and no transaction is held op
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,18 +17,26 @@ from server.data import item_query
 from server.projects.label_tree import LabelIndex
 
 BATCH = 2000
+# Batches read ahead while the previous one is written: Postgres works on the next one meanwhile.
+AHEAD = 1
 
 _LABELS = "SELECT id, parent_id, name FROM labels WHERE project_id = $1 ORDER BY position"
-# final::text is parsed with orjson: several times faster than the pool's json codec.
+# final::text is parsed with orjson: several times faster than the pool's json codec. The
+# labelers of single and consensus decisions come in the same row, as user ids (their emails
+# are looked up once per export, in Emails): one round trip per batch and an index probe per
+# item. The columns are read by position in _record.
 _ITEMS = """
 SELECT i.id, i.key, i.width, i.height, i.status, i.final::text AS final, i.decided_by,
-       i.agreement, i.decided_at, u.email AS decider
-FROM items i LEFT JOIN users u ON u.id = i.decided_by_user
+       i.agreement, i.decided_at, i.decided_by_user,
+       CASE WHEN i.decided_by IN ('single', 'consensus') THEN ARRAY(
+           SELECT a.user_id FROM annotations a WHERE a.item_id = i.id ORDER BY a.id) END AS labelers
+FROM items i
 WHERE {where} AND i.id > {after}
 ORDER BY i.id LIMIT {limit}
 """
-_LABELERS = """
-SELECT a.item_id, u.email, CASE WHEN $2 THEN a.data::text END AS data, a.created_at
+_EMAILS = "SELECT id, email FROM users WHERE id = ANY($1::bigint[])"
+_RAW = """
+SELECT a.item_id, u.email, a.data::text AS data, a.created_at
 FROM annotations a JOIN users u ON u.id = a.user_id
 WHERE a.item_id = ANY($1::bigint[]) ORDER BY a.item_id, a.id
 """
@@ -94,7 +104,7 @@ class RawAnnotation:
     submitted_at: datetime
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One item as exports see it: its final label (or None) and how it was decided."""
 
@@ -138,37 +148,80 @@ async def batches(db: asyncpg.Pool | asyncpg.Connection, project_id: int, filter
     after = 0
     st = filters.where(project_id)
     sql = _ITEMS.format(where=st.where, after=f"${len(st.params) + 1}", limit=f"${len(st.params) + 2}")
+    emails = Emails()
     while True:
         rows = await db.fetch(sql, *st.params, after, size)
         if not rows:
             return
-        after = rows[-1]["id"]
-        labelers = await _labelers(db, rows, filters.raw_annotations)
-        yield [_record(r, labelers.get(r["id"], []), filters.raw_annotations) for r in rows]
+        after = rows[-1][0]
+        await emails.learn(db, rows)
+        if filters.raw_annotations:
+            raw = await _raw(db, [r[0] for r in rows])
+            yield [_record(r, emails, raw.get(r[0], [])) for r in rows]
+        else:
+            yield [_record(r, emails, []) for r in rows]
 
 
-async def _labelers(db: asyncpg.Pool | asyncpg.Connection, rows: list[asyncpg.Record],
-                    raw: bool) -> dict[int, list[asyncpg.Record]]:
-    """Annotations of the items whose provenance names their labelers (or all, for raw)."""
-    wanted = [r["id"] for r in rows if raw or r["decided_by"] in ("single", "consensus")]
-    out: dict[int, list[asyncpg.Record]] = {}
-    if wanted:
-        for a in await db.fetch(_LABELERS, wanted, raw):
-            out.setdefault(a["item_id"], []).append(a)
+class Emails:
+    """Users' emails by id, fetched as batches name new users: a project has far fewer
+    labelers than items, so each is read once per export."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, str] = {}
+
+    async def learn(self, db: asyncpg.Pool | asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        known = self.by_id
+        new = {u for r in rows for u in (r[10] or ()) if u not in known}
+        new.update(r[9] for r in rows if r[9] is not None and r[9] not in known)
+        if new:
+            known.update((u["id"], u["email"]) for u in await db.fetch(_EMAILS, list(new)))
+
+    def names(self, ids: list[int]) -> list[str]:
+        return [self.by_id[u] for u in ids if u in self.by_id]
+
+
+async def read_ahead(batches: AsyncIterator[list[Record]], depth: int = AHEAD) -> AsyncIterator[list[Record]]:
+    """The same batches, the next `depth` fetched while the caller works on the current one.
+    Memory holds at most depth + 1 batches besides the caller's."""
+    queue: asyncio.Queue[list[Record] | BaseException | None] = asyncio.Queue(maxsize=depth)
+
+    async def fill() -> None:
+        try:
+            async for batch in batches:
+                await queue.put(batch)
+            await queue.put(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the reader, which raises it
+            await queue.put(exc)
+
+    task = asyncio.create_task(fill())
+    try:
+        while (got := await queue.get()) is not None:
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _raw(db: asyncpg.Pool | asyncpg.Connection, ids: list[int]) -> dict[int, list[RawAnnotation]]:
+    """Every labeler's own annotation of these items, in submission order."""
+    out: dict[int, list[RawAnnotation]] = {}
+    for a in await db.fetch(_RAW, ids):
+        out.setdefault(a["item_id"], []).append(
+            RawAnnotation(a["email"], orjson.loads(a["data"]), a["created_at"]))
     return out
 
 
-def _record(row: asyncpg.Record, annotations: list[asyncpg.Record], raw: bool) -> Record:
-    how = _DECIDED_BY.get(row["decided_by"]) if row["decided_by"] else None
+def _record(row: asyncpg.Record, emails: Emails, raw: list[RawAnnotation]) -> Record:
+    item_id, key, width, height, status, final, decided_by, agreement, decided_at, decider, labelers = row
+    how = _DECIDED_BY.get(decided_by) if decided_by else None
     if how in ("single", "consensus"):
-        users = [a["email"] for a in annotations]
+        users = emails.names(labelers)
     else:
-        users = [row["decider"]] if row["decider"] else []
-    return Record(
-        item_id=row["id"], key=row["key"], width=row["width"], height=row["height"],
-        status=row["status"], final=orjson.loads(row["final"]) if row["final"] else None,
-        decided_by=how, decided_by_users=users, agreement=row["agreement"],
-        decided_at=row["decided_at"],
-        raw=[RawAnnotation(a["email"], orjson.loads(a["data"]), a["created_at"])
-             for a in annotations] if raw else [],
-    )
+        users = emails.names([decider]) if decider is not None else []
+    return Record(item_id, key, width, height, status, orjson.loads(final) if final else None,
+                  how, users, agreement, decided_at, raw)

@@ -3,9 +3,12 @@ and the zip layout of the per-image formats (masks, VOC, YOLO)."""
 
 from __future__ import annotations
 
+import gc
 import posixpath
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -67,6 +70,31 @@ class Warnings:
     def sentences(self) -> list[str]:
         return [f"{n} item(s) {reason} (e.g. {', '.join(self._examples[reason])})"
                 for reason, n in self._counts.items()]
+
+
+# An export allocates a few dicts and lists per item (its parsed label, the rows written) and
+# holds a batch or two of them at once: at the default gen-0 threshold (700) the collector
+# runs dozens of times per batch and, as survivors pile up, full collections over the whole
+# process heap follow; that took about as long as the export's own work. Nearly all of it
+# is freed by reference counting, so collections are made rarer while any export runs.
+EXPORT_GC_THRESHOLD = 50_000
+_relaxed = {"depth": 0, "saved": 0}
+
+
+@contextmanager
+def relaxed_gc() -> Iterator[None]:
+    """Raise the gen-0 collection threshold while an export runs (process-wide: the first
+    export to start raises it, the last to finish restores it)."""
+    if _relaxed["depth"] == 0:
+        _relaxed["saved"] = gc.get_threshold()[0]
+        gc.set_threshold(max(EXPORT_GC_THRESHOLD, _relaxed["saved"]), *gc.get_threshold()[1:])
+    _relaxed["depth"] += 1
+    try:
+        yield
+    finally:
+        _relaxed["depth"] -= 1
+        if _relaxed["depth"] == 0:
+            gc.set_threshold(_relaxed["saved"], *gc.get_threshold()[1:])
 
 
 def renamed(key: str, suffix: str) -> str:
