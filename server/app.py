@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,12 @@ from starlette.staticfiles import StaticFiles
 from collab.errors import RoomUnavailable
 from migrations.runner import migrate
 from server import openapi
-from server.background import BackgroundJobs, Job
+from server.background import BackgroundJobs
 from server.database import DatabaseUnavailable
 from server.endpoints import all_endpoints
 from server.errors import ApiError, ServiceUnavailable, database_unavailable
 from server.live import collab_ws
-from server.ml import assist, service_owner
-from server.ml.training import MLWorker
+from server.ml import assist
 from server.monitoring import events_ws
 from server.routing import build_routes, error_response
 from server.security_headers import SecurityHeaders
@@ -37,6 +36,7 @@ from server.services import Services
 from server.settings import Settings
 from server.version import app_version
 from server.work.queue_state import rebuild_missing
+from server.worker import start_models
 
 log = logging.getLogger(__name__)
 
@@ -119,25 +119,6 @@ def _client_routes(client_dist: Path) -> list[BaseRoute]:
     return [Route("/", welcome), *(asset(name) for name in assets)]
 
 
-async def _start_models(services: Services) -> list[Job]:
-    """The model service client and the ML worker, when this process runs ML assistance."""
-    if assist.service_unavailable(services.settings) is not None:
-        return []
-    # Importing the client loads neither torch nor Ray: Ray starts, and torch is imported,
-    # only when a project with ML assistance first needs the model service.
-    poll = services.settings.ml_poll_s
-    if not service_owner.claim(services.settings):
-        services.models_elsewhere = True  # another worker process of this machine runs it
-        return []
-    from inference.client import ModelService
-
-    services.models = ModelService()
-    jobs: list[Job] = [("ml", MLWorker(services, services.models).step, poll)]
-    if services.settings.workers > 1:
-        jobs.append(("ml-status", partial(service_owner.publish, services), poll))
-    return jobs
-
-
 def _lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -150,9 +131,14 @@ def _lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAs
         await services.start()
         # Redis may have lost everything while we were down; Postgres has the truth.
         rebuilding = asyncio.create_task(rebuild_missing(services.dispatcher, services.db))
-        jobs = BackgroundJobs(services, await _start_models(services))
+        # Serving processes leave background work to `colabel worker` processes (the ones
+        # `colabel serve` starts, or a service of their own); an app built with
+        # background_jobs runs it itself.
+        jobs = BackgroundJobs(services, await start_models(services) if settings.background_jobs else [])
         if settings.background_jobs:
-            jobs.start()
+            await jobs.start()
+        else:
+            services.models_elsewhere = assist.service_unavailable(settings) is None
         try:
             yield
         finally:
@@ -187,7 +173,7 @@ def app_from_environment() -> Starlette:
     from server.cli import configure_logging
 
     configure_logging()
-    return create_app(Settings.from_env().with_secret())
+    return create_app(replace(Settings.from_env().with_secret(), background_jobs=False))
 
 
 def create_app(settings: Settings, client_dist: Path | None = None) -> Starlette:

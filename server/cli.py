@@ -1,4 +1,4 @@
-"""The `colabel` command: serve, migrate, createuser."""
+"""The `colabel` command: serve, worker, migrate, createuser."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from migrations.runner import MigrationError, migrate
@@ -29,9 +30,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to bind (default 8000)")
     serve.add_argument("--workers", type=int, help="server processes sharing the port, one per "
                        "core to give them (default 1, or $COLABEL_WORKERS)")
+    serve.add_argument("--job-workers", type=int,
+                       help="worker processes to start for background work: jobs, exports, "
+                       "probing, training (default 1, or $COLABEL_JOB_WORKERS; 0 when "
+                       "`colabel worker` runs separately)")
     serve.add_argument("--demo", action="store_true",
                        help="create a demo admin and a demo project with generated images")
     serve.add_argument("--log-level", default="info")
+    sub.add_parser("worker", parents=[common],
+                   help="run background work (jobs, exports, probing, training) against "
+                   "$COLABEL_DATABASE_URL and $COLABEL_REDIS_URL")
     sub.add_parser("migrate", parents=[common], help="apply database migrations")
     cu = sub.add_parser("createuser", parents=[common], help="create a user")
     cu.add_argument("--email", required=True)
@@ -48,6 +56,7 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
     from server.demo import ensure_demo
     from server.engines import engines
     from server.live.channel import PROTOCOL
+    from server.worker_processes import WorkerProcesses
 
     with engines(settings) as s:
         assert s.database_url
@@ -71,13 +80,30 @@ def _serve(settings: Settings, demo: bool, log_level: str) -> None:
             # Yjs updates are small and already compact; deflate cost more CPU than it
             # saved bandwidth (the reference y-websocket server does not use it).
             "ws_per_message_deflate": False}
-        if s.workers == 1:
-            uvicorn.run(create_app(s), **options)
-            return
-        # Each worker is a fresh process (spawned): it builds the app from the environment,
-        # where the engines this process started and the secret key are written down.
-        os.environ.update(s.environment())
-        uvicorn.run("server.app:app_from_environment", factory=True, workers=s.workers, **options)
+        # COLABEL_BACKGROUND_JOBS=false: a server that runs no background work at all.
+        workers = WorkerProcesses(s, s.job_workers if s.background_jobs else 0)
+        workers.start()
+        try:
+            if s.workers == 1:
+                uvicorn.run(create_app(replace(s, background_jobs=False)), **options)
+                return
+            # Each server process is a fresh one (spawned): it builds the app from the
+            # environment, where the engines this process started and the secret key are.
+            os.environ.update(s.environment())
+            uvicorn.run("server.app:app_from_environment", factory=True, workers=s.workers,
+                        **options)
+        finally:
+            workers.stop()  # before the engines they use stop
+
+
+def _worker(settings: Settings) -> None:
+    from server.worker import run
+
+    if settings.database_url is None or settings.redis_url is None:
+        raise ConfigError("colabel worker needs COLABEL_DATABASE_URL and COLABEL_REDIS_URL (the "
+                          "engines of the servers it works for); `colabel serve` starts its "
+                          "own workers on the embedded ones")
+    asyncio.run(run(settings))
 
 
 def configure_logging() -> None:
@@ -141,9 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
             workers=getattr(args, "workers", None),
+            job_workers=getattr(args, "job_workers", None),
         ).with_secret()
         if args.command == "serve":
             _serve(settings, args.demo, args.log_level)
+        elif args.command == "worker":
+            _worker(settings)
         elif args.command == "migrate":
             _migrate(settings)
         else:

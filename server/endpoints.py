@@ -9,6 +9,7 @@ from server import meta_api
 from server.accounts import auth_api, invites_api, tokens_api, users_api
 from server.data import binding_api, items_api, label_imports_api, table_import_api, uploads_api
 from server.exports import exports_api
+from server.jobs import jobs_api
 from server.ml import ml_api
 from server.monitoring import stats_api
 from server.projects import label_tree_api, members_api, projects_api
@@ -38,6 +39,7 @@ RESOURCES: list[tuple[str, ModuleType]] = [
     ("review", review_api),
     ("stats", stats_api),
     ("exports", exports_api),
+    ("jobs", jobs_api),
     ("ml", ml_api),
 ]
 

@@ -104,7 +104,14 @@ class Settings:
     refresh_poll_s: float = 30.0
     probe_poll_s: float = 2.0
     export_poll_s: float = 1.0
+    job_poll_s: float = 2.0
+    # Run the background work (jobs, exports, probing, refreshes, ML) in this process:
+    # true for `colabel worker`, false for serving processes that have job workers.
     background_jobs: bool = True
+    # Job worker processes `colabel serve` starts beside its server processes (exports,
+    # imports, ingest, probing and training run there, off the processes that serve
+    # labelers). 0 starts none: `colabel worker` processes are run separately (compose).
+    job_workers: int = 1
     # ML assistance: off turns the model service off for this process (no Ray at all).
     ml_enabled: bool = True
     ml_poll_s: float = 5.0
@@ -164,6 +171,8 @@ class Settings:
             refresh_poll_s=float(_int(env, "COLABEL_REFRESH_POLL_S", 30)),
             probe_poll_s=float(_int(env, "COLABEL_PROBE_POLL_S", 2)),
             export_poll_s=float(_int(env, "COLABEL_EXPORT_POLL_S", 1)),
+            job_poll_s=_float(env, "COLABEL_JOB_POLL_S", 2.0),
+            job_workers=_int(env, "COLABEL_JOB_WORKERS", 1),
             background_jobs=_bool(env, "COLABEL_BACKGROUND_JOBS", True),
             client_dir=Path(env["COLABEL_CLIENT_DIR"]) if env.get("COLABEL_CLIENT_DIR") else None,
             ml_enabled=_bool(env, "COLABEL_ML_ENABLED", True),
@@ -183,6 +192,9 @@ class Settings:
         settings = replace(settings, **clean)  # type: ignore[arg-type]
         if settings.workers < 1:
             raise ConfigError(f"COLABEL_WORKERS (--workers) must be at least 1, got {settings.workers}")
+        if settings.job_workers < 0:
+            raise ConfigError("COLABEL_JOB_WORKERS (--job-workers) must be 0 or more, "
+                              f"got {settings.job_workers}")
         return settings
 
     def environment(self) -> dict[str, str]:
@@ -191,7 +203,8 @@ class Settings:
         `colabel serve --workers N` starts from."""
         out = {"COLABEL_DATA_DIR": str(self.data_dir), "COLABEL_HOST": self.host,
                "COLABEL_PORT": str(self.port), "COLABEL_SECRET_KEY": self.secret_key,
-               "COLABEL_WORKERS": str(self.workers)}
+               "COLABEL_WORKERS": str(self.workers),
+               "COLABEL_JOB_WORKERS": str(self.job_workers)}
         if self.database_url:
             out["COLABEL_DATABASE_URL"] = self.database_url
         if self.redis_url:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import redis
 
@@ -22,7 +21,7 @@ from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.services import Services
 from server.settings import Settings
 from tests.azurite import AzuriteInfo, run_azurite
-from tests.infra import ROOT, Api, run_server, server_env, tcp_open, unique
+from tests.infra import ROOT, Api, Bound, bound, run_server, server_env, tcp_open, unique
 
 pytest_plugins = ["tests.reliability"]
 
@@ -205,6 +204,34 @@ def make_user(server: str, admin: Api) -> Callable[..., Api]:
     return make
 
 
+OWN_ADMIN = "own-admin@colabel.test"
+
+
+@pytest.fixture
+def own_engines(fresh_database: Callable[[], str], redis_url: str,
+                tmp_path: Path) -> Iterator[Callable[..., dict[str, str]]]:
+    """Settings for servers on a database and Redis prefix of their own, with an instance
+    admin (OWN_ADMIN): no other server's worker can take their jobs. Folders under
+    `tmp_path` may be bound."""
+    prefixes: list[str] = []
+
+    def make(**extra: str) -> dict[str, str]:
+        prefixes.append(f"colabel-test-{unique('own')}:")
+        env = server_env(fresh_database(), redis_url, prefixes[-1], tmp_path / "data",
+                         COLABEL_LOCAL_ROOTS=str(tmp_path), COLABEL_ML_ENABLED="false", **extra)
+        subprocess.run([sys.executable, "-m", "server", "createuser", "--email", OWN_ADMIN,
+                        "--password", PASSWORD, "--admin"], env=env, cwd=ROOT, check=True,
+                       capture_output=True)
+        return env
+
+    yield make
+    client = redis.Redis.from_url(redis_url)
+    for prefix in prefixes:
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(key)
+    client.close()
+
+
 @functools.cache
 def admin_at(base_url: str) -> Api:
     """The run's instance admin, signed in to the server at `base_url`."""
@@ -212,11 +239,12 @@ def admin_at(base_url: str) -> Api:
 
 
 def bind_folder(owner: Api, pid: int, folder: Path | str, pattern: str = "**/*.*",
-                **extra: Any) -> httpx.Response:
-    """Bind a folder on the server to `owner`'s project. The instance admin sends it: only
-    admins may bind a folder on the server."""
+                **extra: Any) -> Bound:
+    """Bind a folder on the server to `owner`'s project and wait for its files to be
+    registered. The instance admin sends it: only admins may bind a folder on the server."""
     body = {"datastore": {"kind": "local", "path": str(folder)}, "pattern": pattern, **extra}
-    return admin_at(owner.base_url).put(f"/api/v1/projects/{pid}/dataset", body)
+    admin = admin_at(owner.base_url)
+    return bound(admin, admin.put(f"/api/v1/projects/{pid}/dataset", body))
 
 
 def project_body(**overrides: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image
 
 from tests.conftest import bind_folder
-from tests.infra import Api, unique
+from tests.infra import Api, finished, unique
 
 MakeUser = Callable[..., Api]
 # Given an item's key, its size and the label ids by path: the annotation to submit (or None).
@@ -59,7 +59,7 @@ def new_project(make_user: MakeUser, folder: Path, task_type: str, tree: list[di
     assert created.status_code == 201, created.text
     pid = created.json()["project"]["id"]
     r = bind_folder(owner, pid, folder)
-    assert r.status_code == 200, r.text
+    assert r.ok, r.text
     return owner, pid, label_paths(created.json()["labels"])
 
 
@@ -114,8 +114,10 @@ def export(api: Api, pid: int, fmt: str, **body: Any) -> tuple[dict[str, Any], b
 
 
 def import_labels(api: Api, pid: int, name: str, data: bytes, **fields: str) -> Any:
-    return api.post(f"/api/v1/projects/{pid}/label-imports",
-                    files=[("file", (name, data, "application/octet-stream"))], data=fields)
+    """Import a labeled dataset and wait for its job: the reply the import's job gives."""
+    return finished(api, api.post(f"/api/v1/projects/{pid}/label-imports",
+                                  files=[("file", (name, data, "application/octet-stream"))],
+                                  data=fields))
 
 
 def started_project(make_user: MakeUser, data_dir: Path, task_type: str, tree: list[dict[str, Any]],

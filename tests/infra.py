@@ -199,6 +199,93 @@ class Api:
         return email
 
 
+FINISHED = ("done", "failed", "cancelled")
+
+
+def wait_job(api: Api, job: dict[str, Any] | httpx.Response, timeout_s: float = 60) -> dict[str, Any]:
+    """Follow a job (its JSON, or the 202 reply that carries it) until it finishes; its
+    final JSON."""
+    if isinstance(job, httpx.Response):
+        assert job.status_code in (200, 201, 202), job.text
+        job = job.json()["job"]
+    assert isinstance(job, dict), job
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = api.get(f"/api/v1/jobs/{job['id']}")
+        assert r.status_code == 200, r.text
+        job = r.json()["job"]
+        if job["status"] in FINISHED:
+            return job
+        assert time.monotonic() < deadline, f"job still {job['status']} after {timeout_s}s: {job}"
+        time.sleep(0.05)
+
+
+@dataclass
+class JobReply:
+    """A request answered with a job, seen as the request that waited for it would have been
+    answered: the job's result (200), or its error with the status it carries."""
+
+    status_code: int
+    body: Any
+    job: dict[str, Any] | None
+
+    def json(self) -> Any:
+        return self.body
+
+    @property
+    def text(self) -> str:
+        return json.dumps(self.body)
+
+
+def finished(api: Api, response: httpx.Response, timeout_s: float = 60) -> JobReply:
+    """Follow the job a 202 answer carries to its end; any other answer is passed on."""
+    if response.status_code != 202:
+        return JobReply(response.status_code, response.json(), None)
+    job = wait_job(api, response, timeout_s)
+    if job["status"] == "done":
+        return JobReply(200, job["result"], job)
+    error = dict(job["error"] or {"code": job["status"], "message": job["status"], "details": None})
+    status = error.pop("http_status", 409)
+    return JobReply(status, {"error": error}, job)
+
+
+@dataclass
+class Bound:
+    """A dataset binding's reply and, when it queued one, its registration job, finished."""
+
+    response: httpx.Response
+    job: dict[str, Any] | None
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    @property
+    def ok(self) -> bool:
+        """Bound, and its files registered (or nothing to register)."""
+        accepted = self.response.status_code in (200, 201, 202)
+        return accepted and (self.job is None or self.job["status"] == "done")
+
+    @property
+    def ingest(self) -> dict[str, Any]:
+        assert self.job is not None and self.job["status"] == "done", self.job
+        result: dict[str, Any] = self.job["result"]
+        return result
+
+    def json(self) -> Any:
+        return self.response.json()
+
+    @property
+    def text(self) -> str:
+        return f"{self.response.text} job: {self.job}"
+
+
+def bound(api: Api, response: httpx.Response, timeout_s: float = 60) -> Bound:
+    """Wait for the registration job a binding (or a project created with one) queued."""
+    job = response.json().get("job") if response.status_code in (200, 201, 202) else None
+    return Bound(response, wait_job(api, job, timeout_s) if job else None)
+
+
 def unique(prefix: str = "x") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -37,7 +37,7 @@ def setup_project(make_user: MakeUser, data_dir: Path, *, items: int, task_type:
     folder.mkdir(parents=True)
     for i in range(items):
         Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i:03d}.png")
-    assert bind_folder(owner, pid, folder).status_code == 200
+    assert bind_folder(owner, pid, folder).ok
     people = []
     for i in range(labelers):
         person = make_user(f"labeler{i}")

@@ -65,6 +65,16 @@ export interface ExportEvent extends EventBase {
   error?: string;
 }
 
+/** A job (a data registration, a refresh, an import) moved on. */
+export interface JobEvent extends EventBase {
+  type: "job";
+  job_id: number;
+  job_kind: string;
+  status: "queued" | "running" | "done" | "failed" | "cancelled";
+  done?: number;
+  total?: number | null;
+}
+
 /** An owner acted on a selection in the data manager (the first few items named). */
 export interface ItemsChangedEvent extends EventBase {
   type: "items_changed";
@@ -76,7 +86,7 @@ export interface ItemsChangedEvent extends EventBase {
 
 export type ProjectEvent =
   | ProgressEvent | LeasedEvent | ReleasedEvent | SubmittedEvent | DecidedEvent | ReopenedEvent | ExportEvent
-  | ItemsChangedEvent;
+  | ItemsChangedEvent | JobEvent;
 
 /** connecting: opening; open: receiving; retrying: dropped, waiting to reopen;
  *  denied: the server refused this user (signed out, no longer a member): no retries. */

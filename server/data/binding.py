@@ -7,6 +7,7 @@ Credentials are kept server-side and never returned by the API.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import Field, model_validator
 from server.data import ingest
 from server.data.datastores.base import DatastoreError
 from server.data.datastores.factory import open_datastore
+from server.data.datastores.keys import compile_pattern
 from server.errors import Conflict, Forbidden, field_error
 from server.outbound import AddressRefused, OutboundPolicy
 from server.settings import Settings
@@ -212,31 +214,44 @@ def check_rebind(old: dict[str, Any] | None, new: dict[str, Any], started: bool)
     return same
 
 
-async def save(conn: asyncpg.Connection, settings: Settings, pid: int, binding: dict[str, Any],
-               refresh: RefreshSettings, *, same: bool) -> ingest.IngestResult | None:
-    """Store the binding and, when it binds other data than before, register that data's
-    files in place of the old items; DatastoreError when the datastore cannot be listed."""
+async def save(conn: asyncpg.Connection, pid: int, binding: dict[str, Any],
+               refresh: RefreshSettings, *, same: bool) -> bool:
+    """Store the binding (409 while the project's data is being registered); when it binds
+    other data than before, drop the old binding's items. True when the new data's files
+    are to be registered (a `bind` job, jobs.py)."""
     await ingest.lock_project(conn, pid, wait=False)
     await conn.execute(_UPDATE, pid, binding, refresh.model_dump())
     if same:
-        return None
+        return False
     # A new binding before the start replaces whatever the old one brought in.
     await conn.execute(_CLEAR_ITEMS, pid)
-    return await ingest_files(conn, settings, pid, binding, kind="bind", detect_missing=False)
+    return True
 
 
-async def refresh_now(conn: asyncpg.Connection, settings: Settings, pid: int,
-                      binding: dict[str, Any]) -> ingest.IngestResult:
-    """List the datastore now: register new files and mark vanished ones missing (409 while
-    another registration runs); DatastoreError when it cannot be listed."""
-    await ingest.lock_project(conn, pid, wait=False)
-    return await ingest_files(conn, settings, pid, binding, kind="refresh", detect_missing=True)
+async def check_readable(settings: Settings, pid: int | None, binding: dict[str, Any]) -> None:
+    """Read the first name the binding lists, so a datastore that cannot be read at all (a
+    wrong key, a missing container) is refused at once (422) rather than by the job that
+    lists it all."""
+    if binding["datastore"]["kind"] == "upload":
+        return  # the server's own folder: empty until the first upload
+    store = open_datastore(settings, pid or 0, binding)
+    try:
+        keys = store.list_keys(compile_pattern(binding["pattern"]).list_prefix)
+        with contextlib.suppress(StopAsyncIteration):
+            await anext(keys)
+        await keys.aclose()  # type: ignore[attr-defined]
+    except DatastoreError as exc:
+        raise field_error("datastore", f"cannot read the datastore: {exc}",
+                          code="datastore_error") from None
+    finally:
+        await store.close()
 
 
 async def ingest_files(conn: asyncpg.Connection, settings: Settings, pid: int,
                        binding: dict[str, Any], *, kind: str,
                        detect_missing: bool) -> ingest.IngestResult:
-    """List the bound datastore through the binding's pattern and register what it holds."""
+    """List the bound datastore through the binding's pattern and register what it holds
+    (inside the caller's transaction, under the project's ingest lock)."""
     store = open_datastore(settings, pid, binding)
     try:
         return await ingest.ingest_binding(

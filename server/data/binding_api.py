@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 from server.accounts.roles import Role
 from server.data import binding as dataset_binding
-from server.data import dataset_check
-from server.data.datastores.base import DatastoreError
-from server.data.errors import DatastoreUnavailable
-from server.errors import Conflict, field_error
+from server.data import dataset_check, ingest_jobs
+from server.errors import Conflict
 from server.projects import projects
 from server.routing import Call, Endpoint
-from server.work.queue_state import forget_queue
 
 
-async def put_dataset(call: Call) -> dict[str, Any]:
+async def put_dataset(call: Call) -> JSONResponse:
+    """Store the binding; when it binds other data, queue the job that registers its files
+    (202 with the job; 200 when only the refresh settings or a credential changed)."""
     body: dataset_binding.DatasetBody = call.body
     pid = call.path_int("pid")
     settings = call.services.settings
@@ -29,33 +30,26 @@ async def put_dataset(call: Call) -> dict[str, Any]:
         dataset_binding.check_local_folder(call.me.is_admin, body, old)
         binding = await dataset_binding.validate(settings, body)
         same = dataset_binding.check_rebind(old, binding, pa.started)
-        try:
-            result = await dataset_binding.save(conn, settings, pid, binding, body.refresh,
-                                                same=same)
-        except DatastoreError as exc:
-            raise field_error("datastore", f"cannot read the datastore: {exc}",
-                              code="datastore_error") from None
+        await dataset_binding.check_readable(settings, pid, binding)
+        changed = await dataset_binding.save(conn, pid, binding, body.refresh, same=same)
+        job = await ingest_jobs.queue_bind(conn, pid, binding, call.me.id) if changed else None
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
-        return {"project": projects.to_json(pa),
-                "ingest": result.to_json() if result else None}
+        return JSONResponse({"project": projects.to_json(pa), "job": job},
+                            status_code=202 if job else 200)
 
 
 async def refresh(call: Call) -> dict[str, Any]:
+    """Queue a refresh (202): the job lists the datastore again. A refresh of the project
+    that has not started yet answers instead of a second one."""
     pid = call.path_int("pid")
-    settings = call.services.settings
-    async with call.services.db.bulk() as conn, conn.transaction():
+    async with call.services.db.acquire() as conn, conn.transaction():
+        await conn.execute(projects.LOCK, pid)
         pa = await projects.access(conn, call.me, pid, Role.OWNER)
         projects.refuse_archived(pa)
         binding = pa.row["dataset"]
         if binding is None:
             raise Conflict("bind a dataset before refreshing it", code="no_dataset")
-        try:
-            result = await dataset_binding.refresh_now(conn, settings, pid, binding)
-        except DatastoreError as exc:
-            raise DatastoreUnavailable(f"cannot read the datastore: {exc}") from None
-    if result.changed_items:
-        await forget_queue(call.services.redis, settings.redis_prefix, pid)
-    return {"ingest": result.to_json()}
+        return {"job": await ingest_jobs.queue_refresh(conn, pid, binding, call.me.id)}
 
 
 async def check_new(call: Call) -> dict[str, Any]:
@@ -93,10 +87,13 @@ ENDPOINTS = [
              "storing nothing (owners)",
              body=dataset_binding.DatasetBody, tag="data", errors=(401, 403, 404, 409, 422)),
     Endpoint("PUT", "/api/v1/projects/{pid:int}/dataset", put_dataset,
-             "Bind the datastore, file pattern and refresh schedule, and register its files "
-             "(owners; a folder on the server: instance admins)",
-             body=dataset_binding.DatasetBody, tag="data", errors=(401, 403, 404, 409, 422)),
+             "Bind the datastore, file pattern and refresh schedule; when the data changes, "
+             "202 with the job that registers its files (owners; a folder on the server: "
+             "instance admins)",
+             body=dataset_binding.DatasetBody, status=202, tag="data",
+             errors=(401, 403, 404, 409, 422)),
     Endpoint("POST", "/api/v1/projects/{pid:int}/refresh", refresh,
-             "List the datastore now: register new files, mark vanished ones missing (owners)",
-             tag="data", errors=(401, 403, 404, 409, 502)),
+             "Queue a refresh job: list the datastore again, register new files, mark "
+             "vanished ones missing (owners; a refresh already waiting is answered instead)",
+             status=202, tag="data", errors=(401, 403, 404, 409)),
 ]

@@ -36,27 +36,39 @@ class Applied:
     prelabeled: int = 0
     kept_human_labels: int = 0
 
+    def add(self, other: Applied) -> None:
+        """Count another batch's work in."""
+        self.labeled += other.labeled
+        self.prelabeled += other.prelabeled
+        self.kept_human_labels += other.kept_human_labels
+
 
 async def apply(conn: asyncpg.Connection, user_id: int, labels_as: LabelsAs,
                 rows: Iterable[Labeled]) -> Applied:
-    """Write the rows inside the caller's transaction; return what was done."""
+    """Write the rows inside the caller's transaction (one batch of statements: imports
+    write many); return what was done."""
     out = Applied()
     used: set[int] = set()
+    final: list[tuple[Any, ...]] = []
+    prelabels: list[tuple[Any, ...]] = []
     for row in rows:
         if labels_as == "final":
             if row.item["decided_by"] not in (None, "imported"):
                 out.kept_human_labels += 1  # a person already decided this item; their label wins
                 continue
-            await conn.execute(_SET_FINAL, row.item["id"], row.annotation, user_id)
-            out.labeled += 1
+            final.append((row.item["id"], row.annotation, user_id))
         else:
             pre = dict(row.annotation)
             if row.confidence is not None:
                 pre["confidence"] = row.confidence
-            await conn.execute(_SET_PRELABEL, row.item["id"], pre)
-            out.prelabeled += 1
+            prelabels.append((row.item["id"], pre))
         used.update(row.annotation.get("classes", []))
         used.update(s["label"] for s in row.annotation.get("shapes", []))
+    if final:
+        await conn.executemany(_SET_FINAL, final)
+    if prelabels:
+        await conn.executemany(_SET_PRELABEL, prelabels)
+    out.labeled, out.prelabeled = len(final), len(prelabels)
     if used:
         await conn.execute(_MARK_USED, sorted(used))
     return out

@@ -10,35 +10,38 @@ unlabeled; an explicit empty list (`[]`) marks it as having no classes or no sha
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import asyncpg
+from pydantic import Field
 
 from server.data import imported_labels, ingest
 from server.data.datastores.base import UnsafeKey
 from server.data.datastores.factory import open_datastore
 from server.data.datastores.keys import accepted, check_key
 from server.data.datastores.local import LocalDatastore
+from server.data.progress import Progress, Reporter, batches_in_thread
 from server.data.table_files import BadRow, Format, TabularError, detect_format, read_columns, read_rows
+from server.database import Database
 from server.errors import Unprocessable
+from server.projects import projects
 from server.projects.label_tree import LabelIndex
 from server.settings import Settings
+from server.validation import Strict
 
 TASK_TYPES = ("multiclass", "multilabel", "bbox", "polygon", "semantic")
 MAX_ROWS = 1_000_000
 MAX_REPORTED_ERRORS = 1000
 _SEMANTIC = "semantic segmentation labels cannot be imported from a table; import masks instead"
 _LABEL_ROWS = "SELECT id, parent_id, name FROM labels WHERE project_id = $1 ORDER BY position"
-_ITEM_IDS = "SELECT id, key, decided_by FROM items WHERE project_id = $1 AND key = ANY($2::text[])"
 
 
 @dataclass(frozen=True)
@@ -80,15 +83,6 @@ class ImportPlan:
     rows: list[ImportRow]
     errors: list[RowError]
     total: int
-
-
-@dataclass
-class TableImport:
-    """What an import did: the items its rows name, the labels written and the registration."""
-
-    items: int
-    applied: imported_labels.Applied
-    ingest: ingest.IngestResult
 
 
 def check_columns(columns: Iterable[str], mapping: ColumnMapping) -> None:
@@ -224,21 +218,34 @@ def plan_import(
         raise ValueError(f"unknown task type {task_type!r}")
     plan = ImportPlan([], [], 0)
     planner = _RowPlanner(mapping, task_type, labels, resolve_image)
+    for number, _, row, errors in _checked(rows, mapping, planner):
+        plan.total = number
+        if row is not None:
+            plan.rows.append(row)
+        plan.errors += errors
+    return plan
+
+
+Checked = tuple[int, str | None, ImportRow | None, list[RowError]]
+
+
+def _checked(rows: Iterable[dict[str, Any]], mapping: ColumnMapping,
+             planner: _RowPlanner) -> Iterator[Checked]:
+    """Each data row's number, image key (if it has one), row to import (unless it has
+    errors) and errors."""
     checked = False
     for number, cells in enumerate(rows, start=1):
-        plan.total = number
         if isinstance(cells, BadRow):
-            plan.errors.append(RowError(number, "", cells.message))
+            yield number, None, None, [RowError(number, "", cells.message)]
             continue
         if not checked:
             check_columns(cells, mapping)
             checked = True
-        row = planner.plan(number, cells)
-        if isinstance(row, ImportRow):
-            plan.rows.append(row)
-        else:
-            plan.errors += row
-    return plan
+        yield number, *planner.check(number, cells)
+
+
+def duplicate(key: str, first: int) -> str:
+    return f"duplicate image {key!r}: first seen on row {first}"
 
 
 @dataclass
@@ -249,17 +256,26 @@ class _RowPlanner:
     task_type: str
     labels: LabelIndex
     resolve_image: Callable[[str], str]
-    first_row: dict[str, int] = field(default_factory=dict)
+    # Each image's first row; None leaves repeats to the caller (a streaming import finds
+    # them in SQL rather than hold every key).
+    first_row: dict[str, int] | None = field(default_factory=dict)
 
     def plan(self, number: int, cells: dict[str, Any]) -> ImportRow | list[RowError]:
         """The row to import, or every problem its cells have."""
+        key, row, errors = self.check(number, cells)
+        return row if row is not None else errors
+
+    def check(self, number: int,
+              cells: dict[str, Any]) -> tuple[str | None, ImportRow | None, list[RowError]]:
+        """The row's image key (when it has one), the row to import unless it has errors, and
+        its errors."""
         errors: list[RowError] = []
         key = self._key(number, cells, errors)
         confidence = self._confidence(number, cells, errors)
         annotation = self._annotation(number, cells, confidence, errors)
         if errors or key is None:
-            return errors
-        return ImportRow(number, key, annotation, confidence)
+            return key, None, errors
+        return key, ImportRow(number, key, annotation, confidence), errors
 
     def _key(self, number: int, cells: dict[str, Any], errors: list[RowError]) -> str | None:
         column = self.mapping.image
@@ -272,9 +288,10 @@ class _RowPlanner:
         except ValueError as e:
             errors.append(RowError(number, column, str(e)))
             return None
+        if self.first_row is None:
+            return key
         if key in self.first_row:
-            message = f"duplicate image {key!r}: first seen on row {self.first_row[key]}"
-            errors.append(RowError(number, column, message))
+            errors.append(RowError(number, column, duplicate(key, self.first_row[key])))
         else:
             self.first_row[key] = number
         return key
@@ -315,11 +332,14 @@ def plan_file(
     resolve_image: Callable[[str], str], max_rows: int,
 ) -> ImportPlan:
     """Read a file and plan its import, checking the mapped columns even when the file has no data rows."""
+    return plan_import(_file_rows(path, fmt, mapping, max_rows), mapping, task_type, labels, resolve_image)
+
+
+def _file_rows(path: Path, fmt: Format, mapping: ColumnMapping, max_rows: int) -> Iterator[dict[str, Any]]:
     columns = read_columns(path, fmt)
     if columns is not None:
         check_columns(columns, mapping)
-    rows = read_rows(path, fmt, max_rows, columns=mapping.columns() if fmt == "parquet" else None)
-    return plan_import(rows, mapping, task_type, labels, resolve_image)
+    return read_rows(path, fmt, max_rows, columns=mapping.columns() if fmt == "parquet" else None)
 
 
 def image_resolver(binding: dict[str, Any], local_root: Path | None) -> Callable[[str], str]:
@@ -350,30 +370,6 @@ def image_resolver(binding: dict[str, Any], local_root: Path | None) -> Callable
     return resolve
 
 
-async def plan_staged(db: asyncpg.Pool | asyncpg.Connection, settings: Settings, pid: int,
-                      binding: dict[str, Any], task_type: str, path: Path, filename: str,
-                      declared_format: str | None, mapping: ColumnMapping, *,
-                      accept_partial: bool) -> ImportPlan:
-    """Plan an uploaded table's import into a project, off the event loop. TabularError when the
-    file as a whole is unusable; 422 listing the bad rows, unless `accept_partial`."""
-    local_root = await _local_root(settings, pid, binding)
-    label_rows = await db.fetch(_LABEL_ROWS, pid)
-
-    def plan() -> ImportPlan:
-        fmt = detect_format(filename, declared_format)
-        return plan_file(path, fmt, mapping, task_type, LabelIndex.from_rows(label_rows),
-                         image_resolver(binding, local_root), MAX_ROWS)
-
-    result = await asyncio.to_thread(plan)
-    if result.errors and not accept_partial:
-        raise Unprocessable(
-            f"{len(result.errors)} of {result.total} rows have errors; nothing was imported "
-            "(send accept_partial=true to import the valid rows)",
-            code="rows_invalid", details={"errors": reported(result), "total": result.total},
-        )
-    return result
-
-
 async def _local_root(settings: Settings, pid: int, binding: dict[str, Any]) -> Path | None:
     """The folder holding the datastore's files when they are on this server (a local or
     upload datastore), so that each row's file can be checked to exist; None otherwise."""
@@ -389,15 +385,174 @@ def reported(plan: ImportPlan) -> list[dict[str, Any]]:
             for e in plan.errors[:MAX_REPORTED_ERRORS]]
 
 
-async def apply(conn: asyncpg.Connection, pid: int, user_id: int, max_items: int,
-                labels_as: imported_labels.LabelsAs, plan: ImportPlan) -> TableImport:
-    """Register the plan's images as items and write their labels, inside the caller's
-    transaction with the project row locked."""
-    keys = [r.key for r in plan.rows]
-    await ingest.lock_project(conn, pid, wait=True)
-    result = await ingest.register_keys(conn, pid, max_items, keys, kind="import")
-    items = {r["key"]: r for r in await conn.fetch(_ITEM_IDS, pid, keys)}
-    applied = await imported_labels.apply(conn, user_id, labels_as, (
-        imported_labels.Labeled(items[row.key], row.annotation, row.confidence)
-        for row in plan.rows if row.key in items and row.annotation is not None))
-    return TableImport(len(items), applied, result)
+# --- importing a file with bounded memory ----------------------------------------------------
+# The rows are checked on a reading thread and COPYed in batches into a temporary table of
+# the import's transaction; SQL finds repeated images and joins the rows with their items,
+# so only a batch and the first errors are ever held.
+
+class MappingBody(Strict):
+    image: str = Field(min_length=1, max_length=200)
+    category: str | None = Field(None, min_length=1, max_length=200)
+    confidence: str | None = Field(None, min_length=1, max_length=200)
+
+
+class ImportOptions(Strict):
+    mapping: MappingBody
+    labels_as: Literal["final", "prelabel"] = "final"
+    accept_partial: bool = False
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+
+
+Check = Callable[[asyncpg.Connection], Awaitable[None]]
+BATCH = 5000
+WRITE_BATCH = 1000
+_STAGING = """
+CREATE TEMP TABLE import_rows (row integer PRIMARY KEY, key text COLLATE "C" NOT NULL,
+                               annotation jsonb, confidence double precision, ok boolean NOT NULL)
+ON COMMIT DROP
+"""
+_REPEATS = """
+SELECT row, key, first FROM (
+    SELECT row, key, min(row) OVER (PARTITION BY key) AS first FROM import_rows) d
+WHERE row > first ORDER BY row
+"""
+_DROP_REPEATS = """
+DELETE FROM import_rows WHERE row IN (
+    SELECT row FROM (SELECT row, min(row) OVER (PARTITION BY key) AS first FROM import_rows) d
+    WHERE row > first)
+"""
+_KEYS = "SELECT key FROM import_rows WHERE ok ORDER BY row"
+_IMPORTED = """
+SELECT count(*) FROM import_rows r JOIN items it ON it.project_id = $1 AND it.key = r.key WHERE r.ok
+"""
+_LABELED = """
+SELECT r.annotation, r.confidence, it.id, it.decided_by
+FROM import_rows r JOIN items it ON it.project_id = $1 AND it.key = r.key
+WHERE r.ok AND r.annotation IS NOT NULL ORDER BY r.row
+"""
+
+
+@dataclass
+class _ErrorLog:
+    """Every row error counted, the first MAX_REPORTED_ERRORS (by row) kept."""
+
+    found: int = 0
+    _kept: list[tuple[int, int, RowError]] = field(default_factory=list)
+
+    def add(self, errors: Iterable[RowError], first: int = 1) -> None:
+        """Add one row's errors; `first` orders them among that row's others."""
+        for n, e in enumerate(errors, start=first):
+            self.found += 1
+            self._kept.append((e.row, n, e))
+        if len(self._kept) >= 2 * MAX_REPORTED_ERRORS:
+            self._kept.sort(key=lambda k: k[:2])
+            del self._kept[MAX_REPORTED_ERRORS:]
+
+    def reported(self) -> list[dict[str, Any]]:
+        self._kept.sort(key=lambda k: k[:2])
+        return reported(ImportPlan([], [e for _, _, e in self._kept], 0))
+
+
+async def import_table_file(db: Database, settings: Settings, pid: int, user_id: int,
+                            binding: dict[str, Any], task_type: str, path: Path, filename: str,
+                            opts: ImportOptions, progress: Progress | None = None, *,
+                            check: Check | None = None) -> dict[str, Any]:
+    """Register a table's images as items and write their labels, in one transaction under
+    the project row lock and the ingest lock; `check` runs first under the project lock.
+    422 (bad_table, or the bad rows) with nothing changed unless `opts.accept_partial`."""
+    mapping = ColumnMapping(opts.mapping.image, opts.mapping.category, opts.mapping.confidence)
+    try:
+        fmt = detect_format(filename, opts.format)
+    except TabularError as exc:
+        raise Unprocessable(str(exc), code="bad_table") from None
+    local_root = await _local_root(settings, pid, binding)
+    report = Reporter(progress)
+    log = _ErrorLog()
+    async with db.bulk() as conn, conn.transaction():
+        await conn.execute(projects.LOCK, pid)
+        if check is not None:
+            await check(conn)
+        await ingest.lock_project(conn, pid, wait=True)
+        label_index = LabelIndex.from_rows(await conn.fetch(_LABEL_ROWS, pid))
+        planner = _RowPlanner(mapping, task_type, label_index, image_resolver(binding, local_root),
+                              first_row=None)
+        await conn.execute(_STAGING)
+        try:
+            total = await _stage_rows(conn, path, fmt, mapping, planner, log, report)
+        except TabularError as exc:
+            raise Unprocessable(str(exc), code="bad_table") from None
+        async for row in _fetch_rows(conn, _REPEATS):
+            log.add([RowError(row["row"], mapping.image, duplicate(row["key"], row["first"]))], first=0)
+        await conn.execute(_DROP_REPEATS)
+        if log.found and not opts.accept_partial:
+            raise Unprocessable(
+                f"{log.found} of {total} rows have errors; nothing was imported "
+                "(send accept_partial=true to import the valid rows)",
+                code="rows_invalid", details={"errors": log.reported(), "total": total})
+        keys = [r["key"] for r in await conn.fetch(_KEYS)]
+        result = await ingest.register_keys(conn, pid, settings.max_items_per_project, keys,
+                                            kind="import")
+        del keys
+        imported: int = await conn.fetchval(_IMPORTED, pid)
+        applied = await _write_labels(conn, pid, user_id, opts.labels_as, imported, report)
+    await report(imported, imported, force=True)
+    return {
+        "rows": total,
+        "imported": imported,
+        "labeled": applied.labeled,
+        "prelabeled": applied.prelabeled,
+        "kept_human_labels": applied.kept_human_labels,
+        "errors": log.reported(),
+        "ingest": result.to_json(),
+    }
+
+
+async def _stage_rows(conn: asyncpg.Connection, path: Path, fmt: Format, mapping: ColumnMapping,
+                      planner: _RowPlanner, log: _ErrorLog, report: Reporter) -> int:
+    """Check the file's rows on a thread, COPY those with an image key into import_rows and
+    log the errors; return how many data rows the file has."""
+    if planner.task_type not in TASK_TYPES:
+        raise ValueError(f"unknown task type {planner.task_type!r}")
+
+    def checked() -> Iterator[Checked]:
+        yield from _checked(_file_rows(path, fmt, mapping, MAX_ROWS), mapping, planner)
+
+    total = 0
+    async for batch in batches_in_thread(checked, BATCH):
+        staged = []
+        for number, key, row, errors in batch:
+            log.add(errors)
+            if key is not None:
+                staged.append((number, key, row and row.annotation, row and row.confidence,
+                               row is not None))
+        if staged:
+            await conn.copy_records_to_table("import_rows", records=staged)
+        total = batch[-1][0]
+        await report(total, None)
+    return total
+
+
+async def _write_labels(conn: asyncpg.Connection, pid: int, user_id: int,
+                        labels_as: imported_labels.LabelsAs, imported: int,
+                        report: Reporter) -> imported_labels.Applied:
+    applied = imported_labels.Applied()
+    done = 0
+    async for rows in _fetch_chunks(conn, _LABELED, pid):
+        applied.add(await imported_labels.apply(conn, user_id, labels_as, (
+            imported_labels.Labeled(r, r["annotation"], r["confidence"]) for r in rows)))
+        done += len(rows)
+        await report(done, imported)
+    return applied
+
+
+async def _fetch_chunks(conn: asyncpg.Connection, query: str,
+                        *args: Any) -> AsyncIterator[list[asyncpg.Record]]:
+    cursor = await conn.cursor(query, *args)
+    while rows := await cursor.fetch(WRITE_BATCH):
+        yield rows
+
+
+async def _fetch_rows(conn: asyncpg.Connection, query: str, *args: Any) -> AsyncIterator[asyncpg.Record]:
+    async for rows in _fetch_chunks(conn, query, *args):
+        for row in rows:
+            yield row

@@ -10,32 +10,18 @@ imported and the bad ones reported. table_import.py does the import.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from server.accounts.roles import Role
-from server.data import table_import as tabular
-from server.data import uploads
-from server.data.table_files import TabularError
+from server.data import import_jobs, uploads
+from server.data.table_files import TabularError, detect_format
+from server.data.table_import import ImportOptions
 from server.errors import Conflict, Unprocessable
 from server.projects import projects
 from server.routing import Call, Endpoint
-from server.validation import Strict, form_flag, unprocessable_from
-from server.work.queue_state import forget_queue
-
-
-class MappingBody(Strict):
-    image: str = Field(min_length=1, max_length=200)
-    category: str | None = Field(None, min_length=1, max_length=200)
-    confidence: str | None = Field(None, min_length=1, max_length=200)
-
-
-class ImportOptions(Strict):
-    mapping: MappingBody
-    labels_as: Literal["final", "prelabel"] = "final"
-    accept_partial: bool = False
-    format: Literal["csv", "jsonl", "parquet"] | None = None
+from server.validation import form_flag, unprocessable_from
 
 
 def _options(fields: dict[str, str]) -> ImportOptions:
@@ -72,31 +58,14 @@ async def import_table(call: Call) -> dict[str, Any]:
     batch = await uploads.receive_one_file(call.request, settings, "table")
     try:
         opts = _options(batch.fields)
-        staged = batch.files[0]
-        mapping = tabular.ColumnMapping(opts.mapping.image, opts.mapping.category,
-                                        opts.mapping.confidence)
         try:
-            plan = await tabular.plan_staged(
-                call.services.db, settings, pid, binding, pa.row["task_type"], staged.path,
-                staged.key, opts.format, mapping, accept_partial=opts.accept_partial)
+            detect_format(batch.files[0].key, opts.format)
         except TabularError as exc:
             raise Unprocessable(str(exc), code="bad_table") from None
-        async with call.services.db.bulk() as conn, conn.transaction():
-            await conn.execute(projects.LOCK, pid)
-            await projects.access(conn, call.me, pid, Role.OWNER)
-            done = await tabular.apply(conn, pid, call.me.id, settings.max_items_per_project,
-                                       opts.labels_as, plan)
-        if done.ingest.changed_items or done.applied.labeled:
-            await forget_queue(call.services.redis, settings.redis_prefix, pid)
-        return {
-            "rows": plan.total,
-            "imported": done.items,
-            "labeled": done.applied.labeled,
-            "prelabeled": done.applied.prelabeled,
-            "kept_human_labels": done.applied.kept_human_labels,
-            "errors": tabular.reported(plan),
-            "ingest": done.ingest.to_json(),
-        }
+        async with call.services.db.acquire() as conn, conn.transaction():
+            job = await import_jobs.queue(conn, settings, pid, "table_import", batch,
+                                          opts.model_dump(), call.me.id)
+        return {"job": job}
     finally:
         batch.discard()
 
@@ -105,8 +74,8 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/projects/{pid:int}/imports", import_table,
              "Import a CSV, JSON Lines or Parquet table: multipart 'file', 'mapping' "
              "({image, category?, confidence?}), 'labels_as' (final|prelabel), "
-             "'accept_partial' (owners)",
-             tag="data", errors=(400, 401, 403, 404, 409, 413, 422),
+             "'accept_partial'; 202 with the job that imports it (owners)",
+             status=202, tag="data", errors=(400, 401, 403, 404, 409, 413, 422),
              form={"type": "object", "required": ["file", "mapping"], "properties": {
                  "file": {"type": "string", "format": "binary"},
                  "mapping": {"type": "string", "description": "JSON: {image, category?, confidence?}"},

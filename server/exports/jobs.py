@@ -76,10 +76,12 @@ async def queue(
     image_url_prefix: str | None,
     user_id: int,
 ) -> dict[str, Any]:
-    """Queue an export of the project for a background worker; the new export's JSON."""
+    """Queue an export of the project for a worker process; the new export's JSON."""
     check_format(fmt, project["task_type"])
     prefix = image_url_prefix if image_url_prefix is not None else default_prefix(project["dataset"])
     row = await db.fetchrow(INSERT, project["id"], fmt, filters, prefix, user_id)
+    # Wakes the workers' export loops (server/background.py) once this commits.
+    await db.execute("SELECT pg_notify('colabel_exports', '')")
     return export_json(row)
 
 

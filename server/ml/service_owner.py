@@ -1,13 +1,13 @@
-"""Which server process runs the model service when `colabel serve --workers N` starts
-several on one machine, and what the others say about it.
+"""Which worker process runs the model service when several run on one machine
+(`colabel serve --job-workers N`), and what the server processes say about it.
 
 A private local Ray per process would start N Ray instances and load the model N times, so
-only the first process to take a lock file in the data directory runs the service (and the
-ML worker that trains and predicts); the lock goes with the process, and the worker uvicorn
-starts in its place takes it. With `RAY_ADDRESS` naming a cluster every process connects to
-it, as every node of a multi-node deployment does. The owner writes its service status to
-Redis on every ML poll, so whichever process answers `GET /projects/{id}/ml` reports the
-same service.
+only the first worker to take a lock file in the data directory runs the service (and the
+ML worker that trains and predicts); the lock goes with the process, and the worker started
+in its place takes it. With `RAY_ADDRESS` naming a cluster every worker connects to it, as
+every node of a multi-node deployment does. The owner writes its service status to Redis on
+every ML poll, so whichever server process answers `GET /projects/{id}/ml` reports the same
+service.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def _private_ray() -> bool:
 
 
 def claim(settings: Settings) -> bool:
-    """Whether this process runs the model service: the only process, or the one holding
-    the lock among the workers of one machine."""
-    if settings.workers == 1 or not _private_ray() or _held:
+    """Whether this process runs the model service: with a private Ray, the one worker
+    process of this machine holding the lock; with a Ray cluster, every one."""
+    if not _private_ray() or _held:
         return True
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     lock = open(settings.data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the process's life
@@ -63,7 +63,7 @@ async def shared(services: Services) -> dict[str, Any]:
     """The service status as the owning process last wrote it."""
     raw = await services.redis.get(services.settings.redis_prefix + STATUS_KEY)
     if raw is None:
-        return {"up": False, "reason": "the server process that runs the model service has not "
-                                       "reported its status yet (colabel serve --workers)"}
+        return {"up": False, "reason": "the worker process that runs the model service has not "
+                                       "reported its status yet (colabel worker)"}
     status: dict[str, Any] = orjson.loads(raw)
     return status

@@ -8,8 +8,8 @@ import asyncpg
 
 from server.accounts.roles import Role
 from server.data import binding as dataset_binding
-from server.data.datastores.base import DatastoreError
-from server.errors import Conflict, field_error
+from server.data import ingest_jobs
+from server.errors import Conflict
 from server.live.access_watch import announce
 from server.projects import label_store as labels
 from server.projects import lifecycle, projects
@@ -33,21 +33,18 @@ async def create(call: Call) -> dict[str, Any]:
         async with call.services.db.acquire() as conn, conn.transaction():
             pid = await lifecycle.insert_project(conn, call.me.id, body)
             return await _reply(conn, call, pid)
-    # Created and bound in one transaction: if the datastore cannot be bound or listed,
-    # no project is left behind and the name stays free.
+    # Created and bound in one transaction: if the datastore cannot be read, no project is
+    # left behind and the name stays free. Its files are registered by the job it queues.
     settings = call.services.settings
     dataset_binding.check_local_folder(call.me.is_admin, body.dataset, None)
     binding = await dataset_binding.validate(settings, body.dataset)
+    await dataset_binding.check_readable(settings, None, binding)
     async with call.services.db.bulk() as conn, conn.transaction():
         pid = await lifecycle.insert_project(conn, call.me.id, body)
-        try:
-            result = await dataset_binding.save(conn, settings, pid, binding,
-                                                body.dataset.refresh, same=False)
-        except DatastoreError as exc:
-            raise field_error("datastore", f"cannot read the datastore: {exc}",
-                              code="datastore_error") from None
+        await dataset_binding.save(conn, pid, binding, body.dataset.refresh, same=False)
+        job = await ingest_jobs.queue_bind(conn, pid, binding, call.me.id)
         reply = await _reply(conn, call, pid)
-        return {**reply, "ingest": result.to_json() if result else None}
+        return {**reply, "job": job}
 
 
 async def check(call: Call) -> dict[str, Any]:

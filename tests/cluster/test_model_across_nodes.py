@@ -21,7 +21,7 @@ from pycrdt import Map
 from tests.cluster.ray_cluster import RayCluster
 from tests.cluster.stack import Stack
 from tests.faults.cluster_kit import Person, fetch, person, token_api, wait_until
-from tests.infra import Api, unique
+from tests.infra import Api, finished, unique, wait_job
 from tests.integration.test_ml import COLORS, _shape_on_noise
 from tests.reliability import Measured
 from tests.yclient import py_client
@@ -88,12 +88,14 @@ async def test_one_model_for_the_cluster_and_prelabels_on_every_node(
         "ml_assist": {"enabled": True, "min_labeled": 30, "precision_target": 0.9}}).json()
     pid = created["project"]["id"]
     labels = {n["name"]: n["id"] for n in created["labels"]}
-    bound = admin.put(f"/api/v1/projects/{pid}/dataset",
-                      {"datastore": {"kind": "local", "path": str(folder)}, "pattern": "**/*.png"})
-    assert bound.status_code == 200, bound.text
+    bound = wait_job(admin, admin.put(f"/api/v1/projects/{pid}/dataset",
+                                      {"datastore": {"kind": "local", "path": str(folder)},
+                                       "pattern": "**/*.png"}))
+    assert bound["status"] == "done", bound
     table = "image,label\n" + "".join(f"{k},{truth[k]}\n" for k in sorted(truth)[:45])
-    r = api.post(f"/api/v1/projects/{pid}/imports", files=[("file", ("t.csv", table.encode(), "text/csv"))],
-                 data={"mapping": '{"image": "image", "category": "label"}'})
+    r = finished(api, api.post(f"/api/v1/projects/{pid}/imports",
+                               files=[("file", ("t.csv", table.encode(), "text/csv"))],
+                               data={"mapping": '{"image": "image", "category": "label"}'}))
     assert r.status_code == 200 and r.json()["labeled"] == 45, r.text
     for who in labelers:
         assert api.put(f"/api/v1/projects/{pid}/members",
@@ -128,7 +130,7 @@ async def test_one_model_for_the_cluster_and_prelabels_on_every_node(
     ray_cluster.kill_worker()
     killed = time.monotonic()
     more = _images(folder, 60, 12, rng)
-    assert api.post(f"/api/v1/projects/{pid}/refresh").status_code == 200
+    assert api.post(f"/api/v1/projects/{pid}/refresh").status_code == 202
     worker = token_api(stack.front.base, labelers[0])
     lease_ms: list[float] = []
 

@@ -30,7 +30,7 @@ def test_archive_unarchive_and_delete_a_project(server: str, make_user: Callable
     body = project_body(task_type="bbox", consensus={"enabled": True, "min": 2, "max": 3})
     project = owner.post("/api/v1/projects", body).json()["project"]
     pid, name = project["id"], project["name"]
-    assert bind_folder(owner, pid, folder).status_code == 200
+    assert bind_folder(owner, pid, folder).ok
     owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
 
     page = sign_in(new_context(), server, owner, f"#/p/{pid}")

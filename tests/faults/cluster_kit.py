@@ -29,7 +29,7 @@ from pycrdt import Doc, Map, TransactionEvent
 
 from collab import protocol
 from tests.conftest import PASSWORD
-from tests.infra import ROOT, Api, free_port, server_env, stop_process, unique, wait_ready
+from tests.infra import ROOT, Api, free_port, server_env, stop_process, unique, wait_job, wait_ready
 
 ADMIN = "admin@faults.test"
 
@@ -212,9 +212,10 @@ def make_project(cluster: Cluster, owner: Person, members: list[Person], *, item
     folder.mkdir(parents=True)
     for i in range(items):
         Image.new("RGB", (8, 8), (i % 256, i // 256, 0)).save(folder / f"{i:04d}.png")
-    bound = admin.put(f"/api/v1/projects/{pid}/dataset",
-                      {"datastore": {"kind": "local", "path": str(folder)}, "pattern": "**/*.*"})
-    assert bound.status_code == 200, bound.text
+    bound = wait_job(admin, admin.put(f"/api/v1/projects/{pid}/dataset",
+                                      {"datastore": {"kind": "local", "path": str(folder)},
+                                       "pattern": "**/*.*"}))
+    assert bound["status"] == "done", bound
     for who in members:
         r = api.put(f"/api/v1/projects/{pid}/members", {"email": who.email, "role": "labeler"})
         assert r.status_code in (200, 201), r.text

@@ -16,7 +16,7 @@ from PIL import Image
 
 from tests.azurite import ACCOUNT_KEY, ACCOUNT_NAME, AzuriteInfo, make_container, sas_for
 from tests.conftest import PASSWORD, project_body
-from tests.infra import Api, free_port, run_server, unique
+from tests.infra import Api, bound, free_port, run_server, unique, wait_job
 from tests.reliability import Measured
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -122,11 +122,14 @@ async def test_bind_ingest_render_refresh_and_secrets_never_returned(
     owner, p = make_project()
     pid = p["id"]
     sas = sas_for(azurite, container)
-    r = owner.put(f"/api/v1/projects/{pid}/dataset", store_body(azurite, container, sas_token=sas))
-    assert r.status_code == 200, r.text
-    assert r.json()["ingest"]["added"] == 2 and r.json()["ingest"]["skipped"] == 1
+    r = bound(owner, owner.put(f"/api/v1/projects/{pid}/dataset",
+                               store_body(azurite, container, sas_token=sas)))
+    assert r.status_code == 202 and r.ok, r.text
+    assert r.ingest["added"] == 2 and r.ingest["skipped"] == 1
+    # Neither the binding's reply, its job, nor any listing shows the credential.
     for payload in (r.text, owner.get(f"/api/v1/projects/{pid}").text,
-                    owner.get("/api/v1/projects").text):
+                    owner.get("/api/v1/projects").text,
+                    owner.get(f"/api/v1/projects/{pid}/jobs").text):
         assert "sig=" not in payload and sas not in payload
     assert r.json()["project"]["dataset"]["datastore"]["credential"] == "sas_token"
     listing = owner.get(f"/api/v1/projects/{pid}/items").json()["items"]
@@ -140,7 +143,7 @@ async def test_bind_ingest_render_refresh_and_secrets_never_returned(
     async with ContainerClient.from_connection_string(azurite.connection_string, container) as cc:
         await cc.upload_blob("set1/new.png", png((1, 1, 1)))
         await cc.delete_blob("set1/sub/b.png")
-    res = owner.post(f"/api/v1/projects/{pid}/refresh").json()["ingest"]
+    res = wait_job(owner, owner.post(f"/api/v1/projects/{pid}/refresh"))["result"]
     assert (res["added"], res["missing"]) == (1, 1)
     gone = owner.get(f"/api/v1/projects/{pid}/items/{listing[1]['id']}/media")
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "media_missing"
@@ -280,10 +283,10 @@ async def test_the_emulator_opt_in_lets_a_connection_string_reach_azurite(
     container = unique("e").replace("-", "")[:20]
     await make_container(azurite, container, {"set1/a.png": png((5, 5, 5))})
     owner, p = make_project()
-    r = owner.put(f"/api/v1/projects/{p['id']}/dataset",
-                  store_body(azurite, container, connection_string=azurite.connection_string))
-    assert r.status_code == 200, r.text
-    assert r.json()["ingest"]["added"] == 1
+    r = bound(owner, owner.put(f"/api/v1/projects/{p['id']}/dataset",
+                               store_body(azurite, container, connection_string=azurite.connection_string)))
+    assert r.ok, r.text
+    assert r.ingest["added"] == 1
 
 
 async def test_the_dry_run_lists_the_container_and_names_bad_credentials(

@@ -69,7 +69,7 @@ def project_with_items(owner: Api, data_dir: Path, consensus: bool,
     folder.mkdir(parents=True)
     for i in range(3):
         Image.new("RGB", (4, 4)).save(folder / f"{i}.png")
-    assert bind_folder(owner, pid, folder).status_code == 200
+    assert bind_folder(owner, pid, folder).ok
     for who, role in members:
         owner.put(f"/api/v1/projects/{pid}/members", {"email": who.email, "role": role})
     items = [i["id"] for i in owner.get(f"/api/v1/projects/{pid}/items").json()["items"]]

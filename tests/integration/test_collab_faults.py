@@ -23,6 +23,7 @@ from migrations.runner import migrate
 from server.embedded import EmbeddedPostgres
 from tests.conftest import PASSWORD, bind_folder
 from tests.infra import ROOT, Api, run_server, server_env, unique
+from tests.infra import bound as registered
 from tests.yclient import node_client, py_client, result
 
 ALLOWED_CLOSES = {1002, 1003, 1008, 1009}
@@ -53,9 +54,10 @@ def prepare(api: Api, data_dir: Path) -> tuple[str, str]:
     # Only instance admins bind a folder on the server: an admin of its own server binds it
     # itself, a user of the session's server has that server's admin do it.
     assert api.user is not None
-    bound = (api.put(f"/api/v1/projects/{pid}/dataset", {"datastore": {"kind": "local", "path": str(folder)}})
+    bound = (registered(api, api.put(f"/api/v1/projects/{pid}/dataset",
+                                            {"datastore": {"kind": "local", "path": str(folder)}}))
              if api.user["is_admin"] else bind_folder(api, pid, folder))
-    assert bound.status_code == 200, bound.text
+    assert bound.ok, bound.text
     iid = api.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
     token = api.post("/api/v1/tokens", {"name": "t"}).json()["token"]
     return f"{pid}/{iid}/{api.id}", token
@@ -125,7 +127,7 @@ def test_generated_garbage_never_hurts_other_connections(
 def test_postgres_outage_loses_no_acknowledged_edit(tmp_path: Path, redis_url: str) -> None:
     pg = EmbeddedPostgres(tmp_path / "pg")
     env = server_env(pg.start(), redis_url, f"colabel-outage-{uuid.uuid4().hex[:8]}:",
-                     tmp_path / "data", COLABEL_BACKGROUND_JOBS="false")
+                     tmp_path / "data")
     subprocess.run([sys.executable, "-m", "server", "createuser", "--email", "o@colabel.test",
                     "--password", PASSWORD, "--admin"], env=env, cwd=ROOT, check=True,
                    capture_output=True)

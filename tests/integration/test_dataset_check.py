@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import admin_at, project_body
-from tests.infra import Api, unique
+from tests.infra import Api, unique, wait_job
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
 
@@ -109,7 +109,10 @@ def test_create_and_bind_is_one_step_and_a_refused_binding_leaves_no_project(
     assert r.status_code == 201, r.text
     reply = r.json()
     assert reply["project"]["status"] == "initializing"
-    assert reply["project"]["items"]["total"] == 7 and reply["ingest"]["added"] == 7
+    # The files are registered by the job the create queued.
+    assert reply["job"]["kind"] == "bind" and wait_job(admin, r)["result"]["added"] == 7
+    total = admin.get(f"/api/v1/projects/{reply['project']['id']}").json()["project"]["items"]["total"]
+    assert total == 7
     assert reply["project"]["dataset"]["datastore"]["kind"] == "local"
     assert admin.post(f"/api/v1/projects/{reply['project']['id']}/start").status_code == 200
 
@@ -157,10 +160,10 @@ def test_data_of_a_project_that_has_not_started_can_be_bound_changed_then_is_fix
     check = admin.post(base + "/check", local(root)).json()["check"]
     assert check["matched"] == 7
     assert owner.get(f"/api/v1/projects/{pid}").json()["project"]["dataset"] is None
-    assert admin.put(base, local(root)).json()["ingest"]["added"] == 7
+    assert wait_job(admin, admin.put(base, local(root)))["result"]["added"] == 7
     # Before the start, other data replaces the items.
     assert admin.post(base + "/check", local(other)).json()["check"]["matched"] == 1
-    assert admin.put(base, local(other)).status_code == 200
+    assert wait_job(admin, admin.put(base, local(other)))["status"] == "done"
     assert owner.get(f"/api/v1/projects/{pid}").json()["project"]["items"]["total"] == 1
     # The owner (not an admin) may re-check the binding the admin made, unchanged.
     assert owner.post(base + "/check", local(other)).status_code == 200

@@ -72,7 +72,7 @@ def dicom_project(make_user: Callable[..., Api], data_dir: Path) -> tuple[Api, i
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
     r = bind_folder(owner, pid, root)
-    assert r.status_code == 200, r.text
+    assert r.ok, r.text
     items = owner.get(f"/api/v1/projects/{pid}/items", params={"limit": 500}).json()["items"]
     return owner, pid, {i["key"]: i["id"] for i in items}
 

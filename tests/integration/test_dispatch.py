@@ -13,7 +13,7 @@ from server.services import Services
 from server.work import decisions, queue
 from server.work import leases as work
 from server.work.queue import SCAN_LIMIT, Dispatcher
-from tests.infra import unique
+from tests.infra import unique, wait_job
 from tests.work_setup import MakeUser, item, next_, setup_project, submit
 
 
@@ -312,7 +312,9 @@ def test_refresh_of_a_running_project_feeds_the_queue(make_user: MakeUser, data_
     folder = Path(p.owner.get(f"/api/v1/projects/{p.pid}").json()["project"]["dataset"]["datastore"]["path"])
     (folder / "001.png").rename(folder / "later.png")  # one file gone, one new
     r = p.owner.post(f"/api/v1/projects/{p.pid}/refresh")
-    assert r.status_code == 200 and r.json()["ingest"]["added"] == 1 and r.json()["ingest"]["missing"] == 1
+    assert r.status_code == 202
+    found = wait_job(p.owner, r)["result"]
+    assert found["added"] == 1 and found["missing"] == 1
     fresh = next_(p.labelers[1], p.pid, 4)
     keys = {x["item"]["key"] for x in fresh}
     assert keys == {"later.png"}, keys  # the new file, and never the missing one

@@ -121,8 +121,7 @@ def test_a_second_user_of_the_data_dir_shares_the_embedded_redis(tmp_path: Path)
     assert wait_gone(tmp_path) == []
 
 
-def _workers(parent: int) -> list[int]:
-    """The worker processes `colabel serve --workers N` spawned."""
+def _children(parent: int, marker: bytes) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -130,9 +129,19 @@ def _workers(parent: int) -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in cmd:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and marker in cmd:
             found.append(int(entry.name))
     return found
+
+
+def _workers(parent: int) -> list[int]:
+    """The server processes `colabel serve --workers N` spawned."""
+    return _children(parent, b"spawn_main")
+
+
+def _job_workers(parent: int) -> list[int]:
+    """The `colabel worker` processes `colabel serve --job-workers N` started."""
+    return _children(parent, b"server\x00worker")
 
 
 def _lock_holders(pids: list[int], lock: Path) -> list[int]:
@@ -156,28 +165,29 @@ def _wait_for(check: object, timeout_s: float = 30) -> None:
 
 @pytest.mark.reliability(
     area='Faults',
-    attack='Served with two worker processes on the embedded engines (`colabel serve --workers 2`), '
-           'worked through both, and killed the worker that runs the model service with SIGKILL.',
-    promise='Every worker accepts the same sessions; exactly one runs the model service and every '
-            'worker reports its status; a killed worker is replaced, and its replacement takes '
-            'the model service over.')
+    attack='Served with two server and two job worker processes on the embedded engines '
+           '(`colabel serve --workers 2 --job-workers 2`), worked through both servers, and '
+           'killed the job worker that runs the model service with SIGKILL.',
+    promise='Every server accepts the same sessions and reports the same model service status; '
+            'exactly one job worker runs the model service; the killed worker is replaced, and '
+            'its replacement takes the model service over.')
 @pytest.mark.timeout(240)
 def test_serve_with_two_workers_on_the_embedded_engines(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLABEL_")}
     env.update(COLABEL_DATA_DIR=str(data_dir), COLABEL_ML_POLL_S="1")
     lock = data_dir / "ml-service.lock"
-    with run_server(env, ["--demo", "--workers", "2"], tmp_path / "serve.log", timeout_s=90) as (
-            base, proc, _took):
-        _wait_for(lambda: len(_workers(proc.pid)) == 2)
-        workers = _workers(proc.pid)
+    with run_server(env, ["--demo", "--workers", "2", "--job-workers", "2"], tmp_path / "serve.log",
+                    timeout_s=90) as (base, proc, _took):
+        _wait_for(lambda: len(_workers(proc.pid)) == 2 and len(_job_workers(proc.pid)) == 2)
         demo = Api(base).login(DEMO_EMAIL, DEMO_PASSWORD)
         project = demo.get("/api/v1/projects").json()["projects"][0]
         pid = project["id"]
         assert demo.patch(f"/api/v1/projects/{pid}", {"ml_assist": {"enabled": True}}).status_code == 200
-        # Each request on a connection of its own: the two workers share the listening
+        # Each request on a connection of its own: the two servers share the listening
         # socket, so both answer some of them, with the same session and the same status.
         cookies = demo.client.cookies
+        _wait_for(lambda: len(_lock_holders(_job_workers(proc.pid), lock)) == 1)
         time.sleep(2.5)
         statuses = []
         for _ in range(12):
@@ -187,17 +197,18 @@ def test_serve_with_two_workers_on_the_embedded_engines(tmp_path: Path) -> None:
                 statuses.append(r.json()["ml"]["service"])
         assert all("has not reported" not in str(s.get("reason")) for s in statuses), statuses
         assert len({(s["up"], s["reason"]) for s in statuses}) == 1, statuses
-        assert _lock_holders(workers, lock) and len(_lock_holders(workers, lock)) == 1
+        # The model service lives in a job worker, never in a server process.
+        assert _lock_holders(_workers(proc.pid), lock) == []
         leases = demo.post(f"/api/v1/projects/{pid}/tasks/next", {"count": 4}).json()["leases"]
         label = demo.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
         r = demo.post("/api/v1/leases/submit", {"submissions": [
             {"lease_id": x["lease_id"], "annotation": {"classes": [label]}} for x in leases]})
         assert r.status_code == 200 and r.json()["submitted"] == 4, r.text
-        # The worker running the model service dies: uvicorn starts another, which takes it over.
-        owner = _lock_holders(workers, lock)[0]
+        # The worker running the model service dies: serve starts another, which takes it over.
+        owner = _lock_holders(_job_workers(proc.pid), lock)[0]
         os.kill(owner, signal.SIGKILL)
-        _wait_for(lambda: len(_workers(proc.pid)) == 2 and owner not in _workers(proc.pid))
-        _wait_for(lambda: len(_lock_holders(_workers(proc.pid), lock)) == 1)
+        _wait_for(lambda: len(_job_workers(proc.pid)) == 2 and owner not in _job_workers(proc.pid))
+        _wait_for(lambda: len(_lock_holders(_job_workers(proc.pid), lock)) == 1)
         _wait_for(lambda: httpx.get(base + "/readyz").status_code == 200)
         for _ in range(6):
             with httpx.Client(base_url=base, cookies=cookies) as fresh:

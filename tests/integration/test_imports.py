@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import bind_folder
-from tests.infra import Api, unique
+from tests.infra import Api, finished, unique
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
 
@@ -23,7 +23,7 @@ def local_project(make_project: MakeProject, data_dir: Path, files: list[str],
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"x")
     r = bind_folder(owner, p["id"], root, "nothing/**")
-    assert r.status_code == 200 and r.json()["ingest"]["added"] == 0
+    assert r.ok and r.ingest["added"] == 0
     return owner, p["id"], root
 
 
@@ -37,8 +37,8 @@ def table(rows: list[dict[str, Any]]) -> bytes:
 
 def send(owner: Api, pid: int, data: bytes, name: str = "t.csv", **fields: Any) -> Any:
     form = {k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in fields.items()}
-    return owner.post(f"/api/v1/projects/{pid}/imports", data=form,
-                      files=[("file", (name, data, "text/csv"))])
+    return finished(owner, owner.post(f"/api/v1/projects/{pid}/imports", data=form,
+                                      files=[("file", (name, data, "text/csv"))]))
 
 
 def items(owner: Api, pid: int) -> dict[str, dict[str, Any]]:

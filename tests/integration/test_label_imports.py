@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.export_setup import MakeUser, export, import_labels, labeled_project, new_project
+from tests.export_setup import MakeUser, export, image_folder, import_labels, labeled_project, new_project
 from tests.integration.test_exports import ANIMALS, _mask, boxes, polygons
 
 
@@ -149,3 +149,33 @@ def test_bad_files_and_options(make_user: MakeUser, data_dir: Path) -> None:
     pre = import_labels(owner, src.pid, "x.jsonl", lines, accept_partial="true", labels_as="prelabel")
     assert pre.status_code == 200 and pre.json()["prelabeled"] == 1
     assert src.labeler.post(f"/api/v1/projects/{src.pid}/label-imports").status_code == 403
+
+
+def test_coco_lists_in_any_order_import_the_same(make_user: MakeUser, data_dir: Path) -> None:
+    folder, sizes = image_folder(data_dir, 4)
+    keys = sorted(sizes)
+    images = [{"id": n, "file_name": k, "width": sizes[k][0], "height": sizes[k][1]}
+              for n, k in enumerate(keys, start=1)]
+    categories = [{"id": 7, "name": "animal/cat"}, {"id": 8, "name": "car"}]
+    annotations = [{"id": n, "image_id": 1 + n % 4, "category_id": 7 + n % 2, "bbox": [1, 2, 5 + n, 6]}
+                   for n in range(10)]
+    annotations.append({"id": 99, "image_id": 42, "category_id": 7, "bbox": [1, 1, 2, 2]})
+    images.append({"id": 2, "file_name": "elsewhere.png"})
+    usual = {"images": images, "categories": categories, "annotations": annotations}
+    unusual = {"annotations": annotations, "info": {"images": []}, "images": images,
+               "categories": categories}
+    got = []
+    for doc in (usual, unusual):
+        owner, pid = _fresh(make_user, folder, "bbox", ANIMALS)
+        r = import_labels(owner, pid, "coco.json", json.dumps(doc).encode(), accept_partial="true")
+        assert r.status_code == 200, r.text
+        _, exported = export(owner, pid, "coco")
+        got.append((r.json(), _coco_labels(json.loads(exported))))
+    assert got[0] == got[1]
+    response, labels = got[0]
+    assert response["labeled"] == 4 and response["records"] == 5
+    assert response["errors"] == [{"position": "images[4]", "message": "image id 2 appears twice"},
+                                  {"position": "annotations[10]", "message": "image_id 42 is not in images"}]
+    # Image 1 has annotations 0, 4 and 8 (cats); image 2 has 1, 5 and 9 (cars).
+    assert len(labels[keys[0]]) == 3 and {c for c, _ in labels[keys[0]]} == {"animal/cat"}
+    assert len(labels[keys[1]]) == 3 and {c for c, _ in labels[keys[1]]} == {"car"}

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.infra import Api, unique
+from tests.infra import Api, bound, unique
 from tests.reliability import Measured
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -48,13 +48,13 @@ def test_a_symlinked_folder_in_the_pattern_registers_nothing_outside_the_root(
     os.symlink(root / "inside", root / "inner_link")
     added = {}
     for pattern in ("escape_dir/*", "escape_dir/**", "sub/escape/*.png", "escape_dir"):
-        r = admin.put(url, local(root, pattern))
-        assert r.status_code == 200, r.text
+        r = bound(admin, admin.put(url, local(root, pattern)))
+        assert r.ok, r.text
         keys = [i["key"] for i in admin.get(f"/api/v1/projects/{p['id']}/items").json()["items"]]
         assert keys == [], pattern
-        added[pattern] = r.json()["ingest"]["added"]
-    r = admin.put(url, local(root, "inner_link/*"))
-    assert r.status_code == 200 and r.json()["ingest"]["added"] == 1
+        added[pattern] = r.ingest["added"]
+    r = bound(admin, admin.put(url, local(root, "inner_link/*")))
+    assert r.ok and r.ingest["added"] == 1
     measured(f"items registered from outside the root: {sum(added.values())} over {len(added)} "
              "patterns; 1 from a symlink that stays inside")
 
@@ -90,8 +90,8 @@ def test_only_instance_admins_bind_a_folder_on_the_server(
 
     ours = data_dir / "datasets" / unique("ours")
     png(ours / "a.png")
-    r = admin.put(url, local(ours))
-    assert r.status_code == 200 and r.json()["ingest"]["added"] == 1
+    r = bound(admin, admin.put(url, local(ours)))
+    assert r.status_code == 202 and r.ingest["added"] == 1
     shown = owner.get(f"/api/v1/projects/{pid}").json()["project"]["dataset"]
     # The owner may send the admin's binding back unchanged to edit its refresh settings...
     r = owner.put(url, {**shown, "refresh": {"enabled": True, "interval_s": 600}})

@@ -59,7 +59,7 @@ def media_project(make_user: Callable[..., Api], data_dir: Path) -> tuple[Api, i
     ds.PixelData = pydicom.encaps.encapsulate([ds.PixelData])
     ds.save_as(root / "mpeg.dcm", enforce_file_format=True)
     r = bind_folder(owner, pid, root)
-    assert r.status_code == 200, r.text
+    assert r.ok, r.text
     items = owner.get(f"/api/v1/projects/{pid}/items", params={"limit": 100}).json()["items"]
     return owner, pid, {i["key"]: i["id"] for i in items}
 

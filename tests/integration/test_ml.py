@@ -65,7 +65,7 @@ async def test_prelabels_from_a_trained_model_reach_the_document_live(
         "ml_assist": {"enabled": True, "min_labeled": 30, "precision_target": 0.9}}).json()
     pid = created["project"]["id"]
     labels = {n["name"]: n["id"] for n in created["labels"]}
-    assert bind_folder(owner, pid, folder).status_code == 200
+    assert bind_folder(owner, pid, folder).ok
     assert owner.get(f"/api/v1/projects/{pid}/ml").json()["ml"]["phase"] == "waiting_for_labels"
     table = "image,label\n" + "".join(f"{k},{truth[k]}\n" for k in sorted(truth)[:45])
     r = owner.post(f"/api/v1/projects/{pid}/imports", files=[("file", ("t.csv", table.encode(), "text/csv"))],

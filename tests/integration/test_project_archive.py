@@ -33,7 +33,7 @@ def test_archive_pauses_hides_and_freezes_until_unarchived(
     base = f"/api/v1/projects/{pid}"
     labeler = make_user("lab")
     assert owner.put(f"{base}/members", {"email": labeler.email, "role": "labeler"}).status_code == 200
-    assert bind_folder(owner, pid, folder).status_code == 200
+    assert bind_folder(owner, pid, folder).ok
     assert owner.post(f"{base}/start").status_code == 200
 
     r = owner.post(f"{base}/archive")

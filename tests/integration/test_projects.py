@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import admin_at, bind_folder, project_body
-from tests.infra import Api, unique
+from tests.infra import Api, unique, wait_job
 from tests.reliability import Measured
 
 MakeProject = Callable[..., tuple[Api, dict[str, Any]]]
@@ -24,7 +24,7 @@ def bind_local(owner: Api, pid: int, data_dir: Path) -> None:
     folder = data_dir / "datasets" / unique("imgs")
     folder.mkdir(parents=True)
     r = bind_folder(owner, pid, folder)
-    assert r.status_code == 200, r.text
+    assert r.ok, r.text
 
 
 def started(make_project: MakeProject, data_dir: Path, **kw: Any) -> tuple[Api, dict[str, Any]]:
@@ -364,7 +364,7 @@ def test_dataset_binding_refusals(make_project: MakeProject, tmp_path: Path) -> 
     assert r.status_code == 422
     assert owner.get(f"/api/v1/projects/{p['id']}").json()["project"]["dataset"] is None
     ok = owner.put(url, {"datastore": {"kind": "upload"}, "pattern": "**/*.*"})
-    assert ok.status_code == 200
+    assert ok.status_code == 202 and wait_job(owner, ok)["status"] == "done"
 
 
 # --- members -------------------------------------------------------------------------

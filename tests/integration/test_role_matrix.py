@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.conftest import PASSWORD, project_body
 from tests.export_setup import wait_export
-from tests.infra import Api, unique
+from tests.infra import Api, unique, wait_job
 
 ROLES = ("admin", "owner", "reviewer", "labeler", "nonmember", "anonymous")
 
@@ -62,12 +62,13 @@ class World:
     lid: str = "none"
     label_id: int = 0
     eid: int = 0
+    jid: int = 0
 
     def fill(self, path: str) -> str:
         return (path.replace("{pid}", str(self.pid)).replace("{iid}", str(self.iid))
                 .replace("{uid}", str(self.people["labeler"].id))
                 .replace("{tid}", str(self.token_id or 1)).replace("{lid}", self.lid)
-                .replace("{eid}", str(self.eid)))
+                .replace("{eid}", str(self.eid)).replace("{jid}", str(self.jid)))
 
 
 def dataset_body(w: World) -> dict[str, Any]:
@@ -145,14 +146,19 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("GET", "/api/v1/projects/{pid}/labels"): (MEMBERS, None, ""),
     ("PATCH", "/api/v1/projects/{pid}/labels"): (
         OWNERS, lambda w: {"labels": [{"name": "Only"}]}, ""),
-    ("PUT", "/api/v1/projects/{pid}/dataset"): (FOLDER_BINDERS, dataset_body, ""),
+    # A binding of new data answers 202 with the job that registers its files.
+    ("PUT", "/api/v1/projects/{pid}/dataset"): (with_status(FOLDER_BINDERS, 202), dataset_body, ""),
     ("POST", "/api/v1/projects/{pid}/dataset/check"): (FOLDER_BINDERS, dataset_body, ""),
     # Only an admin may name a server folder, in a dry run too.
     ("POST", "/api/v1/datasets/check"): (_row(200, 403, 403, 403, 403, 401), dataset_body, ""),
     ("POST", "/api/v1/projects/check"): (SIGNED_IN, lambda w: project_body(), ""),
-    ("POST", "/api/v1/projects/{pid}/refresh"): (OWNERS, None, "bound"),
+    ("POST", "/api/v1/projects/{pid}/refresh"): (with_status(OWNERS, 202), None, "bound"),
+    ("GET", "/api/v1/projects/{pid}/jobs"): (OWNERS, None, ""),
+    ("GET", "/api/v1/jobs/{jid}"): (OWNERS, None, "bound"),
+    # The binding's job has finished by then: owners are told so; the rest learn nothing.
+    ("POST", "/api/v1/jobs/{jid}/cancel"): (with_status(OWNERS, 409), None, "bound"),
     ("POST", "/api/v1/projects/{pid}/uploads"): (with_status(OWNERS, 201), upload_body, ""),
-    ("POST", "/api/v1/projects/{pid}/imports"): (OWNERS, import_body, "bound"),
+    ("POST", "/api/v1/projects/{pid}/imports"): (with_status(OWNERS, 202), import_body, "bound"),
     ("GET", "/api/v1/projects/{pid}/items"): (REVIEWERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}"): (MEMBERS, None, "bound"),
     ("GET", "/api/v1/projects/{pid}/items/{iid}/media"): (MEMBERS, None, "bound"),
@@ -181,7 +187,8 @@ CASES: dict[tuple[str, str], tuple[dict[str, int], Body | None, str]] = {
     ("POST", "/api/v1/projects/{pid}/items/{iid}/decide"): (
         REVIEWERS, lambda w: {"annotation": {"classes": [w.label_id]}}, "bound"),
     ("POST", "/api/v1/projects/{pid}/items/{iid}/reopen"): (OWNERS, None, "decided"),
-    ("POST", "/api/v1/projects/{pid}/label-imports"): (OWNERS, label_import_body, "bound"),
+    ("POST", "/api/v1/projects/{pid}/label-imports"): (
+        with_status(OWNERS, 202), label_import_body, "bound"),
     ("POST", "/api/v1/projects/{pid}/exports"): (
         with_status(REVIEWERS, 202), lambda w: {"format": "coco"}, ""),
     ("GET", "/api/v1/projects/{pid}/exports"): (REVIEWERS, None, ""),
@@ -214,7 +221,10 @@ def build_world(server: str, data_dir: Path, cast: dict[str, Api], caller: str,
         owner.put(f"/api/v1/projects/{pid}/members", {"email": people[role].email, "role": role})
     world = World(server, data_dir, people, pid, cast["extra"].email, None)
     if setup in ("bound", "running", "paused", "leased", "decided", "submitted"):
-        assert people["admin"].put(f"/api/v1/projects/{pid}/dataset", dataset_body(world)).status_code == 200
+        done = wait_job(people["admin"], people["admin"].put(f"/api/v1/projects/{pid}/dataset",
+                                                             dataset_body(world)))
+        assert done["status"] == "done", done
+        world.jid = done["id"]
         world.iid = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
         world.label_id = owner.get(f"/api/v1/projects/{pid}/labels").json()["labels"][0]["id"]
     if setup == "submitted":

@@ -100,7 +100,7 @@ def one_item_project(make_project: Callable[..., tuple[Api, dict[str, Any]]],
     folder = data_dir / "datasets" / unique("limits")
     folder.mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(folder / "0.png")
-    assert bind_folder(owner, pid, folder).status_code == 200
+    assert bind_folder(owner, pid, folder).ok
     item = owner.get(f"/api/v1/projects/{pid}/items").json()["items"][0]["id"]
     return pid, item, owner.post("/api/v1/tokens", {"name": "ws"}).json()["token"]
 

@@ -67,7 +67,7 @@ def make_project(owner: Person, data_dir: Path, *, consensus: bool,
     folder = data_dir / "datasets" / unique("access")
     folder.mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(folder / "0.png")
-    assert bind_folder(api, pid, folder).status_code == 200
+    assert bind_folder(api, pid, folder).ok
     for who, role in members:
         r = api.put(f"/api/v1/projects/{pid}/members", {"email": who.api.email, "role": role})
         assert r.status_code == 200, r.text

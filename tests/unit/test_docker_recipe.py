@@ -45,6 +45,19 @@ def test_the_replicas_connect_to_the_ray_cluster_of_the_recipe() -> None:
         assert services[name]["environment"]["RAY_ADDRESS"] == f"ray-head:{port}"
         assert "ray-head" in services[name]["depends_on"]
     # One token for every Ray node and every replica (tests/cluster/ray_cluster.py runs so).
-    for name in (n for n in services if n.startswith(("colabel-", "ray-"))):
+    for name in (n for n in services if n.startswith(("colabel-", "worker-", "ray-"))):
         env = services[name]["environment"]
         assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN")
+
+
+def test_the_replicas_leave_background_work_to_the_worker_services() -> None:
+    services = compose()["services"]
+    workers = [n for n in services if n.startswith("worker-")]
+    assert len(workers) >= 1
+    for name in workers:
+        assert services[name]["command"] == ["colabel", "worker"]
+        # Same engines, files and Ray cluster as the replicas they work for.
+        assert services[name]["environment"] == services["colabel-1"]["environment"]
+        assert services[name]["volumes"] == services["colabel-1"]["volumes"]
+    for name in (n for n in services if n.startswith("colabel-")):
+        assert services[name]["environment"]["COLABEL_JOB_WORKERS"] == "0"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +83,73 @@ def test_a_mask_larger_than_the_pixel_limit_is_refused_before_allocating() -> No
     record = Parsed("images[0]", "a.png", 100_000, 100_000, masks=[("x", {"size": [1, 1], "counts": "1"})])
     with pytest.raises(ValueError, match="pixel limit"):
         build_annotation(record, {"x": 1}, "semantic", {"width": None, "height": None}, 100_000_000)
+
+
+async def test_streaming_readers_yield_every_entry_of_a_file_larger_than_a_batch(tmp_path: Path) -> None:
+    from server.data.dataset_formats import CocoHead, coco_annotations, coco_images
+    from server.data.label_import import BATCH
+    from server.data.progress import batches_in_thread
+
+    count = 2 * BATCH + 17
+    doc = {"annotations": [{"image_id": i % 3, "category_id": 1, "bbox": [1, 2, 3, 4]} for i in range(count)],
+           "images": [{"id": i, "file_name": f"{i}.png", "width": 10, "height": 10} for i in range(3)],
+           "categories": [{"id": 1, "name": "x"}]}
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(doc))
+    head = CocoHead()
+
+    def images() -> Iterator[object]:
+        with path.open("rb") as f:
+            yield from coco_images(f, head)
+
+    def annotations() -> Iterator[object]:
+        with path.open("rb") as f:
+            yield from coco_annotations(f, head, "bbox")
+
+    assert [len(b) async for b in batches_in_thread(images, BATCH)] == [3]
+    assert head.categories == {1: "x"} and head.images == 3  # categories come last in this file
+    sizes: list[int] = []
+    seen: list[int] = []
+    async for batch in batches_in_thread(annotations, BATCH):
+        sizes.append(len(batch))
+        seen += [a.index for a in batch]  # type: ignore[attr-defined]
+    assert sizes == [BATCH, BATCH, 17] and seen == list(range(count))
+
+
+async def test_a_reading_error_reaches_the_consumer_and_stops_the_thread() -> None:
+    from server.data.progress import batches_in_thread
+
+    def failing() -> Iterator[int]:
+        yield from range(10)
+        raise FileError("broken")
+
+    got: list[int] = []
+    with pytest.raises(FileError, match="broken"):
+        async for batch in batches_in_thread(failing, 4):
+            got += batch
+    assert got == list(range(8))
+    # Leaving early does not wait for the rest of an endless reader.
+    async for _ in batches_in_thread(lambda: iter(int, 1), 4):
+        break
+
+
+def test_json_lines_are_numbered_as_a_whole_file_read_numbers_them() -> None:
+    lines = b'{"image_url": "a.png", "label": "x"}\r\n\r\nbad\r{"image_url": "b.png", "label": "y"}'
+    got = parse(lines, "jsonl", "multiclass")
+    assert [r.position for r in got.records] == ["line 1", "line 4"]
+    assert [p.position for p in got.problems] == ["line 3"] and got.total == 3
+
+
+def test_problem_log_keeps_the_first_problems_in_file_order() -> None:
+    from server.data.dataset_formats import Problem
+    from server.data.label_import import MAX_REPORTED, ProblemLog
+
+    log = ProblemLog()
+    for i in reversed(range(3 * MAX_REPORTED)):
+        log.append(Problem(f"annotations[{i}]", "bad", (2, i)))
+    log.append(Problem("categories[0]", "bad", (0, 0)))
+    reported = log.reported()
+    assert log.found == 3 * MAX_REPORTED + 1 and len(reported) == MAX_REPORTED
+    assert reported[0]["position"] == "categories[0]"
+    assert reported[1]["position"] == "annotations[0]"
+    assert reported[-1]["position"] == f"annotations[{MAX_REPORTED - 2}]"

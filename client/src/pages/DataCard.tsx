@@ -3,6 +3,7 @@
 // is finished here. Once labeling starts the binding is fixed, so this card is not shown.
 import { useState } from "preact/hooks";
 import { put, type Project } from "../api";
+import { type Job, waitForJob } from "../jobs";
 import { ErrorBox, useUser } from "../ui";
 import { checkKey, checkProblem, NO_CHECK, runCheck, type DataCheckState } from "./wizard/DataCheck";
 import { DataStep } from "./wizard/DataStep";
@@ -69,7 +70,9 @@ export function DataCard({ project, onBound }: { project: Project; onBound: () =
     try {
       if (draft.source === "upload") {
         if (project.dataset?.datastore?.kind !== "upload") {
-          await put(`/api/v1/projects/${project.id}/dataset`, { datastore: { kind: "upload" } });
+          const bound = await put<{ job: Job | null }>(`/api/v1/projects/${project.id}/dataset`,
+            { datastore: { kind: "upload" } });
+          if (bound.job) await waitForJob(bound.job);
         }
         let total = 0;
         await uploadFiles(project.id, draft.files.filter((f) => !stored.has(f.key)), setProgress, (batch, reply) => {
@@ -79,9 +82,10 @@ export function DataCard({ project, onBound }: { project: Project; onBound: () =
         setDone(`${total.toLocaleString()} images in the project.`);
       } else {
         if (!(await runDryRun())) return;
-        const reply = await put<{ ingest: { total_items: number } | null }>(
+        const reply = await put<{ job: Job<{ total_items: number }> | null }>(
           `/api/v1/projects/${project.id}/dataset`, datasetBody(draft));
-        setDone(reply.ingest ? `${reply.ingest.total_items.toLocaleString()} images registered.` : "Saved.");
+        const ingest = reply.job ? await waitForJob(reply.job) : null;
+        setDone(ingest ? `${ingest.total_items.toLocaleString()} images registered.` : "Saved.");
       }
       onBound();
     } catch (e) {

@@ -4,9 +4,10 @@ import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { get, type Project } from "../api";
 import { BarChart, Legend, LineChart, type Point, type TimeSeries } from "../charts";
-import { useProjectEvents, type Connection, type ItemStatus, type ProjectEvent } from "../events";
+import { useProjectEvents, type Connection, type ItemStatus, type JobEvent, type ProjectEvent } from "../events";
 import { ErrorBox, Page, Spinner, session, useProject } from "../ui";
 import { labelNames } from "./labeling/parts";
+import { JobsCard } from "./JobsCard";
 import { MlCard } from "./MlCard";
 import { statusText, taskShort } from "./projectWords";
 import "../monitor.css";
@@ -452,6 +453,7 @@ function Dashboard({ project, reloadProject, labelName }: {
   const names = useRef(new Map<number, string>());
   const activityKey = useRef(0);
   const now = useNow(5000);
+  const [jobEvent, setJobEvent] = useState<JobEvent | null>(null);
 
   useEffect(() => {
     if (!stats) return;
@@ -528,6 +530,13 @@ function Dashboard({ project, reloadProject, labelName }: {
       case "export":
         if (e.status !== "running") note(e.at, `export ${e.export_id} ${e.status}`);
         break;
+      case "job":
+        setJobEvent(e);
+        if (e.status !== "running") {
+          note(e.at, `${e.job_kind.replace(/_/g, " ")} job ${e.job_id} ${e.status}`);
+          if (e.status === "done") reloadProject();  // its items and last registration changed
+        }
+        break;
     }
   };
   const connection = useProjectEvents(pid, onEvent);
@@ -569,7 +578,10 @@ function Dashboard({ project, reloadProject, labelName }: {
       </div>
       <Labelers stats={stats} pid={project.id} />
       <div class="grid2 monitor-grid">
-        <RefreshStatus project={project} now={now} />
+        <div class="stack">
+          <RefreshStatus project={project} now={now} />
+          <JobsCard pid={project.id} event={jobEvent} />
+        </div>
         <ActivityFeed items={activity} pid={project.id} />
       </div>
     </>

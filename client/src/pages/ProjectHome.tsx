@@ -1,7 +1,15 @@
 // A project's home: status and its controls, items, members and roles, data and settings.
 import { useState } from "preact/hooks";
 import { post, type LabelNode } from "../api";
+import { type Job, waitForJob } from "../jobs";
 import { ErrorBox, Page, Spinner, useProject } from "../ui";
+
+interface IngestOutcome {
+  added: number;
+  missing: number;
+  restored: number;
+  superseded?: boolean;
+}
 import { DataCard } from "./DataCard";
 import { LabelsCard } from "./LabelsCard";
 import { Members } from "./Members";
@@ -33,6 +41,7 @@ export function ProjectHome({ pid }: { pid: number }) {
   const [project, labels, error, reload] = useProject(pid);
   const [actionError, setActionError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [refreshNote, setRefreshNote] = useState<string | null>(null);
   if (!project) return <Page title="Project"><ErrorBox error={error} />{!error && <Spinner />}</Page>;
   const owner = project.role === "owner";
   const staff = owner || project.role === "reviewer";
@@ -44,6 +53,24 @@ export function ProjectHome({ pid }: { pid: number }) {
       setActionError(null);
       reload();
     } catch (e) {
+      setActionError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  // A refresh is a job on the server: follow it, then say what it found.
+  const refresh = async () => {
+    setBusy(true);
+    setRefreshNote("Looking for new and vanished files…");
+    try {
+      const { job } = await post<{ job: Job<IngestOutcome> }>(`/api/v1/projects/${pid}/refresh`);
+      const found = await waitForJob(job);
+      setRefreshNote(found.superseded ? "Done." : `Done: ${found.added.toLocaleString("en-US")} new, ` +
+        `${found.missing.toLocaleString("en-US")} gone, ${found.restored.toLocaleString("en-US")} back.`);
+      setActionError(null);
+      reload();
+    } catch (e) {
+      setRefreshNote(null);
       setActionError(e);
     } finally {
       setBusy(false);
@@ -93,7 +120,8 @@ export function ProjectHome({ pid }: { pid: number }) {
             </p>
           ) : <p class="muted">No images yet.</p>}
           {owner && !archived && project.dataset &&
-            <button disabled={busy} onClick={() => act(`${base}/refresh`)}>Refresh data now</button>}
+            <button disabled={busy} onClick={refresh}>Refresh data now</button>}
+          {refreshNote && <p class="muted" data-testid="refresh-note">{refreshNote}</p>}
         </section>
         <section class="card">
           <h3>Labels</h3>

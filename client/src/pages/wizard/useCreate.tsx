@@ -2,6 +2,7 @@
 // failure, running again resumes where it stopped (no second project, no file sent twice).
 import { useRef, useState } from "preact/hooks";
 import { post, put, type Project } from "../../api";
+import { type Job, waitForJob } from "../../jobs";
 import { uploadFiles, type UploadProgress } from "./files";
 import type { DataOutcome, Phase } from "./Finish";
 import { datasetBody, projectBody, stepOfError } from "./requests";
@@ -46,8 +47,8 @@ export function useCreate(onError: (step: StepKey, error: unknown) => void): Cre
     const data = draft.data;
     if (data.source !== "upload") {
       setPhase("binding");
-      const reply = await put<{ ingest: IngestJson | null }>(`/api/v1/projects/${pid}/dataset`, datasetBody(data));
-      setOutcome(outcomeOf(reply.ingest));
+      const reply = await put<{ job: Job<IngestJson> | null }>(`/api/v1/projects/${pid}/dataset`, datasetBody(data));
+      setOutcome(outcomeOf(reply.job ? await waitForJob(reply.job) : null));
       return;
     }
     setPhase("uploading");
@@ -72,11 +73,12 @@ export function useCreate(onError: (step: StepKey, error: unknown) => void): Cre
         const bindNow = draft.data.source !== "upload";
         const body = bindNow ? { ...projectBody(draft), dataset: datasetBody(draft.data) } : projectBody(draft);
         if (bindNow) setPhase("binding");
-        const reply = await post<{ project: Project; ingest?: IngestJson | null }>("/api/v1/projects", body);
+        const reply = await post<{ project: Project; job?: Job<IngestJson> | null }>("/api/v1/projects", body);
         pid = reply.project.id;
         setCreated({ pid, name: reply.project.name });
         if (bindNow) {
-          setOutcome(outcomeOf(reply.ingest ?? null));
+          // The project exists and is bound; its files are registered by the job it queued.
+          setOutcome(outcomeOf(reply.job ? await waitForJob(reply.job) : null));
           setDataBound(true);
           setPhase(null);
           return;
