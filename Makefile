@@ -63,7 +63,9 @@ EMBEDDED_TESTS := tests/integration/test_auth.py tests/integration/test_login_th
   tests/integration/test_stats.py tests/integration/test_collab.py \
   tests/integration/test_socket_access.py tests/integration/test_page_submit.py \
   tests/integration/test_events_outbox.py tests/integration/test_corrections.py \
-  tests/integration/test_data_manager.py
+  tests/integration/test_data_manager.py tests/integration/test_jobs.py \
+  tests/integration/test_ingest.py tests/integration/test_label_imports.py \
+  tests/integration/test_imports.py
 
 test: install install-test-tools client lint
 	$(BIN)/pytest

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from migrations.runner import migrate  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from server.services import init_connection  # noqa: E402
 
 TARGET_RSS_MB = 300
@@ -101,14 +100,7 @@ async def child(url: str, pid: int, uid: int, path: Path) -> dict[str, object]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    admin_url = os.environ.get("COLABEL_BENCH_DATABASE_URL",
-                               "postgresql://postgres@127.0.0.1:5432/postgres")
-    dbname = f"colabel_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = admin_url.rsplit("/", 1)[0] + "/" + dbname
-    try:
-        await migrate(url)
+    async with scratch_database() as url:
         with tempfile.TemporaryDirectory(prefix="colabel-import-bench-") as tmp:
             path = Path(tmp) / "labels.json"
             t = time.perf_counter()
@@ -133,9 +125,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "peak_rss_mb": round(measured["peak_rss_mb"], 1), "target_peak_rss_mb": TARGET_RSS_MB,
             "within_target": measured["peak_rss_mb"] < TARGET_RSS_MB,
         }
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        await admin.close()
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from migrations.runner import migrate  # noqa: E402
+from bench.scratch_db import scratch_database  # noqa: E402
 from server.data import ingest  # noqa: E402
 from server.data.datastores.base import list_batches  # noqa: E402
 from server.data.datastores.keys import compile_pattern, select  # noqa: E402
@@ -148,14 +148,7 @@ async def changed_refresh(conn: asyncpg.Connection, pid: int, store: LocalDatast
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    admin_url = os.environ.get("COLABEL_BENCH_DATABASE_URL",
-                               "postgresql://postgres@127.0.0.1:5432/postgres")
-    dbname = f"colabel_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{dbname}"')
-    url = admin_url.rsplit("/", 1)[0] + "/" + dbname
-    try:
-        await migrate(url)
+    async with scratch_database() as url:
         conn = await asyncpg.connect(url)
         await init_connection(conn)
         # Probing first, while the only unprobed items are the real PNGs it measures.
@@ -181,9 +174,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "refresh_changed_s": round(refresh_changed_s, 3),
             "probe_items_per_s": probe_rate,
         }
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        await admin.close()
 
 
 async def probe_rate_on_pngs(conn: asyncpg.Connection, url: str) -> float:
