@@ -20,6 +20,7 @@ from server.data import ingest
 from server.data.datastores.base import DatastoreError
 from server.data.datastores.factory import open_datastore
 from server.data.datastores.keys import compile_pattern
+from server.data.progress import Progress
 from server.errors import Conflict, Forbidden, field_error
 from server.outbound import AddressRefused, OutboundPolicy
 from server.settings import Settings
@@ -248,15 +249,15 @@ async def check_readable(settings: Settings, pid: int | None, binding: dict[str,
 
 
 async def ingest_files(conn: asyncpg.Connection, settings: Settings, pid: int,
-                       binding: dict[str, Any], *, kind: str,
-                       detect_missing: bool) -> ingest.IngestResult:
+                       binding: dict[str, Any], *, kind: str, detect_missing: bool,
+                       progress: Progress | None = None) -> ingest.IngestResult:
     """List the bound datastore through the binding's pattern and register what it holds
     (inside the caller's transaction, under the project's ingest lock)."""
     store = open_datastore(settings, pid, binding)
     try:
         return await ingest.ingest_binding(
             conn, pid, settings.max_items_per_project, store, binding["pattern"], kind=kind,
-            detect_missing=detect_missing,
+            detect_missing=detect_missing, progress=progress,
         )
     finally:
         await store.close()

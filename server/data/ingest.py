@@ -34,6 +34,7 @@ import asyncpg
 
 from server.data.datastores.base import Datastore, list_batches
 from server.data.datastores.keys import DICOM_ENDING, Pattern, compile_pattern, select
+from server.data.progress import Progress
 from server.errors import Conflict
 
 log = logging.getLogger(__name__)
@@ -155,13 +156,16 @@ def _picker(match: Any) -> Pick:
     return lambda batch: select([k for k in batch if match(k)])
 
 
-async def _picked(batches: AsyncIterable[list[str]], pick: Pick,
-                  result: IngestResult) -> AsyncIterator[list[str]]:
-    """The kept keys of each batch (none empty), counting what was kept and skipped."""
+async def _picked(batches: AsyncIterable[list[str]], pick: Pick, result: IngestResult,
+                  progress: Progress | None = None) -> AsyncIterator[list[str]]:
+    """The kept keys of each batch (none empty), counting what was kept and skipped, and
+    telling `progress` how many files were taken so far (a listing's length is unknown)."""
     async for batch in batches:
         kept = pick(batch)
         result.skipped += len(batch) - len(kept)
         result.listed += len(kept)
+        if progress is not None:
+            await progress(result.listed, None)
         if kept:
             yield kept
 
@@ -290,10 +294,11 @@ async def register(conn: asyncpg.Connection, project_id: int, cap: int, keys: As
 
 async def _register(conn: asyncpg.Connection, project_id: int, cap: int,
                     batches: AsyncIterable[list[str]], pick: Pick, *, kind: str,
-                    detect_missing: bool, unique_keys: bool) -> IngestResult:
+                    detect_missing: bool, unique_keys: bool,
+                    progress: Progress | None = None) -> IngestResult:
     started = time.monotonic()
     result = IngestResult(kind=kind, cap=cap)
-    picked = _picked(batches, pick, result)
+    picked = _picked(batches, pick, result, progress)
     if unique_keys and not await conn.fetchval(_ANY, project_id):
         await _register_first(conn, project_id, cap, picked, result)
         return _finish(result, 0, started)
@@ -318,12 +323,13 @@ def _count(status: str) -> int:
 
 
 async def ingest_binding(conn: asyncpg.Connection, project_id: int, cap: int, store: Datastore,
-                         pattern: str, *, kind: str, detect_missing: bool) -> IngestResult:
+                         pattern: str, *, kind: str, detect_missing: bool,
+                         progress: Progress | None = None) -> IngestResult:
     """List the datastore through the binding's pattern and register what it finds."""
     compiled = compile_pattern(pattern)
     result = await _register(conn, project_id, cap, list_batches(store, compiled.list_prefix),
                              _picker(compiled), kind=kind, detect_missing=detect_missing,
-                             unique_keys=True)
+                             unique_keys=True, progress=progress)
     await conn.execute(_SAVE_RESULT, project_id, result.to_json(), True)
     log.info("project %s %s: %s", project_id, kind, result.to_json())
     return result

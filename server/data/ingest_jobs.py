@@ -66,10 +66,12 @@ async def _register(run: JobRun, *, detect_missing: bool) -> dict[str, Any]:
             if dataset_binding.identity(binding) != run.params.get("binding"):
                 # Bound to other data since this job was queued; that binding's job lists it.
                 return {"superseded": True}
-            await run.progress(0, None)
+            # Progress counts the files taken so far: a listing's length is not known.
             result = await dataset_binding.ingest_files(conn, settings, pid, binding, kind=kind,
-                                                        detect_missing=detect_missing)
+                                                        detect_missing=detect_missing,
+                                                        progress=run.progress)
             await run.mark(conn)
+        await run.progress(result.listed, result.listed, force=True)
     except DatastoreError as exc:
         failed = ingest.IngestResult(kind=kind, errors=[str(exc)],
                                      finished_at=datetime.now(UTC).isoformat())

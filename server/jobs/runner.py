@@ -91,10 +91,10 @@ class JobRun:
         """Record, inside the transaction that makes the job's changes, that they are made."""
         await conn.execute(_MARK, self.id)
 
-    async def progress(self, done: int, total: int | None) -> None:
+    async def progress(self, done: int, total: int | None, *, force: bool = False) -> None:
         """Save and announce progress, at most every PROGRESS_S."""
         now = time.monotonic()
-        if now - self.last_report < PROGRESS_S:
+        if not force and now - self.last_report < PROGRESS_S:
             return
         self.last_report = now
         await self.services.db.execute(_PROGRESS, self.id, done, total)

@@ -100,6 +100,7 @@ def test_a_refresh_answers_at_once_with_a_job_that_lists_the_data(
     done = wait_job(owner, job)
     assert done["status"] == "done" and done["error"] is None and done["attempts"] == 1
     assert (done["result"]["added"], done["result"]["missing"]) == (1, 1)
+    assert done["done"] == done["total"] == done["result"]["listed"] == 3
     listed = owner.get(f"/api/v1/projects/{pid}/jobs").json()["jobs"]
     assert [j["kind"] for j in listed] == ["refresh", "bind"]
     assert owner.get(f"/api/v1/projects/{pid}/jobs", params={"status": "done"}).json()["jobs"] == listed
