@@ -20,7 +20,7 @@ from pycrdt import Map
 from server.services import Services
 from tests.conftest import bind_folder
 from tests.export_setup import MakeUser
-from tests.infra import Api, unique
+from tests.infra import Api, finished, unique
 from tests.yclient import py_client
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 230)}
@@ -68,8 +68,9 @@ async def test_prelabels_from_a_trained_model_reach_the_document_live(
     assert bind_folder(owner, pid, folder).ok
     assert owner.get(f"/api/v1/projects/{pid}/ml").json()["ml"]["phase"] == "waiting_for_labels"
     table = "image,label\n" + "".join(f"{k},{truth[k]}\n" for k in sorted(truth)[:45])
-    r = owner.post(f"/api/v1/projects/{pid}/imports", files=[("file", ("t.csv", table.encode(), "text/csv"))],
-                   data={"mapping": '{"image": "image", "category": "label"}'})
+    r = finished(owner, owner.post(f"/api/v1/projects/{pid}/imports",
+                                   files=[("file", ("t.csv", table.encode(), "text/csv"))],
+                                   data={"mapping": '{"image": "image", "category": "label"}'}))
     assert r.status_code == 200 and r.json()["labeled"] == 45, r.text
     owner.put(f"/api/v1/projects/{pid}/members", {"email": labeler.email, "role": "labeler"})
     assert owner.post(f"/api/v1/projects/{pid}/start").status_code == 200

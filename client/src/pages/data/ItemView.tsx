@@ -1,7 +1,7 @@
 // One item in the data manager: its image with the final label or any labeler's annotation
 // drawn over it, every annotation side by side as thumbnails, what is known about it, the
 // actions on it, and the previous / next item of the filtered list (buttons, or ← / →).
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { get, type LabelNode, type Project } from "../../api";
 import { ErrorBox, Spinner, navigate, useLoad } from "../../ui";
 import { labelColors, labelNames } from "../labeling/parts";
@@ -29,17 +29,21 @@ export function ItemView({ project, tree, iid, query }: { project: Project; tree
   const current = shown.find((s) => s.id === chosen) ?? shown[0] ?? null;
   const go = (to: { id: number } | null | undefined) => to && navigate(dataHash(pid, query, to.id));
 
+  // The keys read the neighbours as last rendered: a listener re-registered by an effect
+  // would still hold the previous item's for a moment after the buttons show the new ones.
+  const latest = useRef(near);
+  latest.current = near;
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       const t = e.target as HTMLElement | null;
       if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
-      if (e.key === "ArrowLeft") go(near?.previous);
-      else if (e.key === "ArrowRight") go(near?.next);
+      if (e.key === "ArrowLeft") go(latest.current?.previous);
+      else if (e.key === "ArrowRight") go(latest.current?.next);
       else if (e.key === "Escape") navigate(dataHash(pid, query));
     };
     addEventListener("keydown", onKey);
     return () => removeEventListener("keydown", onKey);
-  }, [near]);
+  }, [pid, queryString(query)]);
 
   return (
     <div class="dm-item" data-testid="item-view">
