@@ -15,13 +15,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis
 
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.services import Services
 from server.settings import Settings
 from tests.azurite import AzuriteInfo, run_azurite
-from tests.infra import ROOT, Api, Bound, bound, run_server, server_env, tcp_open, unique
+from tests.infra import ROOT, Api, Bound, bound, delete_keys, run_server, server_env, tcp_open, unique
 
 pytest_plugins = ["tests.reliability"]
 
@@ -124,10 +123,7 @@ def database_url(fresh_database: Callable[[], str]) -> str:
 def redis_prefix(redis_url: str) -> Iterator[str]:
     prefix = f"colabel-test-{uuid.uuid4().hex[:10]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=prefix + "*", count=1000):
-        client.delete(key)
-    client.close()
+    delete_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="session")
@@ -225,11 +221,8 @@ def own_engines(fresh_database: Callable[[], str], redis_url: str,
         return env
 
     yield make
-    client = redis.Redis.from_url(redis_url)
     for prefix in prefixes:
-        for key in client.scan_iter(match=prefix + "*", count=1000):
-            client.delete(key)
-    client.close()
+        delete_keys(redis_url, prefix)
 
 
 @functools.cache

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -284,6 +285,14 @@ def bound(api: Api, response: httpx.Response, timeout_s: float = 60) -> Bound:
     """Wait for the registration job a binding (or a project created with one) queued."""
     job = response.json().get("job") if response.status_code in (200, 201, 202) else None
     return Bound(response, wait_job(api, job, timeout_s) if job else None)
+
+
+def delete_keys(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key under `prefix` (a run's, a server's of its own)."""
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        client.delete(key)
+    client.close()
 
 
 def unique(prefix: str = "x") -> str:

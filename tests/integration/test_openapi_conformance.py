@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN_EMAIL, PASSWORD
-from tests.infra import ROOT, Api, run_server, server_env
+from tests.infra import ROOT, Api, delete_keys, run_server, server_env
 from tests.reliability import Measured
 
 CONFIG = ROOT / "tests" / "schemathesis.toml"
+
 # Examples per operation; COLABEL_FUZZ_EXAMPLES raises it for a longer hunt.
 EXAMPLES = int(os.environ.get("COLABEL_FUZZ_EXAMPLES", "25"))
 
@@ -30,8 +31,11 @@ EXAMPLES = int(os.environ.get("COLABEL_FUZZ_EXAMPLES", "25"))
            "(examples, coverage and fuzzing phases, every default check) as an admin.",
     promise="No 5xx, and every status, header, content type and body is one the document describes.")
 def test_the_api_answers_as_its_document_says(fresh_database: Callable[[], str], redis_url: str,
-                                               tmp_path: Path, measured: Measured) -> None:
-    env = server_env(fresh_database(), redis_url, f"colabel-fuzz-{os.getpid()}:", tmp_path / "data",
+                                               tmp_path: Path, measured: Measured,
+                                               request: pytest.FixtureRequest) -> None:
+    prefix = f"colabel-fuzz-{os.getpid()}:"
+    request.addfinalizer(lambda: delete_keys(redis_url, prefix))
+    env = server_env(fresh_database(), redis_url, prefix, tmp_path / "data",
                      COLABEL_LOGIN_MAX_FAILURES_ADDRESS="100000")
     subprocess.run([sys.executable, "-m", "server", "createuser", "--email", ADMIN_EMAIL, "--password",
                     PASSWORD, "--name", "Admin", "--admin"], env=env, cwd=ROOT, check=True,
