@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from server.data import label_import, table_import
+from server.data.import_transaction import Check
 from server.data.uploads import UploadBatch
 from server.errors import Conflict
 from server.jobs import store as jobs
@@ -42,7 +43,7 @@ async def _project(run: JobRun) -> asyncpg.Record:
     return row
 
 
-def _check(run: JobRun) -> label_import.Check:
+def _check(run: JobRun) -> Check:
     """Run inside the import's transaction, under the project lock: the project must still
     take changes, and the job's commit marker goes in with the import's changes."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -29,7 +29,7 @@ import numpy as np
 
 from collab.schema import DEFAULT_TILE_SIZE, SchemaError, TaskType, validate_annotation
 from server.data import dataset_formats as label_files
-from server.data import imported_labels, ingest
+from server.data import imported_labels
 from server.data.dataset_formats import (
     CocoAnnotation,
     CocoHead,
@@ -38,12 +38,12 @@ from server.data.dataset_formats import (
     Parsed,
     Problem,
 )
+from server.data.import_transaction import Check, import_transaction
 from server.data.progress import Progress, Reporter, batches_in_thread
 from server.database import Database
 from server.errors import Unprocessable
 from server.exports import geometry
 from server.projects import label_store as labels
-from server.projects import projects
 from server.projects.label_tree import (
     MAX_DEPTH,
     LabelIndex,
@@ -133,7 +133,6 @@ class LabelImportOptions(Strict):
     accept_partial: bool = False
 
 
-Check = Callable[[asyncpg.Connection], Awaitable[None]]
 
 
 @dataclass
@@ -193,11 +192,7 @@ async def import_label_file(db: Database, pid: int, user_id: int, task_type: str
     kind = check_kind(filename, opts.format, task_type)
     report = Reporter(progress)
     log = ProblemLog()
-    async with db.bulk() as conn, conn.transaction():
-        await conn.execute(projects.LOCK, pid)
-        if check is not None:
-            await check(conn)
-        await ingest.lock_project(conn, pid, wait=True)
+    async with import_transaction(db, pid, check) as conn:
         await conn.execute(_STAGING)
         try:
             staged = await _stage(conn, kind, path, task_type, log, report)

@@ -82,3 +82,4 @@ async def batches_in_thread(produce: Callable[[], Iterator[T]], size: int,
     finally:
         stop.set()
         await asyncio.shield(worker)
+

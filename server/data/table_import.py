@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -28,11 +28,11 @@ from server.data.datastores.base import UnsafeKey
 from server.data.datastores.factory import open_datastore
 from server.data.datastores.keys import accepted, check_key
 from server.data.datastores.local import LocalDatastore
+from server.data.import_transaction import Check, import_transaction
 from server.data.progress import Progress, Reporter, batches_in_thread
 from server.data.table_files import BadRow, Format, TabularError, detect_format, read_columns, read_rows
 from server.database import Database
 from server.errors import Unprocessable
-from server.projects import projects
 from server.projects.label_tree import LabelIndex
 from server.settings import Settings
 from server.validation import Strict
@@ -403,7 +403,6 @@ class ImportOptions(Strict):
     format: Literal["csv", "jsonl", "parquet"] | None = None
 
 
-Check = Callable[[asyncpg.Connection], Awaitable[None]]
 BATCH = 5000
 WRITE_BATCH = 1000
 _STAGING = """
@@ -468,11 +467,7 @@ async def import_table_file(db: Database, settings: Settings, pid: int, user_id:
     local_root = await _local_root(settings, pid, binding)
     report = Reporter(progress)
     log = _ErrorLog()
-    async with db.bulk() as conn, conn.transaction():
-        await conn.execute(projects.LOCK, pid)
-        if check is not None:
-            await check(conn)
-        await ingest.lock_project(conn, pid, wait=True)
+    async with import_transaction(db, pid, check) as conn:
         label_index = LabelIndex.from_rows(await conn.fetch(_LABEL_ROWS, pid))
         planner = _RowPlanner(mapping, task_type, label_index, image_resolver(binding, local_root),
                               first_row=None)
