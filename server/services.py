@@ -104,7 +104,10 @@ class Services:
         await self.keeper.stop()
         if self._started:
             await self.access.stop()
-            await self.rooms.stop()
+        # Even never started, the rooms may hold work that outlives the caller: an edit
+        # applied after its commit loads a room (a pub/sub connection of its own) and queues
+        # fan-out; stopping flushes it and closes that connection with the rest.
+        await self.rooms.stop()
         await self.work.events.drain()
         await self.redis.aclose()
         await self.db.close()
